@@ -1,0 +1,33 @@
+# spol: `make demo` runs the method end to end, `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test demo lint bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: the versions that lie on this machine's disk.
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install spol with its dev extras (quick when done)
+
+test: install  ## Install, check the layering, run every test
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+demo: install  ## Install, then run the demo (synthetic benchmark, SPOL vs CAM)
+	$(BIN)/spol demo
+
+lint: install  ## Check that no module imports a layer above it
+	$(BIN)/lint-imports
+
+clean:  ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis
