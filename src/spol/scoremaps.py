@@ -1,0 +1,39 @@
+"""Score-map conventions shared by localization and evaluation.
+
+A score map is a 2-D float array with values in [0, 1] (1 = object). The WSOL
+protocol evaluates maps at 224 x 224, the image resized (not cropped) to that size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROTOCOL_SIZE = 224
+"""Side of the square resolution at which the WSOL protocol evaluates maps."""
+
+
+class ScoreMapError(ValueError):
+    """A score map that breaks the convention (not 2-D, NaN, values outside [0, 1])."""
+
+
+def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
+    """Raise ScoreMapError naming `name` when `scoremap` is not a valid score map."""
+    if scoremap.ndim != 2:
+        raise ScoreMapError(f"{name}: expected a 2-D array, got shape {scoremap.shape}")
+    if not np.issubdtype(scoremap.dtype, np.floating):
+        raise ScoreMapError(f"{name}: expected a float array, got dtype {scoremap.dtype}")
+    if np.isnan(scoremap).any():
+        raise ScoreMapError(f"{name}: contains NaN")
+    if scoremap.size and (scoremap.min() < 0 or scoremap.max() > 1):
+        raise ScoreMapError(
+            f"{name}: values must lie in [0, 1], got [{scoremap.min():.4g}, {scoremap.max():.4g}]"
+        )
+
+
+def normalize_minmax(scoremap: np.ndarray) -> np.ndarray:
+    """Rescale a map to [0, 1] by its min and max (an all-constant map becomes zeros)."""
+    scoremap = scoremap.astype(np.float32, copy=False)
+    low, high = float(scoremap.min()), float(scoremap.max())
+    if high - low <= 0:
+        return np.zeros_like(scoremap)
+    return (scoremap - low) / (high - low)
