@@ -31,8 +31,8 @@ class ImageRecord:
         split: ``"train"``, ``"val"`` or ``"test"``.
         boxes: Ground-truth boxes, ``(x0, y0, x1, y1)`` in original pixels; may be empty.
         size: ``(width, height)`` in pixels when the dataset states it, else None.
-        mask_paths: Instance masks (grayscale images, foreground > 0.5 of the range after
-            reading as 8-bit and dividing by 255), empty when the dataset has none.
+        mask_paths: Instance masks (grayscale images read as 8-bit; foreground where the
+            value is > 0.5, as in the protocol), empty when the dataset has none.
         ignore_path: Ignore-region mask (same encoding), or None.
     """
 
