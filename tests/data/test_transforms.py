@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from spol.data.transforms import NORMALIZATION, denormalize, eval_transform, train_transform
+
+
+def _image(width: int = 40, height: int = 40) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_eval_transform_resizes_without_crop_and_normalizes():
+    out = eval_transform(resize=32, normalization="half")(Image.new("RGB", (40, 30), (255, 0, 128)))
+    assert out.shape == (3, 32, 32)
+    torch.testing.assert_close(out[:, 5, 5], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]))
+
+
+def test_train_transform_moves_mask_with_image():
+    # Resize is the identity at 40 px, so a mask equal to red > 127 must still match after crop and flip.
+    image = _image()
+    mask = tv_tensors.Mask(torch.from_numpy((np.asarray(image)[..., 0] > 127).astype(np.uint8)))
+    torch.manual_seed(0)
+    for _ in range(5):
+        out_image, out_mask = train_transform(resize=40, crop=24, normalization="imagenet")(image, mask)
+        assert out_image.shape == (3, 24, 24) and out_mask.shape == (24, 24)
+        red = denormalize(out_image[None], "imagenet")[0, 0]
+        assert torch.equal(out_mask.bool(), red > 127.5 / 255)
+
+
+def test_unknown_normalization_is_an_error():
+    with pytest.raises(ValueError, match="normalization"):
+        eval_transform(resize=8, normalization="imagenet21k")
+    assert set(NORMALIZATION) == {"imagenet", "half"}
