@@ -1,1 +1,2 @@
 """Imports every command module so that its commands register on the app."""
+from spol.cli import data  # noqa: F401

@@ -1,0 +1,142 @@
+"""Shared steps of the dataset readers: index-file lines, box checks and the final record pass.
+
+Each reader gathers `PendingRecord`s (what the index files say about an image, with where each
+statement was read) and hands them to `finish_records`, which fills sizes from image headers,
+checks every box against its image and turns every failure into a `Problem`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spol.data.images import UnreadableImageError, read_image_sizes
+from spol.data.records import Box, DatasetFormatError, ImageRecord, Problem, Split
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a statement was read: an index file line (``"file:line"``) or a file path."""
+
+    path: str | None = None
+    line: str | None = None
+
+    def problem(self, message: str) -> Problem:
+        return Problem(message, path=self.path, line=self.line)
+
+
+@dataclass
+class PendingRecord:
+    """An image whose index entries were read, before its size and boxes are checked."""
+
+    image_id: str
+    path: Path
+    label: int
+    split: Split
+    boxes: list[tuple[Box, Source]] = field(default_factory=list)
+    size: tuple[int, int] | None = None
+    mask_paths: tuple[Path, ...] = ()
+    ignore_path: Path | None = None
+
+
+def read_lines(path: Path) -> Iterator[tuple[Source, str]]:
+    """Non-blank lines of a UTF-8 text index file, stripped, with their ``file:line`` source.
+
+    Raises:
+        DatasetFormatError: the file cannot be read as UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetFormatError(f"cannot read {path} as UTF-8 text: {error}") from error
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield Source(line=f"{path}:{number}"), line
+
+
+def format_box(box: Box) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
+
+
+def check_box(box: Box, size: tuple[int, int]) -> tuple[Box | None, str | None]:
+    """Check a ``(x0, y0, x1, y1)`` box against a ``(width, height)`` image.
+
+    Returns:
+        ``(box, None)`` for a valid box; ``(clipped, message)`` for a box reaching outside the
+        image (clipped to ``[0, width] x [0, height]``, as ``x1 = x + w`` may equal the width);
+        ``(None, message)`` for a box to drop: not finite, ``x1 < x0`` or ``y1 < y0``, or empty
+        once clipped (entirely outside the image).
+    """
+    if not all(math.isfinite(v) for v in box):
+        return None, f"box {format_box(box)} has a non-finite coordinate; dropped"
+    x0, y0, x1, y1 = box
+    if x1 < x0 or y1 < y0:
+        return None, f"box {format_box(box)} has x1 < x0 or y1 < y0; dropped"
+    width, height = size
+    clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+    if clipped == tuple(box):
+        return box, None
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        return None, f"box {format_box(box)} lies outside the {width}x{height} image; dropped"
+    return clipped, f"box {format_box(box)} outside {width}x{height} image, clipped to {format_box(clipped)}"
+
+
+def parse_box(fields: list[str]) -> Box:
+    """Four numbers as a float box; ValueError when one is not a number."""
+    if len(fields) != 4:
+        raise ValueError(f"expected 4 box coordinates, got {len(fields)}")
+    x0, y0, x1, y1 = (float(v) for v in fields)
+    return (x0, y0, x1, y1)
+
+
+def finish_records(
+    pending: list[PendingRecord], problems: list[Problem], *, workers: int | None, progress: bool
+) -> list[ImageRecord]:
+    """Fill missing sizes from image headers, check boxes, and build the records.
+
+    A missing or unreadable image is appended to `problems` (with its path) and gives no record;
+    a clipped or dropped box is appended with the source it was read from.
+    """
+    unsized = [p for p in pending if p.size is None]
+    sizes = read_image_sizes([p.path for p in unsized], workers=workers, progress=progress)
+    failed: set[int] = set()
+    for item, size in zip(unsized, sizes):
+        if isinstance(size, FileNotFoundError):
+            problems.append(Problem(f"image file missing; image {item.image_id} skipped", path=str(item.path)))
+            failed.add(id(item))
+        elif isinstance(size, UnreadableImageError):
+            problems.append(
+                Problem(
+                    f"unreadable image, image {item.image_id} skipped: {size.__cause__ or size}", path=str(item.path)
+                )
+            )
+            failed.add(id(item))
+        else:
+            item.size = size
+    records = []
+    for item in pending:
+        if id(item) in failed or item.size is None:
+            continue
+        boxes = []
+        for box, source in item.boxes:
+            checked, message = check_box(box, item.size)
+            if message is not None:
+                problems.append(source.problem(f"{message} (image {item.image_id})"))
+            if checked is not None:
+                boxes.append(checked)
+        records.append(
+            ImageRecord(
+                image_id=item.image_id,
+                path=item.path,
+                label=item.label,
+                split=item.split,
+                boxes=tuple(boxes),
+                size=item.size,
+                mask_paths=item.mask_paths,
+                ignore_path=item.ignore_path,
+            )
+        )
+    return records

@@ -1,0 +1,194 @@
+"""Your own data: a folder of images plus one CSV file of labels and boxes.
+
+``labels.csv`` (comma-separated, UTF-8, with a header; column order free)::
+
+    image,label,x0,y0,x1,y1,split
+    birds/a.jpg,sparrow,10,20,110,90,test
+    birds/a.jpg,sparrow,120,5,200,60,test     one row per box: a second box of birds/a.jpg
+    birds/b.jpg,robin,,,,,                    no box (an image for training)
+
+- ``image``: path relative to the CSV's folder (or absolute); it is the record's ``image_id``.
+- ``label``: a class name, or a class index. With a ``classes.txt`` beside the CSV (one class
+  name per line, line order = label order) a label is looked up by name first, then taken as an
+  index into that list, and anything else is an unknown class. Without it, labels that are all
+  non-negative integers are indices (class names ``"0"``, ``"1"``, ...); otherwise every label is
+  a name and the classes are the sorted distinct names.
+- ``x0,y0,x1,y1``: the box in original pixels (``x1 = x0 + width``); the four columns may be left
+  out of the file, and left empty in a row (an image without box).
+- ``split`` (optional column): ``train``, ``val`` or ``test``; an absent column or an empty cell
+  means ``train`` (the common case of a folder of training images; mark evaluation images ``test``).
+
+Rows of the same image must agree on label and split. Images in the folder that the CSV does not
+list are not read.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from spol.data._reading import PendingRecord, Source, finish_records, format_box, parse_box, read_lines
+from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, Problem, Split
+
+logger = logging.getLogger(__name__)
+
+CSV_NAME = "labels.csv"
+CLASSES_NAME = "classes.txt"
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+KNOWN_COLUMNS = frozenset({"image", "label", "split", *BOX_COLUMNS})
+
+
+def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None, progress: bool = True) -> Dataset:
+    """Read a folder of images described by a CSV file (see the module docstring for the format).
+
+    Args:
+        root: The folder holding ``labels.csv``, or the path of the CSV file itself (images are
+            then relative to the file's folder).
+        workers: Threads reading image headers (sizes); default `spol.data.images.default_workers`.
+        progress: Show a progress bar while reading image headers.
+
+    Returns:
+        The dataset, format ``"csv"``.
+
+    Raises:
+        DatasetFormatError: no CSV file, no header, or no ``image`` / ``label`` column.
+    """
+    root = Path(root)
+    csv_path = root if root.is_file() else root / CSV_NAME
+    folder = csv_path.parent
+    if not csv_path.is_file():
+        raise DatasetFormatError(
+            f"no {CSV_NAME} in {root}: expected a CSV file with the header image,label,x0,y0,x1,y1[,split] "
+            "(or pass the CSV file's path)"
+        )
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetFormatError(f"cannot read {csv_path} as a UTF-8 CSV file: {error}") from error
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if "image" not in header or "label" not in header:
+        raise DatasetFormatError(
+            f"{csv_path} must start with a header naming the columns image and label "
+            f"(and optionally x0,y0,x1,y1,split); got {rows[0] if rows else 'an empty file'}"
+        )
+    problems: list[Problem] = []
+    header_line = f"{csv_path}:1"
+    unknown = [name for name in header if name not in KNOWN_COLUMNS]
+    if unknown:
+        problems.append(
+            Problem(
+                f"unknown column(s) {', '.join(unknown)}; ignored (known: {', '.join(sorted(KNOWN_COLUMNS))})",
+                line=header_line,
+            )
+        )
+    has_boxes = [name in header for name in BOX_COLUMNS]
+    if any(has_boxes) and not all(has_boxes):
+        problems.append(Problem("box columns need all of x0,y0,x1,y1; boxes ignored", line=header_line))
+    column = {name: header.index(name) for name in KNOWN_COLUMNS if name in header}
+    with_boxes = all(has_boxes)
+
+    # First pass: rows into (source, image, label text, box or None, split).
+    entries: list[tuple[Source, str, str, Box | None, Split]] = []
+    for number, row in enumerate(rows[1:], start=2):
+        source = Source(line=f"{csv_path}:{number}")
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            problems.append(source.problem(f"malformed line: {len(row)} fields for {len(header)} columns; ignored"))
+            continue
+        row = row + [""] * (len(header) - len(row))  # trailing empty cells may be left out
+        cells = {name: row[index].strip() for name, index in column.items()}
+        image, label = cells["image"], cells["label"]
+        if not image or not label:
+            problems.append(source.problem("malformed line: empty image or label; ignored"))
+            continue
+        split = cells.get("split") or "train"
+        if split not in SPLITS:
+            problems.append(source.problem(f"unknown split {split!r} (expected train, val or test); ignored"))
+            continue
+        box = None
+        if with_boxes:
+            values = [cells[name] for name in BOX_COLUMNS]
+            if any(values):
+                try:
+                    box = parse_box(values)
+                except ValueError:
+                    problems.append(
+                        source.problem(f"malformed box {values}: give four numbers or leave all four empty; ignored")
+                    )
+                    continue
+        entries.append((source, image, label, box, split))  # type: ignore[arg-type]
+
+    class_names, label_index = _classes(folder, [label for _, _, label, _, _ in entries], problems)
+
+    pending: dict[str, PendingRecord] = {}
+    first_row: dict[str, Source] = {}
+    seen_boxes: dict[tuple[str, Box], Source] = {}
+    for source, image, label_text, box, split in entries:
+        label = label_index(label_text)
+        if label is None:
+            problems.append(
+                source.problem(
+                    f"unknown class {label_text!r} ({len(class_names)} classes in {folder / CLASSES_NAME}); ignored"
+                )
+            )
+            continue
+        image_id = Path(image).as_posix()
+        record = pending.get(image_id)
+        if record is None:
+            record = pending[image_id] = PendingRecord(image_id, folder / image, label, split)
+            first_row[image_id] = source
+        elif (record.label, record.split) != (label, split):
+            problems.append(
+                source.problem(
+                    f"image {image_id} has label {label_text!r} and split {split} here but "
+                    f"{class_names[record.label]!r} and {record.split} at {first_row[image_id].line}; ignored"
+                )
+            )
+            continue
+        if box is not None:
+            if (image_id, box) in seen_boxes:
+                problems.append(
+                    source.problem(
+                        f"duplicate box {format_box(box)} of image {image_id} "
+                        f"(first at {seen_boxes[image_id, box].line}); ignored"
+                    )
+                )
+                continue
+            seen_boxes[image_id, box] = source
+            record.boxes.append((box, source))
+    records = finish_records(list(pending.values()), problems, workers=workers, progress=progress)
+    logger.info("CSV %s: %d images, %d classes, %d problems", csv_path, len(records), len(class_names), len(problems))
+    return Dataset(format="csv", root=folder, class_names=class_names, records=records, problems=problems)
+
+
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _classes(folder: Path, labels: list[str], problems: list[Problem]) -> tuple[list[str], Callable[[str], int | None]]:
+    """(class names, function from a label cell to its index or None), by the rules of the module docstring."""
+    classes_file = folder / CLASSES_NAME
+    if classes_file.is_file():
+        names: list[str] = []
+        for source, line in read_lines(classes_file):
+            if line in names:
+                problems.append(source.problem(f"class {line!r} listed again; labels keep its first line"))
+            names.append(line)
+        by_name = {name: index for index, name in reversed(list(enumerate(names)))}
+
+        def lookup(text: str) -> int | None:
+            if text in by_name:
+                return by_name[text]
+            return int(text) if _is_index(text) and int(text) < len(names) else None
+
+        return names, lookup
+    if labels and all(_is_index(text) for text in labels):
+        return [str(i) for i in range(max(int(text) for text in labels) + 1)], lambda text: int(text)
+    names = sorted(set(labels))
+    by_name = {name: index for index, name in enumerate(names)}
+    return names, by_name.get

@@ -1,0 +1,218 @@
+"""Reading image files: RGB decoding of every colour mode, cheap header sizes, parallel checks.
+
+Every image is seen as displayed: the EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``),
+so sizes are ``(width, height)`` after rotation and boxes are read in those coordinates.
+
+Colour modes (``load_image_rgb``):
+
+- ``RGB``, ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ``RGBX`` ... : PIL's own conversion to RGB (as the
+  reference protocol's ``Image.open(path).convert("RGB")``; CMYK uses PIL's plain formula, no ICC profile).
+- Transparency (``RGBA``, ``LA``, ``PA``, ``P`` or ``L``/``RGB`` with a ``transparency`` entry): composited
+  on **white** (`ALPHA_BACKGROUND`). Transparent pixels are background in cut-out images, and viewers
+  and browsers show them on a white page; dropping the alpha channel instead would expose whatever
+  colour the encoder left under it (often black).
+- 16-bit (``I;16``, ``I;16B``, ``I;16L``, and ``I``, which PIL uses for some 16-bit PNGs): values in
+  ``[0, 65535]`` scaled to ``[0, 255]`` by ``round(v / 257)`` (PIL's own conversion would clip at 255
+  and turn most 16-bit images white). ``I`` values outside ``[0, 65535]`` are clipped first.
+- ``F`` (32-bit float): taken as ``[0, 255]`` values, clipped and rounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin
+from tqdm import tqdm
+
+from spol.data.records import Problem
+
+logger = logging.getLogger(__name__)
+
+SIZE_MISMATCH = "image size differs"
+"""Start of the `verify_images` problem for an image that decodes at another size than stated."""
+
+ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+"""Colour that transparent pixels are composited on."""
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Orientations 5-8 swap width and height (transpose, rotations by 90 degrees).
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_BATCH = 1024
+# Decoding errors PIL raises for broken files (truncated data, bad headers, bombs).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
+
+
+class UnreadableImageError(ValueError):
+    """An image file exists but cannot be decoded; the message names the path and the reason."""
+
+
+def default_workers() -> int:
+    """Threads for image I/O: reading is mostly waiting on the disk, so a few per core."""
+    return min(32, 4 * (os.cpu_count() or 1))
+
+
+def load_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode `path` fully as an RGB image, as displayed (EXIF orientation applied).
+
+    Returns:
+        A PIL image of mode ``"RGB"`` (``H x W x 3`` uint8 in ``[0, 255]``); see the module
+        docstring for how each colour mode is converted.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        UnreadableImageError: the file is not an image PIL can decode (truncated, corrupt, an
+            unsupported mode); the message names the path.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)  # a plain in-memory copy, detached from the file
+            return _to_rgb(image)
+    except FileNotFoundError:
+        raise
+    except _DECODE_ERRORS as error:
+        raise UnreadableImageError(f"cannot decode image {path}: {error}") from error
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        gray = np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode == "F":
+        gray = np.rint(np.clip(np.asarray(image, dtype=np.float64), 0, 255)).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of the image as displayed (after EXIF orientation), from the header only.
+
+    Opening with PIL reads the header, not the pixels, so this is cheap. For PNG files the EXIF
+    block is looked up only where PIL finds it before the pixel data (an ``eXIf`` chunk placed after
+    the pixels, which is rare, is not seen without decoding the whole image).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        UnreadableImageError: the header is not one of an image PIL knows.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if isinstance(image, PngImagePlugin.PngImageFile) and "exif" not in image.info:
+                exif = Image.Image.getexif(image)  # the PNG override would decode the pixels
+            else:
+                exif = image.getexif()
+            orientation = exif.get(ExifTags.Base.Orientation, 1)
+    except FileNotFoundError:
+        raise
+    except _DECODE_ERRORS as error:
+        raise UnreadableImageError(f"cannot read the header of image {path}: {error}") from error
+    if orientation in _SWAPPING_ORIENTATIONS:
+        return height, width
+    return width, height
+
+
+def read_image_sizes(
+    paths: Sequence[Path], *, workers: int | None = None, progress: bool = True
+) -> list[tuple[int, int] | Exception]:
+    """`image_size` of each path, read by `workers` threads; a failure is returned in its place.
+
+    Returns:
+        One entry per path, in order: ``(width, height)``, or the ``FileNotFoundError`` /
+        ``UnreadableImageError`` raised for it.
+    """
+
+    def one(path: Path) -> tuple[int, int] | Exception:
+        try:
+            return image_size(path)
+        except (FileNotFoundError, UnreadableImageError) as error:
+            return error
+
+    return _map(one, paths, workers=workers, progress=progress, desc="reading image headers")
+
+
+def verify_images(
+    paths: Sequence[Path],
+    workers: int | None = None,
+    *,
+    sizes: Sequence[tuple[int, int] | None] | None = None,
+    progress: bool = True,
+) -> list[Problem]:
+    """Decode every image fully (`load_image_rgb`) in parallel and return the problems found.
+
+    Args:
+        paths: Image files.
+        workers: Decoding threads (PIL releases the GIL while decoding); default `default_workers`.
+        sizes: Optional expected ``(width, height)`` per path (as displayed); a decoded image of
+            another size is a problem too.
+        progress: Show a tqdm progress bar on stderr.
+
+    Returns:
+        One `Problem` (with the image path) per missing, undecodable or wrongly sized image, in
+        the order of `paths`.
+    """
+    if sizes is not None and len(sizes) != len(paths):
+        raise ValueError(f"sizes has {len(sizes)} entries for {len(paths)} paths; give one per path or None")
+
+    def one(index: int) -> Problem | None:
+        path = paths[index]
+        try:
+            image = load_image_rgb(path)
+        except FileNotFoundError:
+            return Problem("image file missing", path=str(path))
+        except UnreadableImageError as error:
+            return Problem(f"unreadable image: {error.__cause__ or error}", path=str(path))
+        expected = sizes[index] if sizes is not None else None
+        if expected is not None and tuple(image.size) != tuple(expected):
+            width, height = image.size
+            return Problem(
+                f"{SIZE_MISMATCH}: decoded {width}x{height}, the dataset states {expected[0]}x{expected[1]}",
+                path=str(path),
+            )
+        return None
+
+    results = _map(one, range(len(paths)), workers=workers, progress=progress, desc="decoding images")
+    return [problem for problem in results if problem is not None]
+
+
+def _map(function, items, *, workers: int | None, progress: bool, desc: str) -> list:  # type: ignore[no-untyped-def]
+    """``[function(item) for item in items]`` on a thread pool, in order, with a progress bar."""
+    items = list(items)
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress or not items, leave=False)
+    try:
+        if workers == 1 or len(items) < 2 * workers:
+            results = []
+            for item in items:
+                results.append(function(item))
+                bar.update()
+            return results
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = []
+            # Batches keep the number of pending futures bounded for millions of images.
+            for start in range(0, len(items), _BATCH):
+                batch = items[start : start + _BATCH]
+                results.extend(pool.map(function, batch))
+                bar.update(len(batch))
+            return results
+    finally:
+        bar.close()

@@ -1,0 +1,93 @@
+"""One entry point over the dataset readers, and the summary `spol data summary` prints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from spol.data.images import SIZE_MISMATCH, verify_images
+from spol.data.records import SPLITS, Dataset, ImageRecord, Split
+
+FORMATS: tuple[str, ...] = ("cub", "wsol", "imagenet", "csv")
+"""Dataset formats `read_dataset` reads."""
+
+
+def read_dataset(
+    root: str | os.PathLike[str], format: str, *, workers: int | None = None, progress: bool = True
+) -> Dataset:
+    """Read the dataset at `root` in `format`.
+
+    Args:
+        root: The dataset folder (``"csv"`` also takes the CSV file's path).
+        format: ``"cub"`` (CUB-200-2011 as distributed, `spol.data.read_cub`), ``"wsol"``
+            (wsolevaluation metadata, `spol.data.wsol.read_wsol`), ``"imagenet"`` (ILSVRC folders,
+            `spol.data.read_imagenet`) or ``"csv"`` (images plus ``labels.csv``, `spol.data.read_csv_folder`).
+        workers: Threads reading image headers.
+        progress: Show progress bars.
+
+    Raises:
+        ValueError: `format` is not one of `FORMATS`.
+        DatasetFormatError: `root` is not a dataset of that format (the message names what is missing).
+    """
+    if format == "cub":
+        from spol.data.cub import read_cub
+
+        return read_cub(root, workers=workers, progress=progress)
+    if format == "imagenet":
+        from spol.data.imagenet import read_imagenet
+
+        return read_imagenet(root, workers=workers, progress=progress)
+    if format == "csv":
+        from spol.data.csv_folder import read_csv_folder
+
+        return read_csv_folder(root, workers=workers, progress=progress)
+    if format == "wsol":
+        from spol.data.wsol import read_wsol
+
+        return read_wsol(root, workers=workers, progress=progress)
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+
+
+def summarize(
+    dataset: Dataset,
+    *,
+    verify: bool = False,
+    workers: int | None = None,
+    split: Split | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Counts and problems of a dataset, as the JSON object of ``spol data summary --json``.
+
+    Args:
+        dataset: A dataset from `read_dataset`.
+        verify: Also decode every image fully (`spol.data.verify_images`); images that fail are
+            problems and are left out of the counts, and a decoded size other than the record's
+            is a problem.
+        workers: Decoding threads for `verify`.
+        split: Count (and verify) only this split; the reading problems are all listed.
+        progress: Show a progress bar while verifying.
+
+    Returns:
+        ``{"format", "images": {split: count} (splits in train, val, test order), "classes",
+        "boxes", "images_with_masks", "problems": [Problem.to_json(), ...]}``.
+    """
+    records: list[ImageRecord] = dataset.records if split is None else dataset.split(split)
+    problems = list(dataset.problems)
+    if verify:
+        found = verify_images(
+            [r.path for r in records], workers=workers, sizes=[r.size for r in records], progress=progress
+        )
+        problems += found
+        undecodable = {p.path for p in found if not p.problem.startswith(SIZE_MISMATCH)}
+        records = [r for r in records if str(r.path) not in undecodable]
+    counts = {s: 0 for s in SPLITS}
+    for record in records:
+        counts[record.split] = counts.get(record.split, 0) + 1
+    return {
+        "format": dataset.format,
+        "images": {s: n for s, n in counts.items() if n or s == split},
+        "classes": dataset.num_classes,
+        "boxes": sum(len(r.boxes) for r in records),
+        "images_with_masks": sum(1 for r in records if r.mask_paths),
+        "problems": [p.to_json() for p in problems],
+    }

@@ -1,0 +1,129 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spol.data import FORMATS, DatasetFormatError, read_dataset, summarize
+from spol.data.images import SIZE_MISMATCH
+
+
+def _image(path: Path, size: tuple[int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (1, 2, 3)).save(path)
+
+
+def _csv_dataset(root: Path) -> Path:
+    for name, size in {"a.png": (20, 20), "b.png": (10, 10), "c.png": (8, 6), "d.jpg": (64, 64)}.items():
+        _image(root / name, size)
+    (root / "labels.csv").write_text(
+        "image,label,x0,y0,x1,y1,split\n"
+        "a.png,cat,0,0,5,5,test\n"
+        "a.png,cat,1,1,5,5,test\n"
+        "b.png,dog,,,,,train\n"
+        "c.png,dog,0,0,4,4,val\n"
+        "d.jpg,cat,,,,,train\n"
+        "e.png,cat,,,,,train\n"  # missing file
+    )
+    return root
+
+
+def test_summary_counts_and_problems(tmp_path):
+    dataset = read_dataset(_csv_dataset(tmp_path), "csv", progress=False)
+    summary = summarize(dataset)
+    assert summary == {
+        "format": "csv",
+        "images": {"train": 2, "val": 1, "test": 1},
+        "classes": 2,
+        "boxes": 3,
+        "images_with_masks": 0,
+        "problems": [{"problem": "image file missing; image e.png skipped", "path": str(tmp_path / "e.png")}],
+    }
+    assert json.loads(json.dumps(summary)) == summary
+    only_test = summarize(dataset, split="test")
+    assert only_test["images"] == {"test": 1} and only_test["boxes"] == 2
+    assert summarize(dataset, split="val")["boxes"] == 1
+
+
+def test_verify_drops_undecodable_images_from_the_counts(tmp_path):
+    root = _csv_dataset(tmp_path)
+    # d.jpg keeps a valid header but loses its pixels; c.png is replaced by an image of another size
+    # after reading, as a stale stated size would be.
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "d.jpg", quality=95)
+    dataset = read_dataset(root, "csv", progress=False)
+    data = (root / "d.jpg").read_bytes()
+    (root / "d.jpg").write_bytes(data[: len(data) // 2])
+    _image(root / "c.png", (9, 6))
+    assert summarize(dataset)["images"] == {"train": 2, "val": 1, "test": 1}
+    summary = summarize(dataset, verify=True, workers=2, progress=False)
+    assert summary["images"] == {"train": 1, "val": 1, "test": 1}  # d.jpg left out, c.png kept
+    paths = [p.get("path") for p in summary["problems"]]
+    assert paths == [str(root / "e.png"), str(root / "c.png"), str(root / "d.jpg")]
+    assert summary["problems"][1]["problem"].startswith(SIZE_MISMATCH)
+    assert "unreadable" in summary["problems"][2]["problem"]
+
+
+def _tiny_cub(root: Path) -> Path:
+    _image(root / "images" / "001.a" / "x.jpg", (30, 20))
+    (root / "segmentations" / "001.a").mkdir(parents=True)
+    Image.new("L", (30, 20)).save(root / "segmentations" / "001.a" / "x.png")
+    for name, text in {
+        "images.txt": "1 001.a/x.jpg\n",
+        "classes.txt": "1 001.a\n",
+        "image_class_labels.txt": "1 1\n",
+        "bounding_boxes.txt": "1 1 2 3 4\n",
+        "train_test_split.txt": "1 0\n",
+    }.items():
+        (root / name).write_text(text)
+    return root
+
+
+def _tiny_imagenet(root: Path) -> Path:
+    _image(root / "train" / "n01" / "n01_1.JPEG", (12, 10))
+    return root
+
+
+def _tiny_wsol(root: Path) -> Path:
+    _image(root / "test" / "a" / "x.jpg", (30, 20))
+    meta = root / "metadata" / "test"
+    meta.mkdir(parents=True)
+    (meta / "image_ids.txt").write_text("test/a/x.jpg\n")
+    (meta / "class_labels.txt").write_text("test/a/x.jpg,0\n")
+    (meta / "image_sizes.txt").write_text("test/a/x.jpg,30,20\n")
+    (meta / "localization.txt").write_text("test/a/x.jpg,1,2,10,12\n")
+    return root
+
+
+MAKERS = {"cub": _tiny_cub, "imagenet": _tiny_imagenet, "csv": _csv_dataset, "wsol": _tiny_wsol}
+HAS_WSOL = importlib.util.find_spec("spol.data.wsol") is not None
+
+
+@pytest.mark.parametrize(
+    "format",
+    [
+        pytest.param(f, marks=pytest.mark.skipif(f == "wsol" and not HAS_WSOL, reason="spol.data.wsol not written yet"))
+        for f in FORMATS
+    ],
+)
+def test_read_dataset_dispatches_by_format(tmp_path, format):
+    dataset = read_dataset(MAKERS[format](tmp_path), format, progress=False)
+    assert dataset.format == format
+    assert dataset.records and all(r.size is not None for r in dataset.records)
+    # Every other format refuses this folder with a DatasetFormatError (the CLI's exit code 2).
+    for other in FORMATS:
+        if other != format and (other != "wsol" or HAS_WSOL):
+            with pytest.raises(DatasetFormatError):
+                read_dataset(tmp_path, other, progress=False)
+
+
+def test_cub_summary_counts_masks(tmp_path):
+    summary = summarize(read_dataset(_tiny_cub(tmp_path), "cub", progress=False))
+    assert summary["images"] == {"test": 1} and summary["boxes"] == 1 and summary["images_with_masks"] == 1
+
+
+def test_unknown_format_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="cub, wsol, imagenet, csv"):
+        read_dataset(tmp_path, "voc")
