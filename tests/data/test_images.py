@@ -23,6 +23,17 @@ def _halves(width: int = 40, height: int = 20) -> Image.Image:
     return Image.fromarray(array)
 
 
+def test_exif_rotated_jpeg_is_read_as_stored_by_default(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    _halves().save(path, exif=exif, quality=95)
+    assert image_size(path) == (40, 20)
+    pixels = np.asarray(load_image_rgb(path)).astype(int)
+    assert pixels.shape == (20, 40, 3)
+    assert pixels[10, 5, 0] > 200 and pixels[10, 35, 2] > 200
+
+
 def test_exif_rotated_jpeg_is_seen_as_displayed(tmp_path):
     path = tmp_path / "rotated.jpg"
     exif = Image.Exif()
@@ -30,8 +41,8 @@ def test_exif_rotated_jpeg_is_seen_as_displayed(tmp_path):
     _halves().save(path, exif=exif, quality=95)
     with Image.open(path) as raw:
         assert raw.size == (40, 20)
-    assert image_size(path) == (20, 40)
-    image = load_image_rgb(path)
+    assert image_size(path, exif_orientation=True) == (20, 40)
+    image = load_image_rgb(path, exif_orientation=True)
     assert image.mode == "RGB" and image.size == (20, 40)
     # The stored left (red) half becomes the top after a clockwise quarter turn.
     pixels = np.asarray(image).astype(int)
@@ -44,8 +55,8 @@ def test_mirrored_orientation_keeps_the_size(tmp_path):
     exif = Image.Exif()
     exif[ORIENTATION] = 2  # horizontal mirror
     _halves().save(path, exif=exif, quality=95)
-    assert image_size(path) == (40, 20)
-    pixels = np.asarray(load_image_rgb(path)).astype(int)
+    assert image_size(path, exif_orientation=True) == (40, 20)
+    pixels = np.asarray(load_image_rgb(path, exif_orientation=True)).astype(int)
     assert pixels[10, 5, 2] > 200 and pixels[10, 35, 0] > 200
 
 

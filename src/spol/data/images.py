@@ -1,7 +1,10 @@
 """Reading image files: RGB decoding of every colour mode, cheap header sizes, parallel checks.
 
-Every image is seen as displayed: the EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``),
-so sizes are ``(width, height)`` after rotation and boxes are read in those coordinates.
+Dataset images are read as stored, like the reference protocol (``Image.open(p).convert("RGB")``):
+the boxes of CUB, ImageNet and the wsolevaluation metadata were drawn on the stored pixels, so applying
+an EXIF orientation tag would misplace them. New images given to ``spol localize`` are seen as
+displayed: ``exif_orientation=True`` applies the tag (``PIL.ImageOps.exif_transpose``) and sizes are
+then ``(width, height)`` after rotation.
 
 Colour modes (``load_image_rgb``):
 
@@ -58,8 +61,8 @@ def default_workers() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 
-def load_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode `path` fully as an RGB image, as displayed (EXIF orientation applied).
+def load_image_rgb(path: str | os.PathLike[str], *, exif_orientation: bool = False) -> Image.Image:
+    """Decode `path` fully as an RGB image: as stored, or as displayed with `exif_orientation`.
 
     Returns:
         A PIL image of mode ``"RGB"`` (``H x W x 3`` uint8 in ``[0, 255]``); see the module
@@ -74,7 +77,8 @@ def load_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)  # a plain in-memory copy, detached from the file
+            if exif_orientation:
+                image = ImageOps.exif_transpose(image)  # a plain in-memory copy, detached from the file
             return _to_rgb(image)
     except FileNotFoundError:
         raise
@@ -100,8 +104,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of the image as displayed (after EXIF orientation), from the header only.
+def image_size(path: str | os.PathLike[str], *, exif_orientation: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of the image as stored (as displayed with `exif_orientation`), from the header only.
 
     Opening with PIL reads the header, not the pixels, so this is cheap. For PNG files the EXIF
     block is looked up only where PIL finds it before the pixel data (an ``eXIf`` chunk placed after
@@ -124,7 +128,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise
     except _DECODE_ERRORS as error:
         raise UnreadableImageError(f"cannot read the header of image {path}: {error}") from error
-    if orientation in _SWAPPING_ORIENTATIONS:
+    if exif_orientation and orientation in _SWAPPING_ORIENTATIONS:
         return height, width
     return width, height
 
