@@ -1,1 +1,34 @@
-"""models."""
+"""Networks: feature backbones, MFF-Net (CAM and segmentation), the vanilla CAM baseline, classifiers."""
+
+from spol.models.backbones import FeatureBackbone, build_backbone
+from spol.models.classifier import build_classifier
+from spol.models.mffnet import (
+    CrossScaleChannelAttention,
+    MFFNet,
+    MFFNetOutput,
+    build_mffnet_cam,
+    build_mffnet_seg,
+    cam_distillation_loss,
+)
+from spol.models.registry import MODEL_BUILDERS, export_model, load_exported_model
+from spol.models.release import ReleaseNetwork, from_release
+from spol.models.vanilla_cam import VanillaCAM, build_vanilla_cam
+
+__all__ = [
+    "MODEL_BUILDERS",
+    "CrossScaleChannelAttention",
+    "FeatureBackbone",
+    "MFFNet",
+    "MFFNetOutput",
+    "ReleaseNetwork",
+    "VanillaCAM",
+    "build_backbone",
+    "build_classifier",
+    "build_mffnet_cam",
+    "build_mffnet_seg",
+    "build_vanilla_cam",
+    "cam_distillation_loss",
+    "export_model",
+    "from_release",
+    "load_exported_model",
+]

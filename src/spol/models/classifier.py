@@ -1,0 +1,87 @@
+"""Image classifiers that give the class for Top-1 / Top-5 localization accuracy."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import timm
+import torchvision
+from torch import Tensor, nn
+
+from spol.models.backbones import (
+    HALF_NORMALIZATION,
+    IMAGENET_NORMALIZATION,
+    WeightsArg,
+    timm_normalization,
+    create_timm_model,
+    efficientnet_lite0_state_dict,
+    load_state_dict_checked,
+    resnet50_state_dict,
+    timm_model_name,
+)
+
+_HEADS = {"resnet50": "fc.", "efficientnet_lite0": "classifier."}
+
+
+def _drop_unfit_head(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> dict[str, Tensor]:
+    # A head trained for another number of classes (or absent) is replaced by the model's fresh one.
+    expected = model.state_dict()
+    head = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if head and all(k in expected and expected[k].shape == v.shape for k, v in head.items()):
+        return state_dict
+    fresh_head = {k: v for k, v in expected.items() if k.startswith(prefix)}
+    return {**{k: v for k, v in state_dict.items() if not k.startswith(prefix)}, **fresh_head}
+
+
+def build_classifier(
+    *,
+    backbone: str = "efficientnet_lite0",
+    num_classes: int,
+    weights: WeightsArg | Literal["default"] = "default",
+) -> nn.Module:
+    """An image classifier returning B x `num_classes` logits for B x 3 x H x W normalised images.
+
+    The weights file's classification head is kept when its shape fits `num_classes` (e.g. 1000
+    for ImageNet) and replaced by a freshly initialised one otherwise. The returned module has a
+    ``normalization`` attribute (``"imagenet"`` or ``"half"``).
+
+    Args:
+        backbone: ``"resnet50"`` (torchvision, new ``fc``), ``"efficientnet_lite0"`` (timm
+            ``tf_efficientnet_lite0``) or ``"timm:<model_name>"`` (e.g. ``timm:tf_efficientnet_b7``).
+        num_classes: K.
+        weights: as for `spol.models.build_backbone` (``"default"`` is only available for
+            ``efficientnet_lite0``; None gives a random initialisation).
+
+    Raises:
+        ValueError: unknown backbone, ``"default"`` without bundled weights, a file that does not fit.
+        FileNotFoundError: the weights file does not exist.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, not {num_classes}")
+    if backbone == "resnet50":
+        if isinstance(weights, str) and weights == "default":
+            raise ValueError(
+                "classifier 'resnet50' has no bundled weights: pass weights=<local torchvision ResNet-50 file> "
+                "or weights=None"
+            )
+        model: nn.Module = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+        if weights is not None:
+            state_dict = _drop_unfit_head(resnet50_state_dict(weights, keep_fc=True), model, _HEADS[backbone])
+            load_state_dict_checked(model, state_dict, source=str(weights))
+        model.normalization = IMAGENET_NORMALIZATION
+        return model
+    if backbone == "efficientnet_lite0":
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+        if weights is not None:
+            state_dict = _drop_unfit_head(efficientnet_lite0_state_dict(weights), model, _HEADS[backbone])
+            load_state_dict_checked(model, state_dict, source=str(weights))
+        model.normalization = HALF_NORMALIZATION
+        return model
+    if backbone.startswith("timm:"):
+        model_name = timm_model_name(backbone)
+        model = create_timm_model(model_name, weights, num_classes=num_classes)
+        model.normalization = timm_normalization(model.pretrained_cfg, model_name)
+        return model
+    raise ValueError(
+        f"unknown classifier backbone {backbone!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'"
+    )
