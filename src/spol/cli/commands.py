@@ -1,2 +1,3 @@
 """Imports every command module so that its commands register on the app."""
 from spol.cli import data  # noqa: F401
+from spol.cli import localize  # noqa: F401

@@ -1,0 +1,232 @@
+"""The HTML report: the metrics of SPOL and the CAM baseline side by side, notes, and sample pictures.
+
+One self-contained file: inline CSS, images embedded as base64 PNG, no external assets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from spol.fileio import write_text_atomic
+from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
+
+METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Top-1 Loc", ("top1_loc",)),
+    ("Top-5 Loc", ("top5_loc",)),
+    ("GT-known Loc", ("gt_known_loc",)),
+    ("MaxBoxAcc@30", ("max_box_acc", "30")),
+    ("MaxBoxAcc@50", ("max_box_acc", "50")),
+    ("MaxBoxAcc@70", ("max_box_acc", "70")),
+    ("MaxBoxAccV2", ("max_box_acc_v2",)),
+    ("PxAP", ("pxap",)),
+    ("Top-1 Cls", ("cls_top1",)),
+    ("threshold", ("threshold",)),
+)
+"""Table rows: label and the key path into one method's metrics (all higher-is-better but the threshold)."""
+
+METHOD_LABELS = {"spol": "SPOL", "cam": "CAM"}
+
+
+@dataclass(frozen=True)
+class MethodVisuals:
+    """What one method shows for one sample; every part is optional.
+
+    Attributes:
+        cam: h x w float class activation map in [0, 1].
+        pseudo_mask: h x w uint8 pseudo mask (1 foreground, 0 background, 255 ignored).
+        segmentation: h x w float object map in [0, 1].
+        box: predicted ``(x0, y0, x1, y1)`` in the sample image's pixels; drawn (green) on the
+            segmentation map if there is one, else on the CAM, else on the image.
+    """
+
+    cam: np.ndarray | None = None
+    pseudo_mask: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    box: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class ReportSample:
+    """One test image of the report.
+
+    Attributes:
+        image_id: dataset id, shown as the caption.
+        image: H x W x 3 uint8 RGB at the evaluation size (e.g. 224 x 224).
+        gt_boxes: ground-truth ``(x0, y0, x1, y1)`` boxes in `image`'s pixels (drawn red).
+        methods: method name (``"SPOL"``, ``"CAM"``) → its visuals; maps of another size than
+            `image` are resized to it.
+    """
+
+    image_id: str
+    image: np.ndarray
+    gt_boxes: Sequence[Sequence[float]] = ()
+    methods: Mapping[str, MethodVisuals] = field(default_factory=dict)
+
+
+def _metric(entry: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
+    value: Any = entry
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        # JSON turns the IoU keys into strings; accept ints from Python callers too.
+        value = value.get(key, value.get(int(key)) if key.isdigit() else None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _cell(value: float | None, css: str = "", *, signed: bool = False) -> str:
+    text = "—" if value is None else f"{value:+.2f}" if signed else f"{value:.2f}"
+    return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
+
+
+def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """The HTML table: one row per metric, one column per method, and first − second when there are two."""
+    methods = list(metrics)
+    header = "".join(f"<th>{html.escape(METHOD_LABELS.get(m, m))}</th>" for m in methods)
+    with_difference = len(methods) == 2
+    if with_difference:
+        labels = [METHOD_LABELS.get(m, m) for m in methods]
+        header += f"<th>{html.escape(labels[0])} − {html.escape(labels[1])}</th>"
+    rows = [f"<tr><th>Metric</th>{header}</tr>"]
+    for label, keys in METRIC_ROWS:
+        values = [_metric(metrics[m], keys) for m in methods]
+        cells = "".join(_cell(v) for v in values)
+        if with_difference:
+            first, second = values
+            if keys == ("threshold",) or first is None or second is None:
+                cells += "<td></td>"
+            else:
+                difference = first - second
+                css = "better" if difference > 0 else "worse" if difference < 0 else ""
+                cells += _cell(difference, css, signed=True)
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+
+
+def _img(image: np.ndarray, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{to_png_base64(image)}">'
+
+
+def _method_views(sample: ReportSample, name: str) -> dict[str, np.ndarray]:
+    visuals = sample.methods.get(name)
+    if visuals is None:
+        return {}
+    gt = list(sample.gt_boxes)
+    box_on = "segmentation" if visuals.segmentation is not None else "cam" if visuals.cam is not None else "image"
+    views: dict[str, np.ndarray] = {}
+    if visuals.cam is not None:
+        predicted = visuals.box if box_on == "cam" else None
+        views["CAM"] = with_boxes(heatmap_overlay(sample.image, visuals.cam), predicted=predicted, ground_truth=gt)
+    if visuals.pseudo_mask is not None:
+        views["pseudo mask"] = pseudo_mask_overlay(sample.image, visuals.pseudo_mask)
+    if visuals.segmentation is not None:
+        views["segmentation"] = with_boxes(
+            heatmap_overlay(sample.image, visuals.segmentation), predicted=visuals.box, ground_truth=gt
+        )
+    if box_on == "image" and visuals.box is not None:
+        views["box"] = with_boxes(sample.image, predicted=visuals.box, ground_truth=gt)
+    return views
+
+
+def samples_table(samples: Sequence[ReportSample]) -> str:
+    """The HTML table of sample pictures: the image with its ground truth, then each method's views."""
+    if not samples:
+        return '<p class="muted">No samples.</p>'
+    methods = list(dict.fromkeys(name for sample in samples for name in sample.methods))
+    per_sample = [{name: _method_views(sample, name) for name in methods} for sample in samples]
+    columns = [
+        (name, view)
+        for name in methods
+        for view in dict.fromkeys(v for views in per_sample for v in views[name])
+    ]
+    header = "<tr><th>image + ground truth</th>" + "".join(
+        f"<th>{html.escape(name)}: {html.escape(view)}</th>" for name, view in columns
+    ) + "</tr>"
+    rows = [header]
+    for sample, views in zip(samples, per_sample, strict=True):
+        cells = [f"<td>{_img(with_boxes(sample.image, ground_truth=list(sample.gt_boxes)), sample.image_id)}"
+                 f"{html.escape(sample.image_id)}</td>"]
+        for name, view in columns:
+            picture = views[name].get(view)
+            cells.append(
+                f"<td>{_img(picture, f'{sample.image_id} {name} {view}')}</td>"
+                if picture is not None
+                else '<td class="muted">—</td>'
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return '<table class="samples">\n' + "\n".join(rows) + "\n</table>"
+
+
+def render_report(
+    *,
+    metrics: Mapping[str, Mapping[str, Any]],
+    samples: Sequence[ReportSample],
+    notes: Sequence[str] = (),
+    title: str = "SPOL vs. CAM: weakly supervised object localization",
+) -> str:
+    """The report's HTML text (see `write_report`)."""
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError("metrics must be a non-empty mapping of method name to its metrics (metrics.json content)")
+    methods = [METHOD_LABELS.get(m, m) for m in metrics]
+    notes_html = (
+        "<ul>\n" + "\n".join(f"<li>{html.escape(note)}</li>" for note in notes) + "\n</ul>"
+        if notes
+        else '<p class="muted">None.</p>'
+    )
+    template = Template(resources.files("spol.report").joinpath("template.html").read_text(encoding="utf-8"))
+    return template.substitute(
+        title=html.escape(title),
+        metrics_table=metrics_table(metrics),
+        difference_label=html.escape(f"{methods[0]} − {methods[1]}" if len(methods) == 2 else "none"),
+        notes=notes_html,
+        samples=samples_table(samples),
+        metrics_json=html.escape(json.dumps(metrics, indent=2, default=str)),
+    )
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    *,
+    metrics: Mapping[str, Mapping[str, Any]],
+    samples: Sequence[ReportSample],
+    notes: Sequence[str] = (),
+    title: str = "SPOL vs. CAM: weakly supervised object localization",
+) -> Path:
+    """Write the self-contained HTML report to `path` atomically (replacing it) and return the path.
+
+    Args:
+        path: output file (``.html``).
+        metrics: the ``metrics.json`` content, ``{"spol": {...}, "cam": {...}}`` with keys
+            ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``max_box_acc`` (``{"30", "50", "70"}``),
+            ``max_box_acc_v2``, ``pxap`` (may be null), ``cls_top1``, ``threshold``; missing or
+            null values show as a dash.
+        samples: pictures to show, see `ReportSample`.
+        notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
+        title: page title.
+
+    Raises:
+        ValueError: empty `metrics`, or a sample whose image or maps break the documented layout.
+    """
+    path = Path(path)
+    write_text_atomic(path, render_report(metrics=metrics, samples=samples, notes=notes, title=title))
+    return path
+
+
+__all__ = [
+    "METRIC_ROWS",
+    "MethodVisuals",
+    "ReportSample",
+    "metrics_table",
+    "render_report",
+    "samples_table",
+    "write_report",
+]

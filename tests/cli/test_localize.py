@@ -1,0 +1,116 @@
+"""`spol localize` on a folder of images in every mode, plus a broken file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from spol.cli import app
+from spol.localization import write_localizer_config
+from spol.models import build_classifier, build_mffnet_seg, export_model
+
+CLASS_NAMES = ["cat", "dog", "bird"]
+EXPECTED_KEYS = {"image", "width", "height", "class", "score", "top5", "box", "mask"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    run = tmp_path_factory.mktemp("run")
+    export_model(
+        build_mffnet_seg(backbone="efficientnet_lite0", weights=None),
+        builder="mffnet_seg",
+        kwargs={"backbone": "efficientnet_lite0"},
+        path=run / "seg.pt",
+    )
+    kwargs = {"backbone": "efficientnet_lite0", "num_classes": len(CLASS_NAMES)}
+    export_model(build_classifier(**kwargs, weights=None), builder="classifier", kwargs=kwargs, path=run / "cls.pt")
+    write_localizer_config(
+        run, class_names=CLASS_NAMES, classifier="cls.pt", segmenter="seg.pt", threshold=0.5, input_size=64
+    )
+    return run
+
+
+def _make_images(folder: Path) -> dict[str, tuple[int, int]]:
+    """Images in many modes; returns name -> (width, height) after EXIF orientation."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    (folder / "nested").mkdir()
+    rgb = rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
+    Image.fromarray(rng.integers(0, 256, size=(20, 30, 4), dtype=np.uint8), mode="RGBA").save(folder / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, size=(25, 35), dtype=np.uint8), mode="L").save(folder / "gray.png")
+    sixteen = Image.fromarray(rng.integers(0, 65536, size=(22, 33), dtype=np.uint16))
+    assert sixteen.mode.startswith("I;16")
+    sixteen.save(folder / "sixteen.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(rgb).convert("P").save(folder / "nested" / "palette.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif)
+    (folder / "broken.jpg").write_text("this is not a JPEG\n")
+    return {
+        "rgba.png": (30, 20),
+        "gray.png": (35, 25),
+        "sixteen.png": (33, 22),
+        "cmyk.jpg": (40, 24),
+        "palette.png": (40, 24),
+        "rotated.jpg": (24, 40),  # stored 40 x 24, displayed 24 x 40
+    }
+
+
+def test_folder_of_mixed_modes_and_a_broken_file(run_dir: Path, tmp_path: Path) -> None:
+    sizes = _make_images(tmp_path / "images")
+    out = tmp_path / "out"
+    images = str(tmp_path / "images")
+    args = ["localize", images, "--run", str(run_dir), "--out", str(out), "--json", "--batch-size", "4"]
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 1, result.output
+    assert "broken.jpg" in result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(r["image"]).name for r in records) == sorted(sizes)
+    # Walk order: the folder's files sorted, then its sub-folders.
+    assert [Path(r["image"]).name for r in records][-1] == "palette.png"
+    for record in records:
+        assert EXPECTED_KEYS <= set(record)
+        name = Path(record["image"]).name
+        assert Path(record["image"]).exists()
+        width, height = sizes[name]
+        assert (record["width"], record["height"]) == (width, height), name
+        assert record["class"] in CLASS_NAMES and record["top5"][0] == [record["class"], record["score"]]
+        assert len(record["top5"]) == len(CLASS_NAMES)
+        with Image.open(record["mask"]) as mask_image:
+            mask = np.asarray(mask_image)
+        assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
+        if record["box"] is not None:
+            x0, y0, x1, y1 = record["box"]
+            assert 0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1
+        with Image.open(record["overlay"]) as overlay:
+            assert overlay.size == (width, height)
+    written = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert written == records
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()] == records
+
+
+def test_single_file_without_json_and_path_errors(run_dir: Path, tmp_path: Path) -> None:
+    image = tmp_path / "one.png"
+    Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["localize", str(image), "--run", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "one.png" in result.stdout and (out / "one_mask.png").exists() and (out / "one_overlay.png").exists()
+
+    missing = CliRunner().invoke(app, ["localize", str(tmp_path / "nope.png"), "--run", str(run_dir)])
+    assert missing.exit_code == 2 and "nope.png" in missing.stderr
+    no_run = CliRunner().invoke(app, ["localize", str(image), "--run", str(tmp_path)])
+    assert no_run.exit_code == 2 and "localizer.json" in no_run.stderr
