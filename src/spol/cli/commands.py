@@ -1,3 +1,4 @@
 """Imports every command module so that its commands register on the app."""
 from spol.cli import data  # noqa: F401
 from spol.cli import localize  # noqa: F401
+from spol.cli import synth  # noqa: F401

@@ -7,6 +7,7 @@ from spol.data.imagenet import read_imagenet
 from spol.data.images import UnreadableImageError, image_size, load_image_rgb, verify_images
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
 from spol.data.summary import FORMATS, read_dataset, summarize
+from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
 
 __all__ = [
     "SPLITS",
@@ -25,5 +26,8 @@ __all__ = [
     "read_dataset",
     "read_imagenet",
     "summarize",
+    "SYNTHETIC_PRESETS",
+    "SyntheticConfig",
+    "generate_synthetic",
     "verify_images",
 ]
