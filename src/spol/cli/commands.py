@@ -1,4 +1,8 @@
 """Imports every command module so that its commands register on the app."""
-from spol.cli import data  # noqa: F401
 from spol.cli import localize  # noqa: F401
+from spol.cli import pseudo_masks  # noqa: F401
+from spol.cli import data  # noqa: F401
 from spol.cli import synth  # noqa: F401
+from spol.cli import evaluate  # noqa: F401
+from spol.cli import train  # noqa: F401
+from spol.cli import pipeline  # noqa: F401

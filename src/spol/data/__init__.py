@@ -8,6 +8,7 @@ from spol.data.images import UnreadableImageError, image_size, load_image_rgb, v
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
 from spol.data.summary import FORMATS, read_dataset, summarize
 from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
+from spol.data.wsol import read_wsol, read_wsol_metadata
 
 __all__ = [
     "SPLITS",
@@ -25,6 +26,8 @@ __all__ = [
     "read_cub",
     "read_dataset",
     "read_imagenet",
+    "read_wsol",
+    "read_wsol_metadata",
     "summarize",
     "SYNTHETIC_PRESETS",
     "SyntheticConfig",

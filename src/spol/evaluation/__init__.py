@@ -1,1 +1,58 @@
-"""evaluation."""
+"""The WSOL evaluation protocol (Choe et al., CVPR 2020), exact to clovaai/wsolevaluation.
+
+MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`), PxAP (`pixel_accuracy`), their driver over a dataset
+(`evaluate_scoremaps`) and SPOL's paper-style Top-1 / Top-5 / GT-known Loc (`localization`).
+"""
+
+from spol.evaluation.box_accuracy import (
+    DEFAULT_IOU_THRESHOLDS,
+    BoxAccuracy,
+    cam_thresholds,
+    check_box_convention,
+    compute_iou,
+    correct_at_thresholds,
+    rescale_boxes_to_protocol,
+    scoremap_to_boxes,
+    scoremap_to_uint8,
+)
+from spol.evaluation.evaluate import EvaluationResult, NpyScoreMaps, evaluate_scoremaps, prepare_scoremap
+from spol.evaluation.localization import (
+    LOC_IOU,
+    choose_threshold,
+    correct_at_threshold,
+    localization_accuracy,
+    localization_from_predictions,
+    read_top5_predictions,
+)
+from spol.evaluation.pixel_accuracy import (
+    PixelAccuracy,
+    compute_pxap,
+    load_protocol_mask,
+    score_histograms,
+)
+
+__all__ = [
+    "DEFAULT_IOU_THRESHOLDS",
+    "LOC_IOU",
+    "BoxAccuracy",
+    "EvaluationResult",
+    "NpyScoreMaps",
+    "PixelAccuracy",
+    "cam_thresholds",
+    "check_box_convention",
+    "choose_threshold",
+    "compute_iou",
+    "compute_pxap",
+    "correct_at_threshold",
+    "correct_at_thresholds",
+    "evaluate_scoremaps",
+    "load_protocol_mask",
+    "localization_accuracy",
+    "localization_from_predictions",
+    "prepare_scoremap",
+    "read_top5_predictions",
+    "rescale_boxes_to_protocol",
+    "score_histograms",
+    "scoremap_to_boxes",
+    "scoremap_to_uint8",
+]

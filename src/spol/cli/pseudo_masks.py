@@ -1,0 +1,67 @@
+"""`spol pseudo-masks`: write the pseudo masks of a dataset's training images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from spol.cli._app import app, fail
+from spol.models import load_exported_model
+from spol.stages.pseudo_masks import REPORT_NAME, generate_pseudo_masks
+
+MODEL_FILE = "model.pt"
+
+
+@app.command("pseudo-masks")
+def pseudo_masks(
+    cam: Path = typer.Option(
+        ..., "--cam", help=f"The CAM network: a model file, or a run folder holding {MODEL_FILE}."
+    ),
+    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
+    dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
+    ),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for the CAM network, e.g. cpu or cuda:0."),
+    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Image-loading worker processes (0: none)."),
+    force: bool = typer.Option(
+        False, "--force", help="Rewrite existing pseudo masks (by default a rerun skips them and resumes)."
+    ),
+) -> None:
+    """Run the CAM network on every training image and store its pseudo mask (P, Gaussian prior G).
+
+    Unreadable images and NaN CAMs are failures, listed in the report and OUT/report.json.
+
+    Exit code: 0 when the run completes (even with failures), 2 bad arguments, 1 an error.
+    """
+    model_path = cam / MODEL_FILE if cam.is_dir() else cam
+    if not model_path.is_file():
+        raise fail(f"CAM model {model_path} does not exist; pass a model file or a run folder holding {MODEL_FILE}")
+    if not data.is_dir():
+        raise fail(f"dataset root {data} is not a folder")
+    try:
+        from spol.data import read_dataset  # type: ignore[attr-defined]
+    except ImportError:  # not re-exported by spol.data yet: take it from its module
+        from spol.data.summary import read_dataset
+    try:
+        model = load_exported_model(model_path, map_location=device)
+        dataset = read_dataset(data, dataset_format)
+    except (FileNotFoundError, ValueError) as error:
+        raise fail(str(error)) from error
+    records = dataset.split("train")
+    if not records:
+        raise fail(f"the dataset at {data} has no training images")
+    try:
+        report = generate_pseudo_masks(
+            model, records, out, batch_size=batch_size, device=device, num_workers=num_workers, force=force
+        )
+    except ValueError as error:
+        raise fail(str(error), 1) from error
+    summary = report.to_json()
+    typer.echo(json.dumps({key: value for key, value in summary.items() if key != "failures"}))
+    for failure in report.failed:
+        typer.echo(f"failed: {failure.image_id}: {failure.reason}", err=True)
+    typer.echo(f"pseudo masks in {out} (report: {out / REPORT_NAME})", err=True)

@@ -1,0 +1,249 @@
+"""Training recipes: YAML files validated into frozen, typed models.
+
+A recipe fixes every hyper-parameter of a run (backbone, stages, trainer). Shipped recipes
+live in ``spol/recipes/<name>.yaml`` (``cub``, ``imagenet``, ``cpu``); `load_recipe` reads one
+of them or any YAML path and applies ``dotted.key=value`` overrides. Every model forbids
+unknown keys, so a misspelled key is an error naming the key and the valid ones.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SHIPPED_RECIPES: tuple[str, ...] = ("cub", "imagenet", "cpu")
+"""Names accepted by `load_recipe` besides YAML paths."""
+
+Schedule = Literal["constant", "linear", "poly"]
+"""Learning-rate schedule over the stage's optimiser steps: ``constant``; ``linear``
+``lr * (1 - t/T)``; ``poly`` ``lr * (1 - t/T) ** 0.9``."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Image sizes and loading shared by the CAM and segmentation stages."""
+
+    resize: int = Field(256, gt=0, description="training images are resized to resize x resize")
+    crop: int = Field(224, gt=0, description="then randomly cropped to crop x crop")
+    val_share: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of train images held out as val when the dataset has no val split"
+    )
+    num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
+
+
+class StageOptimConfig(_Strict):
+    """SGD settings shared by every training stage."""
+
+    epochs: int = Field(1, ge=1, description="passes over the train split")
+    batch_size: int = Field(64, ge=1, description="images per optimiser step per device")
+    lr: float = Field(0.02, gt=0.0, description="learning rate of the new layers")
+    backbone_lr_mult: float = Field(0.1, ge=0.0, description="backbone learning rate = lr * backbone_lr_mult")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    nesterov: bool = Field(True, description="Nesterov momentum")
+    weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
+    schedule: Schedule = Field("constant", description="learning-rate schedule over the stage's steps")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (None: run all epochs)")
+
+
+class ClassifierConfig(StageOptimConfig):
+    """The image classifier that gives the class for Top-1 / Top-5 Loc."""
+
+    enabled: bool = Field(
+        True, description="false: the CAM network's own classification gives Top-1/Top-5 (the paper uses a separate classifier)"
+    )
+    backbone: str = Field("efficientnet_lite0", description="'resnet50', 'efficientnet_lite0' or 'timm:<name>'")
+    weights: str | None = Field("default", description="'default' (bundled, lite0 only), a local file, or null (random)")
+    resize: int | None = Field(None, gt=0, description="train resize; null: data.resize")
+    crop: int | None = Field(None, gt=0, description="train crop; null: data.crop")
+
+
+class CamConfig(StageOptimConfig):
+    """The CAM network (MFF-Net #1) trained on image labels."""
+
+    aux_branch: bool = Field(True, description="deep-only branch distilled into the fused head (CUB) or a single head (ImageNet)")
+    freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN (ImageNet recipe)")
+
+
+class PseudoMaskConfig(_Strict):
+    """Pseudo-mask generation from the CAM network and their double thresholds."""
+
+    resize: int = Field(256, gt=0, description="images are resized to resize x resize (no crop) for the CAM")
+    foreground: float = Field(0.25, gt=0.0, lt=1.0, description="P > t or G > t is foreground")
+    background: float = Field(0.01, gt=0.0, lt=1.0, description="P < t (and not foreground) is background")
+    batch_size: int = Field(32, ge=1, description="images per forward pass")
+
+
+class SegConfig(StageOptimConfig):
+    """The class-agnostic segmentation network (MFF-Net #2) trained on pseudo masks."""
+
+    backbone_lr_mult: float = Field(1.0, ge=0.0, description="the release trains all parameters at lr")
+
+
+class EvaluationConfig(_Strict):
+    """The WSOL evaluation protocol's settings."""
+
+    cam_curve_interval: float = Field(0.01, gt=0.0, le=1.0, description="step between score-map thresholds")
+    iou_thresholds: tuple[int, ...] = Field((30, 50, 70), description="IoU thresholds (percent) of MaxBoxAccV2")
+    input_size: int = Field(224, gt=0, description="test images are resized (no crop) to input_size x input_size for the networks")
+    batch_size: int = Field(64, ge=1, description="images per forward pass when computing score maps and classes")
+
+
+class TrainerConfig(_Strict):
+    """Arguments of `lightning.Trainer`; DDP over GPUs and nodes needs no code change."""
+
+    accelerator: str = Field("auto", description="'cpu', 'gpu', 'auto', ...")
+    devices: int | str | list[int] = Field("auto", description="number of devices, 'auto' or a list of ids")
+    num_nodes: int = Field(1, ge=1, description="machines (SLURM / torchrun set the ranks)")
+    strategy: str = Field("auto", description="'auto', 'ddp', 'ddp_spawn', ...")
+    precision: str = Field("32-true", description="'32-true'; on GPU 'bf16-mixed' or '16-mixed'")
+    accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimiser step")
+    sync_batchnorm: bool = Field(False, description="DDP: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
+    deterministic: bool | Literal["warn"] = Field(False, description="torch deterministic algorithms")
+    log_every_n_steps: int = Field(50, ge=1, description="steps between logged training metrics")
+    limit_train_batches: int | float | None = Field(None, description="batches (int) or share (float) of each epoch; null: all")
+    gradient_clip_val: float | None = Field(None, description="clip gradient norm at this value; null: no clipping")
+
+
+class Recipe(_Strict):
+    """Everything a training run needs besides the data."""
+
+    backbone: str = Field("resnet50", description="localization backbone: 'resnet50', 'efficientnet_lite0' or 'timm:<name>'")
+    weights: str | None = Field(None, description="'default' (bundled, lite0 only), a local file, or null (random)")
+    seed: int = Field(0, description="seed of every random generator (Lightning seed_everything, workers too)")
+    data: DataConfig = DataConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    cam: CamConfig = CamConfig()
+    pseudo_masks: PseudoMaskConfig = PseudoMaskConfig()
+    seg: SegConfig = SegConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    trainer: TrainerConfig = TrainerConfig()
+
+
+def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
+    # The pydantic model whose field `path` names a key of, or None when the path leaves the models.
+    model: type[BaseModel] = Recipe
+    for key in path:
+        field = model.model_fields.get(str(key))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _valid_keys(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _explain(error: ValidationError, source: str) -> ValueError:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc)
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            valid = f"; valid keys here: {_valid_keys(parent)}" if parent is not None else ""
+            lines.append(f"unknown key {key!r}{valid}")
+        else:
+            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return ValueError(f"invalid recipe {source}:\n  " + "\n  ".join(lines))
+
+
+def _recipe_path(name_or_path: str) -> tuple[Path | None, str]:
+    if name_or_path in SHIPPED_RECIPES:
+        resource = importlib.resources.files("spol") / "recipes" / f"{name_or_path}.yaml"
+        return None, resource.read_text(encoding="utf-8")
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"recipe {name_or_path!r} is neither a shipped recipe ({', '.join(SHIPPED_RECIPES)}) nor an existing YAML file"
+        )
+    return path, path.read_text(encoding="utf-8")
+
+
+def _apply_override(tree: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"override {override!r} must read dotted.key=value, e.g. cam.lr=0.01")
+    parts = key.split(".")
+    model: type[BaseModel] = Recipe
+    node = tree
+    for depth, part in enumerate(parts):
+        if part not in model.model_fields:
+            where = ".".join(parts[:depth]) or "the top level"
+            raise ValueError(f"override {override!r}: unknown key {key!r}; valid keys at {where}: {_valid_keys(model)}")
+        if depth == len(parts) - 1:
+            break
+        sub = _model_at(parts[: depth + 1])
+        if sub is None:
+            raise ValueError(f"override {override!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section")
+        model = sub
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ValueError(f"override {override!r}: the value is not valid YAML: {error}") from error
+
+
+def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe and apply command-line overrides.
+
+    Args:
+        name_or_path: a shipped recipe name (``cub``, ``imagenet``, ``cpu``) or a YAML file path.
+        overrides: ``"dotted.key=value"`` strings applied in order; the value is parsed as YAML
+            (``cam.lr=0.01``, ``weights=null``, ``trainer.devices=[0,1]``).
+
+    Raises:
+        FileNotFoundError: not a shipped name and no such file.
+        ValueError: invalid YAML, an unknown key (the message lists the valid keys), or a value
+            of the wrong type or range.
+    """
+    path, text = _recipe_path(name_or_path)
+    source = str(path) if path is not None else f"{name_or_path!r}"
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"recipe {source} is not valid YAML: {error}") from error
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ValueError(f"recipe {source} must be a YAML mapping of keys, not {type(tree).__name__}")
+    for override in overrides:
+        _apply_override(tree, override)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as error:
+        raise _explain(error, source) from None
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The full effective recipe as YAML text that `load_recipe` reads back to an equal recipe."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = [
+    "SHIPPED_RECIPES",
+    "CamConfig",
+    "ClassifierConfig",
+    "DataConfig",
+    "EvaluationConfig",
+    "PseudoMaskConfig",
+    "Recipe",
+    "SegConfig",
+    "StageOptimConfig",
+    "TrainerConfig",
+    "load_recipe",
+    "recipe_to_yaml",
+]

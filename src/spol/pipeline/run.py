@@ -1,0 +1,262 @@
+"""`spol pipeline`: every SPOL stage, the vanilla CAM baseline, evaluation and the report.
+
+Run folder layout::
+
+    RUN/config.yaml            the effective recipe
+    RUN/pipeline.log           this run's log
+    RUN/classifier/            classifier stage (when the recipe enables one)
+    RUN/cam/                   MFF-Net CAM network
+    RUN/baseline_cam/          vanilla CAM baseline, trained the same way
+    RUN/pseudo_masks/          P/G pseudo masks of the training images
+    RUN/seg/                   class-agnostic MFF-Net segmentation network
+    RUN/metrics.json           {"spol": {...}, "cam": {...}}
+    RUN/report.html            metrics table and side-by-side samples
+    RUN/localizer.json         what `spol localize` / `Localizer.from_run` needs
+
+Each stage skips itself when its output exists; ``force`` redoes every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spol.config import Recipe, recipe_to_yaml
+from spol.data import Dataset, ImageRecord, hold_out_val, read_dataset
+from spol.evaluation import EvaluationResult, evaluate_scoremaps, localization_accuracy
+from spol.fileio import write_json_atomic, write_text_atomic
+from spol.localization import write_localizer_config
+from spol.models import load_exported_model
+from spol.pipeline.inference import Predictions, predict
+from spol.pipeline.samples import build_report_samples
+from spol.report import write_report
+from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
+
+log = logging.getLogger(__name__)
+
+METHODS = ("spol", "cam")
+THRESHOLD_IOU = 50
+"""GT-known / Top-k Loc use the threshold that maximises box accuracy at IoU 0.5 on val."""
+
+
+@dataclass
+class PipelineResult:
+    """Where a pipeline run put its results, and the metrics it computed."""
+
+    run_dir: Path
+    metrics: dict[str, dict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.run_dir / "report.html"
+
+
+def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Dataset, list[str]]:
+    """Read the dataset and hold out a validation split from train when it has none."""
+    dataset = read_dataset(root, data_format)
+    notes: list[str] = []
+    if dataset.problems:
+        log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
+        notes.append(f"{len(dataset.problems)} problem(s) while reading the dataset (see `spol data summary`)")
+    splits = dataset.splits()
+    for needed in ("train", "test"):
+        if not splits.get(needed):
+            raise ValueError(f"{root}: the dataset has no {needed!r} images; spol pipeline needs train and test splits")
+    if not splits.get("val"):
+        dataset = hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)
+        notes.append(
+            f"validation split held out from train: {len(dataset.split('val'))} images "
+            f"({recipe.data.val_share:.0%} per class, seed {recipe.seed}); thresholds chosen on it"
+        )
+    else:
+        notes.append("thresholds chosen on the dataset's own validation split")
+    return dataset, notes
+
+
+def _evaluate_method(
+    val: Sequence[ImageRecord],
+    test: Sequence[ImageRecord],
+    val_maps: np.ndarray,
+    test_maps: np.ndarray,
+    test_top5: np.ndarray | None,
+    test_cls_correct: np.ndarray | None,
+    recipe: Recipe,
+) -> dict:
+    """The metrics.json object of one method: thresholds chosen on val, numbers on test."""
+    settings = dict(
+        cam_curve_interval=recipe.evaluation.cam_curve_interval,
+        iou_thresholds=tuple(recipe.evaluation.iou_thresholds),
+    )
+    val_index = {r.image_id: i for i, r in enumerate(val)}
+    test_index = {r.image_id: i for i, r in enumerate(test)}
+    on_val = evaluate_scoremaps(val, lambda image_id: val_maps[val_index[image_id]], **settings)
+    threshold = on_val.best_threshold[THRESHOLD_IOU]
+    with_masks = all(r.mask_paths for r in test)
+    single: EvaluationResult = evaluate_scoremaps(
+        test, lambda image_id: test_maps[test_index[image_id]], masks=with_masks, **settings
+    )
+    multi = evaluate_scoremaps(test, lambda image_id: test_maps[test_index[image_id]], multi_contour=True, **settings)
+    iou_row = list(single.max_box_acc).index(THRESHOLD_IOU)
+    t_index = int(np.argmin(np.abs(single.thresholds - threshold)))
+    correct_at_t = single.correct[iou_row, t_index]
+    labels = np.array([r.label for r in test], dtype=np.int64)
+    if test_top5 is not None:
+        loc = localization_accuracy(correct_at_t, labels, test_top5)
+    else:
+        loc = {"top1_loc": None, "top5_loc": None, "gt_known_loc": 100.0 * float(correct_at_t.mean())}
+    return {
+        "top1_loc": loc["top1_loc"],
+        "top5_loc": loc["top5_loc"],
+        "gt_known_loc": loc["gt_known_loc"],
+        "max_box_acc": {str(k): v for k, v in single.max_box_acc.items()},
+        "max_box_acc_v2": multi.max_box_acc_mean,
+        "pxap": single.pxap if with_masks else None,
+        "cls_top1": 100.0 * float(test_cls_correct.mean()) if test_cls_correct is not None else None,
+        "threshold": float(threshold),
+    }
+
+
+def run_pipeline(
+    recipe: Recipe,
+    data_root: str | Path,
+    data_format: str,
+    run_dir: str | Path,
+    *,
+    force: bool = False,
+    report_samples: int = 12,
+) -> PipelineResult:
+    """Train every SPOL stage and the CAM baseline on `data_root`, evaluate both, write the report.
+
+    Args:
+        recipe: the validated recipe.
+        data_root: dataset folder, read with `spol.data.read_dataset(data_root, data_format)`.
+        data_format: ``"cub"``, ``"wsol"``, ``"imagenet"`` or ``"csv"``.
+        run_dir: the run folder (created; finished stages found there are skipped).
+        force: redo every stage.
+        report_samples: number of test images shown in the report.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "pipeline.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("spol").addHandler(handler)
+    try:
+        return _run(recipe, Path(data_root), data_format, run_dir, force=force, report_samples=report_samples)
+    finally:
+        logging.getLogger("spol").removeHandler(handler)
+        handler.close()
+
+
+def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, force: bool, report_samples: int) -> PipelineResult:
+    write_text_atomic(run_dir / "config.yaml", recipe_to_yaml(recipe))
+    dataset, notes = prepare_dataset(data_root, data_format, recipe)
+    val, test = dataset.split("val"), dataset.split("test")
+    log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
+
+    classifier_path = None
+    if recipe.classifier.enabled:
+        log.info("stage: classifier")
+        classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
+    log.info("stage: CAM network (MFF-Net)")
+    cam_path = train_cam(recipe, dataset, run_dir / "cam", force=force)
+    log.info("stage: vanilla CAM baseline")
+    baseline_path = train_cam(recipe, dataset, run_dir / "baseline_cam", baseline=True, force=force)
+
+    log.info("stage: pseudo masks")
+    cam_model = load_exported_model(cam_path)
+    pseudo_dir = run_dir / "pseudo_masks"
+    if force and pseudo_dir.exists():
+        shutil.rmtree(pseudo_dir)
+    report = generate_pseudo_masks(
+        cam_model,
+        dataset.split("train"),
+        pseudo_dir,
+        resize=recipe.pseudo_masks.resize,
+        batch_size=recipe.pseudo_masks.batch_size,
+    )
+    if report.failed:
+        notes.append(f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})")
+    log.info("stage: segmentation network")
+    seg_path = train_seg(recipe, dataset, pseudo_dir, run_dir / "seg", force=force)
+
+    log.info("evaluation: score maps on val (%d) and test (%d)", len(val), len(test))
+    input_size = recipe.evaluation.input_size
+    seg_model = load_exported_model(seg_path)
+    baseline_model = load_exported_model(baseline_path)
+    classifier_model = load_exported_model(classifier_path) if classifier_path else cam_model
+    kw = dict(input_size=input_size, batch_size=recipe.evaluation.batch_size)
+    spol_val = predict(seg_model, val, kind="seg", description="SPOL maps (val)", **kw)
+    spol_test = predict(seg_model, test, kind="seg", description="SPOL maps (test)", **kw)
+    spol_cls = predict(
+        classifier_model, test, kind="cam" if classifier_path is None else "classifier", description="classes (test)", **kw
+    )
+    cam_val = predict(baseline_model, val, kind="cam", description="CAM maps (val)", **kw)
+    cam_test = predict(baseline_model, test, kind="cam", description="CAM maps (test)", **kw)
+
+    metrics = {
+        "spol": _evaluate_method(val, test, spol_val.scoremaps, spol_test.scoremaps, spol_cls.top5, spol_cls.cls_correct, recipe),
+        "cam": _evaluate_method(val, test, cam_val.scoremaps, cam_test.scoremaps, cam_test.top5, cam_test.cls_correct, recipe),
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_localizer_config(
+        run_dir,
+        class_names=dataset.class_names,
+        classifier=(classifier_path or cam_path).relative_to(run_dir),
+        segmenter=seg_path.relative_to(run_dir),
+        threshold=metrics["spol"]["threshold"],
+        input_size=input_size,
+        threshold_rule="protocol",
+    )
+    samples = build_report_samples(
+        test,
+        spol_maps=spol_test.scoremaps,
+        cam_maps=cam_test.scoremaps,
+        cam_model=cam_model,
+        thresholds={"spol": metrics["spol"]["threshold"], "cam": metrics["cam"]["threshold"]},
+        recipe=recipe,
+        count=report_samples,
+    )
+    write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes)
+    log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "report.html")
+    return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)
+
+
+def format_comparison(metrics: dict[str, dict]) -> str:
+    """A plain-text table of the metrics of both methods and their difference."""
+    rows = [
+        ("Top-1 Loc", "top1_loc"),
+        ("Top-5 Loc", "top5_loc"),
+        ("GT-known Loc", "gt_known_loc"),
+        ("MaxBoxAcc@30", ("max_box_acc", "30")),
+        ("MaxBoxAcc@50", ("max_box_acc", "50")),
+        ("MaxBoxAcc@70", ("max_box_acc", "70")),
+        ("MaxBoxAccV2", "max_box_acc_v2"),
+        ("PxAP", "pxap"),
+        ("Top-1 Cls", "cls_top1"),
+        ("threshold", "threshold"),
+    ]
+
+    def value(method: str, key: str | tuple[str, str]) -> float | None:
+        entry = metrics[method]
+        return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
+
+    def cell(v: float | None, digits: int = 2) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    lines = [f"{'metric':<14}{'SPOL':>9}{'CAM':>9}{'diff':>9}"]
+    for name, key in rows:
+        a, b = value("spol", key), value("cam", key)
+        digits = 2 if key != "threshold" else 2
+        diff = "" if a is None or b is None or key == "threshold" else f"{a - b:+.2f}"
+        lines.append(f"{name:<14}{cell(a, digits):>9}{cell(b, digits):>9}{diff:>9}")
+    return "\n".join(lines)

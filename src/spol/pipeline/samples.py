@@ -1,0 +1,81 @@
+"""The test images the report shows, with every intermediate of both methods."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from spol.config import Recipe
+from spol.data import ImageRecord, load_image_rgb
+from spol.data.transforms import eval_transform
+from spol.localization import mask_to_box, threshold_mask
+from spol.report import MethodVisuals, ReportSample
+from spol.scoremaps import PROTOCOL_SIZE
+from spol.stages.pseudo_masks import double_threshold, pseudo_mask_from_cam
+
+
+def _evenly_spaced(n: int, count: int) -> list[int]:
+    if n <= count:
+        return list(range(n))
+    return [int(i) for i in np.linspace(0, n - 1, count).round()]
+
+
+def _boxes_at_protocol_size(record: ImageRecord) -> list[tuple[float, float, float, float]]:
+    width, height = record.size
+    sx, sy = PROTOCOL_SIZE / width, PROTOCOL_SIZE / height
+    return [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in record.boxes]
+
+
+@torch.inference_mode()
+def _mffnet_cam(cam_model: nn.Module, image, label: int, resize: int) -> np.ndarray:
+    tensor = eval_transform(resize=resize, normalization=cam_model.normalization)(image).unsqueeze(0)
+    return cam_model.eval()(tensor).maps[0, label].float().numpy()
+
+
+def build_report_samples(
+    test: Sequence[ImageRecord],
+    *,
+    spol_maps: np.ndarray,
+    cam_maps: np.ndarray,
+    cam_model: nn.Module,
+    thresholds: Mapping[str, float],
+    recipe: Recipe,
+    count: int = 12,
+) -> list[ReportSample]:
+    """`count` evenly spaced test images at the protocol size with both methods' maps and boxes.
+
+    SPOL shows the CAM network's map of the true class, the pseudo mask it would give (double
+    thresholded, grey = ignored), the segmentation map and its box; CAM shows the baseline's
+    map and box. Boxes come from each method's threshold chosen on val, cut as the protocol cuts.
+    """
+    samples = []
+    for index in _evenly_spaced(len(test), count):
+        record = test[index]
+        image = load_image_rgb(record.path)
+        shown = np.asarray(image.resize((PROTOCOL_SIZE, PROTOCOL_SIZE)), dtype=np.uint8)
+        cam = _mffnet_cam(cam_model, image, record.label, recipe.pseudo_masks.resize)
+        p, g = pseudo_mask_from_cam(cam, (PROTOCOL_SIZE, PROTOCOL_SIZE), resize=recipe.pseudo_masks.resize)
+        pseudo = double_threshold(
+            p, g, foreground=recipe.pseudo_masks.foreground, background=recipe.pseudo_masks.background
+        )
+        spol_map, cam_map = spol_maps[index], cam_maps[index]
+        samples.append(
+            ReportSample(
+                image_id=record.image_id,
+                image=shown,
+                gt_boxes=_boxes_at_protocol_size(record),
+                methods={
+                    "SPOL": MethodVisuals(
+                        cam=cam / (cam.max() + 1e-6),
+                        pseudo_mask=pseudo,
+                        segmentation=spol_map,
+                        box=mask_to_box(threshold_mask(spol_map, thresholds["spol"], rule="protocol")),
+                    ),
+                    "CAM": MethodVisuals(cam=cam_map, box=mask_to_box(threshold_mask(cam_map, thresholds["cam"], rule="protocol"))),
+                },
+            )
+        )
+    return samples

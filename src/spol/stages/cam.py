@@ -1,0 +1,89 @@
+"""Training the CAM network (MFF-Net #1) on image-level labels, or the vanilla CAM baseline.
+
+Loss: `spol.models.cam_distillation_loss` — with the deep branch (CUB recipe)
+``(CE(p_1, y) + H(softmax(p_1).detach(), log_softmax(p_2))) / 2``, else ``CE(p_2, y)`` (ImageNet
+recipe, and the vanilla CAM baseline). Augmentation: resize ``data.resize``, random crop
+``data.crop``, horizontal flip, the backbone's normalisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from spol.config import Recipe, StageOptimConfig
+from spol.data import Dataset
+from spol.data.loaders import ImageLabelDataset
+from spol.data.transforms import train_transform
+from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
+from spol.stages._common import backbone_predicate, freeze_stem, train_records
+from spol.stages.engine import TrainingSystem, finished_model, fit_stage, make_train_loader, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+class CamModule(TrainingSystem):
+    """Lightning system of a CAM network (`MFFNet` with a CAM head or `VanillaCAM`).
+
+    Batches: images B x 3 x H x W (normalised), labels B int64. Logs loss and top-1 accuracy of
+    the fused logits.
+    """
+
+    def __init__(self, net: nn.Module, optim: StageOptimConfig) -> None:
+        super().__init__(net, optim, backbone_predicate())
+
+    def compute_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        output = self.net(images)
+        loss = cam_distillation_loss(output, labels)
+        accuracy = (output.logits.argmax(dim=1) == labels).float().mean()
+        return loss, accuracy
+
+
+def cam_model_kwargs(recipe: Recipe, num_classes: int, *, baseline: bool) -> tuple[str, dict[str, Any]]:
+    """The builder name and keyword arguments (without weights) of the CAM network a recipe trains."""
+    if baseline:
+        return "vanilla_cam", {"backbone": recipe.backbone, "num_classes": num_classes}
+    return "mffnet_cam", {"backbone": recipe.backbone, "num_classes": num_classes, "aux_branch": recipe.cam.aux_branch}
+
+
+def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool = False, force: bool = False) -> Path:
+    """Train the CAM network on the dataset's "train" split; returns ``run_dir/model.pt``.
+
+    Args:
+        recipe: the effective recipe (``backbone``, ``weights``, ``data``, ``cam``, ``trainer``).
+        dataset: images with class labels; only the "train" split is used.
+        run_dir: the stage's run folder (see `spol.stages.engine`).
+        baseline: train the vanilla CAM network (`spol.models.build_vanilla_cam`) with plain
+            cross-entropy instead of MFF-Net.
+        force: start over even if the stage finished or has checkpoints.
+
+    Raises:
+        ValueError: empty train split, labels out of range, or recipe values the model rejects.
+        FileNotFoundError: the backbone weights file does not exist.
+    """
+    run_dir = Path(run_dir)
+    done = finished_model(run_dir, force=force)
+    if done is not None:
+        return done
+    records = train_records(dataset)
+    seed_everything(recipe.seed)
+    builder, kwargs = cam_model_kwargs(recipe, dataset.num_classes, baseline=baseline)
+    net = MODEL_BUILDERS[builder](**kwargs, weights=recipe.weights)
+    if recipe.cam.freeze_stem:
+        frozen = freeze_stem(net.backbone)
+        logger.info("froze the backbone stem: %s", ", ".join(frozen))
+    transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
+    loader = make_train_loader(ImageLabelDataset(records, transform), batch_size=recipe.cam.batch_size, recipe=recipe)
+    logger.info("training %s on %d images, %d classes", builder, len(records), dataset.num_classes)
+
+    def export(model: nn.Module, path: Path) -> None:
+        export_model(model, builder=builder, kwargs=kwargs, path=path)
+
+    return fit_stage(CamModule(net, recipe.cam), loader, recipe=recipe, stage=recipe.cam, run_dir=run_dir, export=export, force=force)
+
+
+__all__ = ["CamModule", "cam_model_kwargs", "train_cam"]

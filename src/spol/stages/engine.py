@@ -1,0 +1,403 @@
+"""The Lightning training engine shared by the classifier, CAM and segmentation stages.
+
+A stage builds a pure ``nn.Module``, wraps it in a `TrainingSystem` (a LightningModule with the
+stage's loss) and hands it to `fit_stage`, which owns the run folder::
+
+    run_dir/
+      config.yaml        effective recipe
+      train.log          log of the stage (appended on every run)
+      metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
+      tb/                TensorBoard logs
+      checkpoints/       epoch-NNN.ckpt per epoch and last.ckpt (resume point)
+      model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
+
+Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
+(optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
+training starts over. The Trainer comes from ``recipe.trainer``: DDP over GPUs and nodes
+(torchrun, SLURM) and mixed precision need no code change.
+
+Optimiser (the release's): SGD with momentum, Nesterov and weight decay in two parameter groups,
+new layers at ``lr`` and the pretrained backbone at ``lr * backbone_lr_mult``. Schedule, stepped
+per optimiser step over the whole run (T = Lightning's estimated stepping batches): ``constant``,
+``linear`` ``(1 - t/T)`` or ``poly`` ``(1 - t/T) ** 0.9``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from spol.config import Recipe, StageOptimConfig, recipe_to_yaml
+from spol.fileio import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "train.log"
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tb"
+
+
+class _DropAdvertising(logging.Filter):
+    # Lightning logs a product tip on every Trainer; it is noise in a run's log.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _schedule_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    total = max(int(total_steps), 1)
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "linear":
+        return lambda step: max(0.0, 1.0 - step / total)
+    if schedule == "poly":
+        return lambda step: max(0.0, 1.0 - step / total) ** 0.9
+    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'linear' or 'poly'")
+
+
+def _collect_rng_states() -> dict[str, Any]:
+    # Plain containers and tensors only, so the checkpoint loads with torch.load(weights_only=True).
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.copy()), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
+
+
+class TrainingSystem(L.LightningModule):
+    """A LightningModule around a pure network: two-group SGD, the schedule, loss and accuracy logging.
+
+    Subclasses implement `compute_loss(batch) -> (loss, accuracy or None)`.
+
+    Args:
+        net: the network being trained (exported at the end).
+        optim: the stage's recipe section (lr, backbone_lr_mult, momentum, nesterov, weight_decay, schedule).
+        is_backbone: parameter name → True for pretrained parameters (trained at ``lr * backbone_lr_mult``).
+    """
+
+    def __init__(self, net: nn.Module, optim: StageOptimConfig, is_backbone: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.net = net
+        self.optim = optim
+        self.is_backbone = is_backbone
+
+    def compute_loss(self, batch: Any) -> tuple[Tensor, Tensor | None]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        loss, accuracy = self.compute_loss(batch)
+        size = len(batch[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        out = {"loss": loss}
+        if accuracy is not None:
+            self.log("train/acc", accuracy, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+            out["accuracy"] = accuracy.detach()
+        return out
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["spol_rng_states"] = _collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Restoring the random generators makes a resumed run draw the same shuffles, crops and
+        # dropout masks as an uninterrupted one (Lightning does not restore them by itself).
+        states = checkpoint.get("spol_rng_states")
+        if states is not None:
+            _restore_rng_states(states)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """``[{"params": new layers, "lr": lr}, {"params": backbone, "lr": lr * mult}]`` (trainable parameters only)."""
+        new, backbone = [], []
+        for name, parameter in self.net.named_parameters():
+            if parameter.requires_grad:
+                (backbone if self.is_backbone(name) else new).append(parameter)
+        groups = [
+            {"params": new, "lr": self.optim.lr, "name": "new"},
+            {"params": backbone, "lr": self.optim.lr * self.optim.backbone_lr_mult, "name": "backbone"},
+        ]
+        return [group for group in groups if group["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.SGD(
+            self.parameter_groups(),
+            lr=self.optim.lr,
+            momentum=self.optim.momentum,
+            nesterov=self.optim.nesterov and self.optim.momentum > 0,
+            weight_decay=self.optim.weight_decay,
+        )
+        factor = _schedule_factor(self.optim.schedule, self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class MetricsCSV(Callback):
+    """Append training metrics to a CSV file (rank 0): one ``step`` row every `every_n_steps`
+    optimiser steps and one ``epoch`` row (means over rank 0's batches) per epoch.
+
+    Columns: kind, epoch, step, loss, accuracy (empty when the stage has none), lr (new layers).
+    The file is appended, so a resumed run continues it.
+    """
+
+    COLUMNS = ("kind", "epoch", "step", "loss", "accuracy", "lr")
+
+    def __init__(self, path: Path, every_n_steps: int) -> None:
+        self.path = Path(path)
+        self.every_n_steps = max(int(every_n_steps), 1)
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._last_step = -1
+
+    def _write(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=self.COLUMNS, restval="")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    @staticmethod
+    def _lr(trainer: L.Trainer) -> float | str:
+        return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else ""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sums, self._count = {}, 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not trainer.is_global_zero or not isinstance(outputs, dict):
+            return
+        values = {k: float(v) for k, v in outputs.items() if k in ("loss", "accuracy") and isinstance(v, Tensor)}
+        for key, value in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        self._count += 1
+        step = trainer.global_step
+        if step != self._last_step and step % self.every_n_steps == 0:
+            self._last_step = step
+            self._write({"kind": "step", "epoch": trainer.current_epoch, "step": step, **values, "lr": self._lr(trainer)})
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self._count == 0:
+            return
+        means = {key: total / self._count for key, total in self._sums.items()}
+        self._write(
+            {"kind": "epoch", "epoch": trainer.current_epoch, "step": trainer.global_step, **means, "lr": self._lr(trainer)}
+        )
+
+
+@contextmanager
+def _log_to_file(path: Path) -> Iterator[None]:
+    # The stage's own log file next to its outputs; rank 0 only, so DDP ranks do not interleave.
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    drop = _DropAdvertising()
+    tips.addFilter(drop)
+    if rank_zero_only.rank != 0:
+        try:
+            yield
+        finally:
+            tips.removeFilter(drop)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger("spol"), logging.getLogger("lightning.pytorch")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.removeHandler(handler)
+            log.setLevel(level)
+        handler.close()
+        tips.removeFilter(drop)
+
+
+def finished_model(run_dir: Path, *, force: bool) -> Path | None:
+    """``run_dir/model.pt`` when the stage already finished and `force` is off, else None."""
+    model_path = Path(run_dir) / MODEL_FILE
+    if model_path.is_file() and not force:
+        logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
+        return model_path
+    return None
+
+
+def _clear_stage_outputs(run_dir: Path) -> None:
+    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in (MODEL_FILE, METRICS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe) -> DataLoader:
+    """A shuffling DataLoader; the last incomplete batch is dropped (BatchNorm needs > 1 sample)
+    unless the dataset is smaller than one batch, in which case the batch is the whole dataset."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if size == 0:
+        raise ValueError("the train split is empty: nothing to train on; check the dataset's split column / --format")
+    if size < 2:
+        raise ValueError("the train split has a single image; BatchNorm training needs at least 2")
+    if size < batch_size:
+        logger.warning("only %d training images for batch_size %d: using batches of %d", size, batch_size, size)
+        batch_size = size
+    workers = recipe.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def fit_stage(
+    system: TrainingSystem,
+    loader: DataLoader,
+    *,
+    recipe: Recipe,
+    stage: StageOptimConfig,
+    run_dir: Path,
+    export: Callable[[nn.Module, Path], None],
+    force: bool = False,
+) -> Path:
+    """Train `system` on `loader` in `run_dir` (resuming from its last checkpoint) and export the network.
+
+    Args:
+        system: the LightningModule; ``system.net`` is exported.
+        loader: the training batches.
+        recipe: the effective recipe (saved as config.yaml; ``recipe.trainer`` builds the Trainer).
+        stage: the stage's recipe section (epochs, max_steps).
+        run_dir: the stage's run folder.
+        export: ``export(net, path)`` writes the model file (e.g. `spol.models.export_model`).
+        force: remove the stage's checkpoints, logs and model first and start over.
+
+    Returns:
+        ``run_dir/model.pt``.
+
+    Raises:
+        RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
+    """
+    run_dir = Path(run_dir)
+    model_path = run_dir / MODEL_FILE
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
+    last = checkpoint_dir / LAST_CHECKPOINT
+    is_rank_zero = rank_zero_only.rank == 0
+    with _log_to_file(run_dir / LOG_FILE):
+        if is_rank_zero:
+            if force:
+                logger.info("force: removing the previous outputs of this stage in %s", run_dir)
+                _clear_stage_outputs(run_dir)
+            config_path = run_dir / CONFIG_FILE
+            text = recipe_to_yaml(recipe)
+            if config_path.is_file() and config_path.read_text(encoding="utf-8") != text and last.is_file():
+                logger.warning("%s differs from the current recipe; resuming with the current recipe", config_path)
+            write_text_atomic(config_path, text)
+        t = recipe.trainer
+        trainer = L.Trainer(
+            default_root_dir=run_dir,
+            max_epochs=stage.epochs,
+            max_steps=stage.max_steps if stage.max_steps is not None else -1,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,  # type: ignore[arg-type]
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            sync_batchnorm=t.sync_batchnorm,
+            deterministic=t.deterministic,
+            log_every_n_steps=t.log_every_n_steps,
+            limit_train_batches=t.limit_train_batches,
+            gradient_clip_val=t.gradient_clip_val,
+            logger=TensorBoardLogger(save_dir=run_dir, name=TENSORBOARD_DIR, version=""),
+            callbacks=[
+                ModelCheckpoint(
+                    dirpath=checkpoint_dir,
+                    filename="epoch-{epoch:03d}",
+                    auto_insert_metric_name=False,
+                    save_top_k=-1,
+                    every_n_epochs=1,
+                    save_last=True,
+                    save_on_train_epoch_end=True,
+                    enable_version_counter=False,
+                ),
+                MetricsCSV(run_dir / METRICS_FILE, t.log_every_n_steps),
+            ],
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+        )
+        logger.info(
+            "%s: %d training images, batches of %s per device, %d epochs%s",
+            type(system).__name__,
+            len(loader.dataset),  # type: ignore[arg-type]
+            loader.batch_size,
+            stage.epochs,
+            f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
+        )
+        ckpt_path = last if last.is_file() else None
+        if ckpt_path is not None:
+            logger.info("resuming from %s", ckpt_path)
+        else:
+            logger.info("training from scratch in %s", run_dir)
+        trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path)
+        if trainer.interrupted:
+            raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
+        logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)
+        if trainer.is_global_zero:
+            export(system.net, model_path)
+            logger.info("wrote %s", model_path)
+    return model_path
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy, torch and the DataLoader workers (Lightning's `seed_everything`, workers=True)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "LAST_CHECKPOINT",
+    "MODEL_FILE",
+    "MetricsCSV",
+    "TrainingSystem",
+    "finished_model",
+    "fit_stage",
+    "make_train_loader",
+    "seed_everything",
+]

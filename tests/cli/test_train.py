@@ -1,0 +1,62 @@
+"""`spol train-cam` / `train-seg` / `train-classifier`: parse, read the dataset, call the stage, print the model path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spol.cli._app import app
+from spol.data import read_dataset
+from spol.data.synthetic import SyntheticConfig, generate_synthetic
+from spol.models import MFFNet, load_exported_model
+from spol.stages.pseudo_masks import generate_pseudo_masks
+
+runner = CliRunner()
+
+FAST = [
+    "--set", "weights=null", "--set", "data.resize=64", "--set", "data.crop=56", "--set", "data.num_workers=0",
+    "--set", "cam.batch_size=4", "--set", "cam.epochs=1", "--set", "seg.batch_size=4", "--set", "seg.epochs=1",
+    "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1",
+]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    config = SyntheticConfig(num_classes=2, train_per_class=5, test_per_class=1, image_size=(64, 64))
+    generate_synthetic(root, config, force=True, progress=False, workers=1)
+    return root
+
+
+def test_bad_override_and_missing_paths_fail_with_a_message(synthetic: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(tmp_path / "r"),
+                                 "--set", "cam.lrr=1"])
+    assert result.exit_code == 2 and "unknown key 'cam.lrr'" in result.output
+    result = runner.invoke(app, ["train-cam", "--data", str(tmp_path / "none"), "--format", "cub", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["train-seg", "--data", str(synthetic), "--format", "cub", "--out", str(tmp_path / "r"),
+                                 "--pseudo-masks", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "spol pseudo-masks" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Path) -> None:
+    cam_run = tmp_path / "cam"
+    result = runner.invoke(app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(cam_run), *FAST])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith(str(cam_run / "model.pt"))
+    # Held-out val images are not trained on: at most 9 of the 10 train images -> 2 steps of 4.
+    assert [line.split(",")[2] for line in (cam_run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")] == ["2"]
+
+    masks = tmp_path / "pseudo"
+    dataset = read_dataset(synthetic, "cub", progress=False)
+    generate_pseudo_masks(load_exported_model(cam_run / "model.pt"), dataset.split("train"), masks, resize=64, batch_size=4)
+    seg_run = tmp_path / "seg"
+    result = runner.invoke(app, ["train-seg", "--data", str(synthetic), "--format", "cub", "--pseudo-masks", str(masks),
+                                 "--out", str(seg_run), *FAST])
+    assert result.exit_code == 0, result.output
+    model = load_exported_model(seg_run / "model.pt")
+    assert isinstance(model, MFFNet) and model.head == "seg"

@@ -1,0 +1,75 @@
+"""The CAM stage trains MFF-Net (or the vanilla CAM baseline) and writes a complete run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from spol.config import Recipe, load_recipe
+from spol.data import Dataset
+from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, load_exported_model
+from spol.stages import train_cam
+from spol.stages.engine import seed_everything
+
+
+def test_train_cam_writes_the_run_folder_and_a_rebuildable_model(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    run = tmp_path / "cam"
+    model_path = train_cam(fast_recipe, tiny_dataset, run)
+    assert model_path == run / "model.pt"
+    for name in ("config.yaml", "train.log", "metrics.csv", "checkpoints/last.ckpt", "checkpoints/epoch-000.ckpt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    assert load_recipe(str(run / "config.yaml")) == fast_recipe
+    model = load_exported_model(model_path)
+    assert isinstance(model, MFFNet) and model.aux_branch
+    out = model(torch.zeros(2, 3, 56, 56))
+    assert out.logits.shape == (2, tiny_dataset.num_classes)
+    # Training moved the weights away from the seeded initialisation.
+    seed_everything(fast_recipe.seed)
+    initial = build_mffnet_cam(backbone=fast_recipe.backbone, num_classes=2, weights=None).state_dict()
+    trained = model.state_dict()
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial if k.startswith("classifier"))
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial if k.startswith("backbone"))
+    # Two optimiser steps (8 images, batch 4) were logged.
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "kind,epoch,step,loss,accuracy,lr"
+    assert [row.split(",")[:3] for row in rows[1:]] == [["step", "0", "1"], ["step", "0", "2"], ["epoch", "0", "2"]]
+
+    # Rerunning skips: model.pt is returned untouched.
+    mtime = model_path.stat().st_mtime_ns
+    assert train_cam(fast_recipe, tiny_dataset, run) == model_path
+    assert model_path.stat().st_mtime_ns == mtime
+
+
+def test_baseline_trains_the_vanilla_cam(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    model = load_exported_model(train_cam(fast_recipe, tiny_dataset, tmp_path / "baseline", baseline=True))
+    assert isinstance(model, VanillaCAM)
+    assert model(torch.zeros(1, 3, 64, 64)).maps.shape == (1, 2, 2, 2)
+
+
+@pytest.mark.slow
+def test_imagenet_style_recipe_freezes_the_stem_and_has_one_head(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    recipe = load_recipe("cpu", ["weights=null", "data.resize=64", "data.crop=56", "data.num_workers=0",
+                                 "cam.batch_size=4", "cam.epochs=1", "cam.aux_branch=false", "cam.freeze_stem=true",
+                                 "cam.lr=0.5", "trainer.accelerator=cpu", "trainer.devices=1"])
+    model = load_exported_model(train_cam(recipe, tiny_dataset, tmp_path / "cam"))
+    assert not model.aux_branch
+    seed_everything(recipe.seed)
+    initial = build_mffnet_cam(backbone=recipe.backbone, num_classes=2, weights=None, aux_branch=False).state_dict()
+    trained = model.state_dict()
+    stem = [k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.weight", "backbone.body.bn1.bias"))]
+    assert stem and all(torch.equal(initial[k], trained[k]) for k in stem)
+    assert not torch.equal(initial["backbone.body.blocks.0.0.conv_dw.weight"], trained["backbone.body.blocks.0.0.conv_dw.weight"])
+
+
+def test_empty_train_split_is_an_error(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    only_test = Dataset("csv", tiny_dataset.root, tiny_dataset.class_names, [replace(r, split="test") for r in tiny_dataset.records])
+    with pytest.raises(ValueError, match="no 'train' images"):
+        train_cam(fast_recipe, only_test, tmp_path / "cam")
+    assert not (tmp_path / "cam" / "model.pt").exists()

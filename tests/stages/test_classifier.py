@@ -1,0 +1,37 @@
+"""The classifier stage fine-tunes a classifier with a new head and exports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from spol.config import Recipe
+from spol.data import Dataset
+from spol.models import build_classifier, load_exported_model
+from spol.stages import ClassifierModule, train_classifier
+from spol.stages.classifier import classifier_head_prefixes
+
+
+def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(fast_recipe: Recipe) -> None:
+    net = build_classifier(backbone="efficientnet_lite0", num_classes=3, weights=None)
+    assert classifier_head_prefixes(net) == ("classifier.",)
+    groups = {g["name"]: g for g in ClassifierModule(net, fast_recipe.classifier).parameter_groups()}
+    head = dict(net.named_parameters())
+    assert groups["new"]["params"] == [head["classifier.weight"], head["classifier.bias"]]
+    assert groups["new"]["lr"] == fast_recipe.classifier.lr
+    assert groups["backbone"]["lr"] == fast_recipe.classifier.lr * fast_recipe.classifier.backbone_lr_mult
+    assert len(groups["backbone"]["params"]) == len(head) - 2
+    resnet = build_classifier(backbone="resnet50", num_classes=3, weights=None)
+    assert classifier_head_prefixes(resnet) == ("fc.",)
+
+
+def test_train_classifier_exports_a_classifier(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    run = tmp_path / "classifier"
+    model_path = train_classifier(fast_recipe, tiny_dataset, run)
+    model = load_exported_model(model_path)
+    assert model(torch.zeros(2, 3, 56, 56)).shape == (2, tiny_dataset.num_classes)
+    assert (run / "checkpoints" / "epoch-000.ckpt").is_file()
+    mtime = model_path.stat().st_mtime_ns
+    assert train_classifier(fast_recipe, tiny_dataset, run) == model_path
+    assert model_path.stat().st_mtime_ns == mtime

@@ -1,0 +1,70 @@
+"""DDP over two CPU processes (gloo): both ranks end with identical weights and rank 0 exports them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spol.models import load_exported_model
+
+HERE = Path(__file__).parent
+
+# Lightning's "ddp" strategy re-runs this script for rank 1 (LOCAL_RANK=1), so it must not fork pytest.
+SCRIPT = """
+import os, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {here!r})
+from conftest import FAST_OVERRIDES, make_dataset
+from spol.config import load_recipe
+from spol.data.loaders import ImageLabelDataset
+from spol.data.transforms import train_transform
+from spol.models import build_mffnet_cam, export_model
+from spol.stages import CamModule
+from spol.stages.engine import fit_stage, make_train_loader, seed_everything
+
+torch.set_num_threads(1)
+out = Path(sys.argv[1])
+recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
+    "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=2", "cam.epochs=1",
+    "cam.max_steps=3", "data.resize=48", "data.crop=40"])
+dataset = make_dataset(out / "data", num_images=12, size=48)
+seed_everything(recipe.seed)
+kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
+net = build_mffnet_cam(**kwargs, weights=None)
+images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
+loader = make_train_loader(images, batch_size=recipe.cam.batch_size, recipe=recipe)
+fit_stage(CamModule(net, recipe.cam), loader, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
+          export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
+rank = int(os.environ.get("LOCAL_RANK", "0"))
+torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT.format(here=str(HERE)), encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("LOCAL_RANK", None)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    assert rank0.keys() == rank1.keys() and len(rank0) > 0
+    for name, value in rank0.items():
+        torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
+    assert "Starting with 2 processes" in (tmp_path / "run" / "train.log").read_text()
+    # Three optimiser steps ran, each rank on its own shard of every batch.
+    rows = [line for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines() if line.startswith("step")]
+    assert [row.split(",")[2] for row in rows] == ["1", "2", "3"]
+    exported = load_exported_model(tmp_path / "run" / "model.pt").state_dict()
+    for name, value in rank0.items():
+        torch.testing.assert_close(exported[name], value.detach(), rtol=0, atol=0, msg=name)

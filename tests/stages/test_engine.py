@@ -1,0 +1,73 @@
+"""The training engine: parameter groups, schedules, loaders, resuming from last.ckpt and force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from spol.config import Recipe
+from spol.data import Dataset
+from spol.data.loaders import ImageLabelDataset
+from spol.models import build_mffnet_cam, load_exported_model
+from spol.stages import CamModule, train_cam
+from spol.stages.engine import _schedule_factor, make_train_loader
+
+
+def test_schedules() -> None:
+    assert [_schedule_factor("constant", 10)(t) for t in (0, 5, 10)] == [1.0, 1.0, 1.0]
+    assert [_schedule_factor("linear", 10)(t) for t in (0, 5, 10)] == [1.0, 0.5, 0.0]
+    assert _schedule_factor("poly", 10)(5) == pytest.approx(0.5**0.9)
+    with pytest.raises(ValueError, match="schedule"):
+        _schedule_factor("cosine", 10)
+
+
+def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe) -> None:
+    net = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
+    groups = {g["name"]: g for g in CamModule(net, fast_recipe.cam).parameter_groups()}
+    backbone = {id(p) for p in net.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone
+    assert len(groups["new"]["params"]) == len(list(net.parameters())) - len(backbone)
+    assert groups["backbone"]["lr"] == pytest.approx(fast_recipe.cam.lr * fast_recipe.cam.backbone_lr_mult)
+    assert groups["new"]["lr"] == fast_recipe.cam.lr
+
+
+def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
+    fast_recipe: Recipe, tiny_dataset: Dataset
+) -> None:
+    images = ImageLabelDataset(tiny_dataset.records[:7], lambda image: torch.zeros(1))
+    assert len(make_train_loader(images, batch_size=3, recipe=fast_recipe)) == 2
+    assert len(make_train_loader(images, batch_size=32, recipe=fast_recipe)) == 1
+    with pytest.raises(ValueError, match="empty"):
+        make_train_loader(ImageLabelDataset([], lambda image: image), batch_size=3, recipe=fast_recipe)
+
+
+def _epoch_rows(run: Path) -> list[list[str]]:
+    return [line.split(",") for line in (run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")]
+
+
+@pytest.mark.slow
+def test_resume_continues_from_last_checkpoint_and_force_starts_over(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    run = tmp_path / "cam"
+    two_epochs = fast_recipe.model_copy(update={"cam": fast_recipe.cam.model_copy(update={"epochs": 2})})
+    straight = load_exported_model(train_cam(two_epochs, tiny_dataset, tmp_path / "straight"))
+
+    # One epoch, then "crash" before the export: model.pt gone, checkpoints kept.
+    train_cam(fast_recipe, tiny_dataset, run)
+    (run / "model.pt").unlink()
+    train_cam(two_epochs, tiny_dataset, run)
+    assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"]]
+    assert "resuming from" in (run / "train.log").read_text()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "epoch-001.ckpt", "last.ckpt"]
+    # Seeded training resumed after epoch 1 ends where uninterrupted training ends.
+    resumed = load_exported_model(run / "model.pt")
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
+
+    # force: the old checkpoints and metrics go, training starts at epoch 0 again.
+    train_cam(fast_recipe, tiny_dataset, run, force=True)
+    assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"]]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]

@@ -1,0 +1,96 @@
+"""Recipes: shipped files validate, unknown keys fail with the valid keys listed, overrides parse as YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from spol.config import SHIPPED_RECIPES, Recipe, load_recipe, recipe_to_yaml
+
+
+@pytest.mark.parametrize("name", SHIPPED_RECIPES)
+def test_shipped_recipes_load_and_round_trip(name: str, tmp_path: Path) -> None:
+    recipe = load_recipe(name)
+    assert isinstance(recipe, Recipe)
+    path = tmp_path / "saved.yaml"
+    path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    assert load_recipe(str(path)) == recipe
+
+
+def test_cub_and_imagenet_hold_the_paper_values() -> None:
+    cub = load_recipe("cub")
+    assert (cub.backbone, cub.cam.epochs, cub.cam.batch_size, cub.cam.lr, cub.cam.backbone_lr_mult) == (
+        "resnet50", 32, 64, 0.02, 0.1)
+    assert (cub.cam.momentum, cub.cam.nesterov, cub.cam.weight_decay) == (0.9, True, 1e-4)
+    assert cub.cam.aux_branch and not cub.cam.freeze_stem
+    assert (cub.seg.epochs, cub.seg.batch_size, cub.seg.lr, cub.seg.backbone_lr_mult) == (2, 128, 0.02, 1.0)
+    c = cub.classifier
+    assert (c.backbone, c.resize, c.crop, c.lr, c.backbone_lr_mult, c.epochs, c.batch_size, c.schedule) == (
+        "timm:tf_efficientnet_b7", 685, 600, 0.05, 0.1, 20, 16, "linear")
+    assert (cub.pseudo_masks.foreground, cub.pseudo_masks.background) == (0.25, 0.01)
+    imagenet = load_recipe("imagenet")
+    assert (imagenet.cam.epochs, imagenet.cam.batch_size, imagenet.seg.epochs) == (1, 128, 1)
+    assert not imagenet.cam.aux_branch and imagenet.cam.freeze_stem
+
+
+def test_overrides_parse_values_as_yaml() -> None:
+    recipe = load_recipe(
+        "cpu", ["cam.lr=0.5", "weights=null", "trainer.devices=[0, 1]", "cam.nesterov=false", "trainer.precision=bf16-mixed"]
+    )
+    assert recipe.cam.lr == 0.5
+    assert recipe.weights is None
+    assert recipe.trainer.devices == [0, 1]
+    assert recipe.cam.nesterov is False
+    assert recipe.trainer.precision == "bf16-mixed"
+    # Later overrides win; untouched keys keep the file's values.
+    assert load_recipe("cpu", ["cam.epochs=3", "cam.epochs=5"]).cam.epochs == 5
+    assert load_recipe("cpu", ["cam.epochs=3"]).cam.batch_size == load_recipe("cpu").cam.batch_size
+
+
+def test_unknown_override_key_names_the_key_and_the_valid_keys() -> None:
+    with pytest.raises(ValueError, match=r"'cam\.lrr'.*valid keys at cam: .*backbone_lr_mult"):
+        load_recipe("cpu", ["cam.lrr=0.1"])
+    with pytest.raises(ValueError, match="valid keys at the top level: backbone, weights, seed"):
+        load_recipe("cpu", ["camm.lr=0.1"])
+    with pytest.raises(ValueError, match="is a value, not a section"):
+        load_recipe("cpu", ["cam.lr.value=0.1"])
+    with pytest.raises(ValueError, match="dotted.key=value"):
+        load_recipe("cpu", ["cam.lr"])
+
+
+def test_misspelled_key_in_a_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("backbone: resnet50\ncam:\n  epochs: 2\n  batchsize: 8\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"unknown key 'cam\.batchsize'; valid keys here: epochs, batch_size"):
+        load_recipe(str(path))
+
+
+def test_wrong_types_and_ranges_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cam\.lr"):
+        load_recipe("cpu", ["cam.lr=fast"])
+    with pytest.raises(ValueError, match=r"cam\.epochs"):
+        load_recipe("cpu", ["cam.epochs=0"])
+    with pytest.raises(ValueError, match=r"cam\.schedule"):
+        load_recipe("cpu", ["cam.schedule=cosine"])
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="mapping"):
+        load_recipe(str(path))
+
+
+def test_partial_file_gets_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "partial.yaml"
+    path.write_text("seed: 7\n", encoding="utf-8")
+    recipe = load_recipe(str(path))
+    assert recipe.seed == 7
+    assert recipe.cam == Recipe().cam
+
+
+def test_missing_recipe_and_frozen_models() -> None:
+    with pytest.raises(FileNotFoundError, match="cub, imagenet, cpu"):
+        load_recipe("no-such-recipe.yaml")
+    recipe = load_recipe("cpu")
+    with pytest.raises(ValidationError):
+        recipe.cam.lr = 1.0  # type: ignore[misc]
