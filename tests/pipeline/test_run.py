@@ -1,0 +1,108 @@
+"""The whole pipeline on a tiny synthetic CUB-layout dataset with tiny random-weight networks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import spol
+from spol.config import load_recipe
+from spol.data import SyntheticConfig, generate_synthetic
+from spol.pipeline import format_comparison, run_pipeline
+
+TINY = (
+    "weights=null",
+    "data.resize=64",
+    "data.crop=56",
+    "data.num_workers=0",
+    "data.val_share=0.25",
+    "cam.epochs=1",
+    "cam.batch_size=8",
+    "seg.epochs=1",
+    "seg.batch_size=8",
+    "pseudo_masks.resize=64",
+    "pseudo_masks.batch_size=8",
+    "evaluation.input_size=64",
+    "evaluation.batch_size=8",
+    "trainer.log_every_n_steps=1",
+)
+METHOD_KEYS = {"top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pipeline")
+    data = generate_synthetic(
+        root / "data",
+        SyntheticConfig(num_classes=3, train_per_class=8, test_per_class=4, image_size=(64, 64), seed=3),
+        progress=False,
+        workers=1,
+    )
+    recipe = load_recipe("cpu", TINY)
+    result = run_pipeline(recipe, data, "cub", root / "run", report_samples=3)
+    return recipe, data, root / "run", result
+
+
+def test_metrics_file_has_both_methods_with_the_documented_keys(finished_run):
+    _, _, run, result = finished_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert set(metrics) == {"spol", "cam"}
+    for method in metrics.values():
+        assert set(method) == METHOD_KEYS
+        assert set(method["max_box_acc"]) == {"30", "50", "70"}
+        for key in ("top1_loc", "top5_loc", "gt_known_loc", "max_box_acc_v2", "pxap", "cls_top1"):
+            assert 0.0 <= method[key] <= 100.0
+        assert method["top1_loc"] <= method["top5_loc"] <= method["gt_known_loc"]
+        # GT-known Loc uses one threshold chosen on val, so it cannot beat the best threshold on test.
+        assert method["gt_known_loc"] <= method["max_box_acc"]["50"] + 1e-9
+        assert 0.0 <= method["threshold"] < 1.0
+
+
+def test_run_folder_holds_every_stage_the_report_and_the_localizer(finished_run):
+    _, _, run, result = finished_run
+    for stage in ("cam", "baseline_cam", "seg"):
+        assert (run / stage / "model.pt").is_file()
+        assert (run / stage / "config.yaml").is_file()
+    assert (run / "config.yaml").is_file()
+    assert any((run / "pseudo_masks").rglob("*.png"))
+    html = (run / "report.html").read_text()
+    assert "SPOL" in html and "CAM" in html and "data:image/png;base64," in html
+    assert any("held out from train" in note for note in result.notes)
+    assert "GT-known Loc" in format_comparison(result.metrics)
+
+
+def test_localizer_from_the_run_gives_a_box_inside_the_image(finished_run):
+    _, data, run, result = finished_run
+    localizer = spol.Localizer.from_run(run)
+    image_path = next((data / "images").rglob("*.jpg"))
+    found = localizer(image_path)
+    assert found.mask.shape == (64, 64)
+    assert found.class_name in [p.name for p in (data / "images").iterdir()]
+    if found.box is not None:
+        x0, y0, x1, y1 = found.box
+        assert 0 <= x0 <= x1 < 64 and 0 <= y0 <= y1 < 64
+    assert localizer.threshold == pytest.approx(result.metrics["spol"]["threshold"])
+
+
+def test_rerun_skips_finished_stages_and_gives_the_same_numbers(finished_run):
+    recipe, data, run, result = finished_run
+    stamps = {stage: (run / stage / "model.pt").stat().st_mtime_ns for stage in ("cam", "baseline_cam", "seg")}
+    again = run_pipeline(recipe, data, "cub", run, report_samples=3)
+    assert {stage: (run / stage / "model.pt").stat().st_mtime_ns for stage in stamps} == stamps
+    np.testing.assert_equal(again.metrics, result.metrics)
+
+
+def test_a_dataset_without_a_test_split_is_refused(tmp_path):
+    data = generate_synthetic(
+        tmp_path / "data",
+        SyntheticConfig(num_classes=2, train_per_class=4, test_per_class=0, image_size=(48, 48)),
+        progress=False,
+        workers=1,
+    )
+    with pytest.raises(ValueError, match="no 'test' images"):
+        run_pipeline(load_recipe("cpu", TINY), data, "cub", tmp_path / "run")
