@@ -3,11 +3,15 @@
 Each image shows one object on a background cut from the photographs and textures that
 ship with scikit-image (random crop, flips, colour jitter). The object's body is a crop
 of *another* of those pictures, jittered the same way, so neither its colour nor its
-texture singles it out: a body colour unlike every background would let any saliency
-map find the object and test nothing. What tells the classes apart is a small,
-saturated marker (the "part", 3-6 % of the object's area by default), one shape x colour
-pair per class, placed inside the object near its edge. A classifier needs only the
-part, so its CAM lights the part rather than the object: the failure SPOL addresses.
+texture singles it out as an object: a body colour unlike every background would let any
+saliency map find the object and test nothing. Two cues tell the classes apart, as
+plumage and head do for birds: by default (``class_bodies``) each class cuts its body from
+its own picture (which serves other classes as background), and every class carries a
+small, saturated marker (the "part", 3-6 % of the object's area), one shape x colour pair
+per class, placed inside the object near its edge. A CAM lights the most discriminative
+evidence at the resolution of the deepest features (the part and a blur around it), not
+the object's extent: the failure SPOL addresses. With ``class_bodies=False`` the part is
+the only cue, and no class-agnostic segmentation can learn the body from CAMs at all.
 A few neutral-coloured distractor shapes of a part's size clutter the background.
 
 Masks are exact (the pixels the object was painted on) and each box is the tight box of
@@ -111,6 +115,8 @@ class SyntheticConfig:
     clutter: tuple[int, int] = (1, 4)  # number of neutral distractor shapes on the background, inclusive range
     # Distractor area / image area: about a part's size, so "a small blob" alone is no cue.
     clutter_area: tuple[float, float] = (0.003, 0.012)
+    class_bodies: bool = True  # each class's body is cut from its own picture, a class-wide cue like plumage (other
+    # classes' pictures are its backgrounds); False: any picture, which leaves the part as the only cue
     jpeg_quality: int = 95  # JPEG quality (4:4:4 chroma), high so the part's colour survives compression
     seed: int = 0  # root of every image's random stream; same seed and config give byte-identical files
 
@@ -202,9 +208,10 @@ def render_synthetic_sample(config: SyntheticConfig, *, label: int, number: int)
     sources = _load_sources()
     side = int(rng.integers(config.image_size[0], config.image_size[1] + 1))
 
-    background, bg_source = _texture(rng, sources, side, side)
+    body_source = label % len(sources) if config.class_bodies else None
+    background, bg_source = _texture(rng, sources, side, side, exclude=body_source)
     mask = _object_mask(rng, config, side)
-    body = _body(rng, sources, mask, background, exclude=bg_source)
+    body = _body(rng, sources, mask, background, exclude=bg_source, only=body_source)
     image = np.where(mask[..., None], body, background)
 
     shape, colour = class_parts(config.num_classes)[label]
@@ -352,9 +359,10 @@ def _texture(
     height: int,
     width: int,
     exclude: int | None = None,
+    only: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """A jittered random crop of a source resized to ``height x width`` (float32 RGB, 0-255)."""
-    choices = [i for i in range(len(sources)) if i != exclude]
+    """A jittered random crop of a source (`only` that one) resized to ``height x width`` (float32 RGB, 0-255)."""
+    choices = [only] if only is not None else [i for i in range(len(sources)) if i != exclude]
     for attempt in range(8):
         index = int(rng.choice(choices))
         picture, gray = sources[index]
@@ -476,13 +484,14 @@ def _body(
     mask: np.ndarray,
     background: np.ndarray,
     exclude: int,
+    only: int | None = None,
 ) -> np.ndarray:
     """A texture for the object, redrawn while flat inside the object or coloured like its surroundings."""
     side = mask.shape[0]
     ring = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~mask
     around = background[ring].mean(axis=0) if ring.any() else background.reshape(-1, 3).mean(axis=0)
     for attempt in range(12):
-        body, _ = _texture(rng, sources, side, side, exclude=exclude)
+        body, _ = _texture(rng, sources, side, side, exclude=exclude, only=only)
         inside = body[mask]
         textured = inside.std(axis=0).mean() >= _MIN_TEXTURE_STD
         if (textured and np.linalg.norm(inside.mean(axis=0) - around) >= _MIN_BODY_CONTRAST) or attempt == 11:
