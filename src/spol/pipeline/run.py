@@ -145,6 +145,11 @@ def run_pipeline(
         force: redo every stage.
         report_samples: number of test images shown in the report.
     """
+    if THRESHOLD_IOU not in recipe.evaluation.iou_thresholds:
+        raise ValueError(
+            f"evaluation.iou_thresholds must include {THRESHOLD_IOU}: GT-known and Top-k Loc use the "
+            f"threshold best at IoU 0.5 on val (got {list(recipe.evaluation.iou_thresholds)})"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "pipeline.log")
