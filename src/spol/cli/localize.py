@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
 from spol.cli._app import app, fail
-from spol.localization import LOCALIZER_CONFIG, Localizer, SkippedImage, collect_images, localize_files
 
 DEFAULT_OUT = Path("localize")
 
@@ -24,7 +22,7 @@ def localize(
         show_default=False,
     ),
     run: Path = typer.Option(
-        ..., "--run", help=f"Run folder made by `spol pipeline` (holds {LOCALIZER_CONFIG} and the model files)."
+        ..., "--run", help="Run folder made by `spol pipeline` (holds localizer.json and the model files)."
     ),
     out: Path = typer.Option(
         DEFAULT_OUT,
@@ -46,6 +44,10 @@ def localize(
 
     Files that are not readable images are named on stderr and skipped; the exit code is then 1.
     """
+    from tqdm import tqdm
+
+    from spol.localization import Localizer, SkippedImage, collect_images, localize_files
+
     if not run.is_dir():
         raise fail(f"--run {run} is not a folder; pass the run folder of `spol pipeline`")
     try:
@@ -66,7 +68,7 @@ def localize(
             box = "no object" if record["box"] is None else "box " + " ".join(map(str, record["box"]))
             typer.echo(f"{record['image']}: {record['class']} ({record['score']:.3f}), {box}")
 
-    def on_skip(skipped: SkippedImage) -> None:
+    def on_skip(skipped: "SkippedImage") -> None:
         # tqdm.write keeps the progress bar intact.
         tqdm.write(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
 

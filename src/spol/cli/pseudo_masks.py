@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, fail
-from spol.models import load_exported_model
-from spol.stages.pseudo_masks import REPORT_NAME, generate_pseudo_masks
 
 MODEL_FILE = "model.pt"
 
@@ -42,10 +40,10 @@ def pseudo_masks(
         raise fail(f"CAM model {model_path} does not exist; pass a model file or a run folder holding {MODEL_FILE}")
     if not data.is_dir():
         raise fail(f"dataset root {data} is not a folder")
-    try:
-        from spol.data import read_dataset  # type: ignore[attr-defined]
-    except ImportError:  # not re-exported by spol.data yet: take it from its module
-        from spol.data.summary import read_dataset
+    from spol.data import read_dataset
+    from spol.models import load_exported_model
+    from spol.stages.pseudo_masks import REPORT_NAME, generate_pseudo_masks
+
     try:
         model = load_exported_model(model_path, map_location=device)
         dataset = read_dataset(data, dataset_format)

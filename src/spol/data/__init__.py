@@ -1,36 +1,56 @@
-"""Datasets: readers for CUB-200-2011, wsolevaluation metadata, ILSVRC and CSV folders."""
+"""Datasets: readers for CUB-200-2011, wsolevaluation metadata, ILSVRC and CSV folders.
 
-from spol.data.csv_folder import read_csv_folder
-from spol.data.cub import read_cub
-from spol.data.holdout import hold_out_val
-from spol.data.imagenet import read_imagenet
-from spol.data.images import UnreadableImageError, image_size, load_image_rgb, verify_images
-from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
-from spol.data.summary import FORMATS, read_dataset, summarize
-from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
-from spol.data.wsol import read_wsol, read_wsol_metadata
+The names below are imported on first use, so that a command which only reads a dataset does not
+pay for torchvision or scikit-image.
+"""
 
-__all__ = [
-    "SPLITS",
-    "Box",
-    "Dataset",
-    "DatasetFormatError",
-    "ImageRecord",
-    "Problem",
-    "FORMATS",
-    "UnreadableImageError",
-    "hold_out_val",
-    "image_size",
-    "load_image_rgb",
-    "read_csv_folder",
-    "read_cub",
-    "read_dataset",
-    "read_imagenet",
-    "read_wsol",
-    "read_wsol_metadata",
-    "summarize",
-    "SYNTHETIC_PRESETS",
-    "SyntheticConfig",
-    "generate_synthetic",
-    "verify_images",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "read_csv_folder": "spol.data.csv_folder",
+    "read_cub": "spol.data.cub",
+    "hold_out_val": "spol.data.holdout",
+    "read_imagenet": "spol.data.imagenet",
+    "UnreadableImageError": "spol.data.images",
+    "image_size": "spol.data.images",
+    "load_image_rgb": "spol.data.images",
+    "verify_images": "spol.data.images",
+    "SPLITS": "spol.data.records",
+    "Box": "spol.data.records",
+    "Dataset": "spol.data.records",
+    "DatasetFormatError": "spol.data.records",
+    "ImageRecord": "spol.data.records",
+    "Problem": "spol.data.records",
+    "FORMATS": "spol.data.summary",
+    "read_dataset": "spol.data.summary",
+    "summarize": "spol.data.summary",
+    "SYNTHETIC_PRESETS": "spol.data.synthetic",
+    "SyntheticConfig": "spol.data.synthetic",
+    "generate_synthetic": "spol.data.synthetic",
+    "read_wsol": "spol.data.wsol",
+    "read_wsol_metadata": "spol.data.wsol",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from spol.data.csv_folder import read_csv_folder
+    from spol.data.cub import read_cub
+    from spol.data.holdout import hold_out_val
+    from spol.data.imagenet import read_imagenet
+    from spol.data.images import UnreadableImageError, image_size, load_image_rgb, verify_images
+    from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
+    from spol.data.summary import FORMATS, read_dataset, summarize
+    from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
+    from spol.data.wsol import read_wsol, read_wsol_metadata
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spol.data' has no attribute {name!r}")
