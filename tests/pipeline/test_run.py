@@ -106,3 +106,27 @@ def test_a_dataset_without_a_test_split_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="no 'test' images"):
         run_pipeline(load_recipe("cpu", TINY), data, "cub", tmp_path / "run")
+
+
+def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_path):
+    from PIL import Image
+
+    from spol.pipeline import prepare_dataset
+
+    rows = ["image,label,x0,y0,x1,y1,split"]
+    for i in range(12):
+        Image.new("RGB", (40, 30), (i * 20, 50, 90)).save(tmp_path / f"{i}.png")
+        label = "a" if i % 2 else "b"
+        if i < 8:
+            box = "5,5,30,20" if i < 6 else ",,,"  # two training images without a box
+            rows.append(f"{i}.png,{label},{box},train")
+        else:
+            box = "5,5,30,20" if i < 11 else ",,,"  # one test image without a box
+            rows.append(f"{i}.png,{label},{box},test")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    recipe = load_recipe("cpu", ("data.val_share=0.5",))
+    dataset, notes = prepare_dataset(tmp_path, "csv", recipe)
+    evaluated = dataset.split("val") + dataset.split("test")
+    assert evaluated and all(r.boxes for r in evaluated)
+    assert len(dataset.split("test")) == 3
+    assert any("without a ground-truth box left out" in note for note in notes)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,17 @@ def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Datas
         )
     else:
         notes.append("thresholds chosen on the dataset's own validation split")
+    unboxed = [r for r in dataset.records if r.split != "train" and not r.boxes]
+    if unboxed:
+        # Box metrics need a box on every evaluated image; one without is left out, and counted.
+        dataset = replace(dataset, records=[r for r in dataset.records if r.split == "train" or r.boxes])
+        notes.append(f"{len(unboxed)} val/test image(s) without a ground-truth box left out of the evaluation")
+        log.warning(notes[-1])
+    for needed in ("val", "test"):
+        if not dataset.split(needed):
+            raise ValueError(
+                f"{root}: no {needed} image has a ground-truth box; spol pipeline needs boxed val and test images"
+            )
     return dataset, notes
 
 
