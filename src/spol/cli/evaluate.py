@@ -109,7 +109,7 @@ def evaluate_maps(
         False,
         "--json",
         help="Print exactly one JSON object on stdout: num_images, max_box_acc, max_box_acc_mean, "
-        "best_cam_threshold, num_resized_maps, plus pxap with --masks and top1_loc, top5_loc, gt_known_loc "
+        "best_cam_threshold, plus pxap with --masks and top1_loc, top5_loc, gt_known_loc "
         "with --predictions.",
     ),
 ) -> None:
@@ -163,4 +163,6 @@ def evaluate_maps(
             summary.update(localization_from_predictions(result, labels, top5))
     except (ScoreMapError, FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from error
+    if as_json and result.num_resized:
+        typer.echo(f"note: {result.num_resized} map(s) were not 224x224 and were resized (bilinear)", err=True)
     typer.echo(json.dumps(summary) if as_json else _table(result, summary))

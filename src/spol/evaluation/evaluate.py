@@ -76,14 +76,14 @@ class EvaluationResult:
         """The summary object of ``spol evaluate-maps --json`` (IoU levels as string keys).
 
         Keys: ``num_images``, ``max_box_acc``, ``max_box_acc_mean``, ``best_cam_threshold`` (the box
-        ones null without boxes), ``num_resized_maps``, and ``pxap`` when masks were evaluated.
+        ones null without boxes), and ``pxap`` when masks were evaluated; nothing else, so that the
+        object compares key by key with the reference's numbers (``num_resized`` is reported apart).
         """
         out: dict[str, Any] = {
             "num_images": self.num_images,
             "max_box_acc": {str(k): v for k, v in self.max_box_acc.items()} if self.max_box_acc else None,
             "max_box_acc_mean": self.max_box_acc_mean,
             "best_cam_threshold": {str(k): v for k, v in self.best_threshold.items()} if self.best_threshold else None,
-            "num_resized_maps": self.num_resized,
         }
         if self.pxap is not None:
             out["pxap"] = self.pxap
