@@ -1,4 +1,3 @@
-import importlib.util
 import json
 from pathlib import Path
 
@@ -98,16 +97,9 @@ def _tiny_wsol(root: Path) -> Path:
 
 
 MAKERS = {"cub": _tiny_cub, "imagenet": _tiny_imagenet, "csv": _csv_dataset, "wsol": _tiny_wsol}
-HAS_WSOL = importlib.util.find_spec("spol.data.wsol") is not None
 
 
-@pytest.mark.parametrize(
-    "format",
-    [
-        pytest.param(f, marks=pytest.mark.skipif(f == "wsol" and not HAS_WSOL, reason="spol.data.wsol not written yet"))
-        for f in FORMATS
-    ],
-)
+@pytest.mark.parametrize("format", FORMATS)
 def test_read_dataset_dispatches_by_format(tmp_path, format):
     dataset = read_dataset(MAKERS[format](tmp_path), format, progress=False)
     assert dataset.format == format

@@ -86,9 +86,8 @@ def test_layout_is_cub(small):
 
 
 def test_reads_through_read_cub(small):
-    read_cub = pytest.importorskip("spol.data").__dict__.get("read_cub")
-    if read_cub is None:
-        pytest.skip("spol.data.read_cub is not there yet")
+    from spol.data import read_cub
+
     dataset = read_cub(small, progress=False)
     assert dataset.problems == []
     assert dataset.class_names == SMALL.class_names

@@ -1,7 +1,7 @@
 """Torch datasets over `ImageRecord`s: (image tensor, label) for classification and CAM training,
 (image tensor, label mask) for segmentation training.
 
-Images are read with `spol.data.images.load_image_rgb` (RGB, EXIF-oriented) and go through a
+Images are read with `spol.data.images.load_image_rgb` (RGB, as stored, like the boxes) and go through a
 `spol.data.transforms` transform. Label masks are ``H x W`` uint8 arrays at the image's original
 size (1 object, 0 background, 255 ignored) and are transformed jointly with the image as a
 ``tv_tensors.Mask`` (nearest-neighbour resize, so the ignore value survives).

@@ -20,12 +20,13 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
+from spol.data.images import load_image_rgb
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.fileio import atomic_path, write_json_atomic
@@ -241,15 +242,6 @@ def pseudo_mask_from_cam(
     return np.ascontiguousarray(both[..., 0]), np.ascontiguousarray(both[..., 1])
 
 
-def _load_rgb(path: Path) -> Image.Image:
-    try:
-        from spol.data.images import load_image_rgb
-    except ImportError:  # the shared loader may be absent from a partial install; PIL with EXIF orientation instead
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    return load_image_rgb(path)
-
-
 # What loading a broken or missing file raises (spol.data.images.UnreadableImageError is a ValueError).
 _LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
@@ -275,7 +267,7 @@ class _Images(TorchDataset):
     def __getitem__(self, index: int) -> _Item:
         record = self.records[index]
         try:
-            image = _load_rgb(Path(record.path))
+            image = load_image_rgb(record.path)
         except _LOAD_ERRORS as error:
             message = str(error) if str(record.path) in str(error) else f"{record.path}: {error}"
             return _Item(index, None, None, f"unreadable image: {message}")
