@@ -106,7 +106,7 @@ def test_read_dataset_dispatches_by_format(tmp_path, format):
     assert dataset.records and all(r.size is not None for r in dataset.records)
     # Every other format refuses this folder with a DatasetFormatError (the CLI's exit code 2).
     for other in FORMATS:
-        if other != format and (other != "wsol" or HAS_WSOL):
+        if other != format:
             with pytest.raises(DatasetFormatError):
                 read_dataset(tmp_path, other, progress=False)
 
