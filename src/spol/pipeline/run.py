@@ -213,8 +213,15 @@ def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, fo
     kw = dict(input_size=input_size, batch_size=recipe.evaluation.batch_size)
     spol_val = predict(seg_model, val, kind="seg", description="SPOL maps (val)", **kw)
     spol_test = predict(seg_model, test, kind="seg", description="SPOL maps (test)", **kw)
+    # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
+    classifier_size = (recipe.classifier.crop or input_size) if classifier_path else input_size
     spol_cls = predict(
-        classifier_model, test, kind="cam" if classifier_path is None else "classifier", description="classes (test)", **kw
+        classifier_model,
+        test,
+        kind="classifier",
+        input_size=classifier_size,
+        batch_size=recipe.evaluation.batch_size,
+        description="classes (test)",
     )
     cam_val = predict(baseline_model, val, kind="cam", description="CAM maps (val)", **kw)
     cam_test = predict(baseline_model, test, kind="cam", description="CAM maps (test)", **kw)
@@ -231,6 +238,7 @@ def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, fo
         segmenter=seg_path.relative_to(run_dir),
         threshold=metrics["spol"]["threshold"],
         input_size=input_size,
+        classifier_input_size=classifier_size,
         threshold_rule="protocol",
     )
     samples = build_report_samples(
