@@ -130,3 +130,12 @@ def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_pat
     assert evaluated and all(r.boxes for r in evaluated)
     assert len(dataset.split("test")) == 3
     assert any("without a ground-truth box left out" in note for note in notes)
+
+
+def test_a_run_folder_made_with_another_recipe_is_refused_without_force(finished_run):
+    recipe, data, run, _ = finished_run
+    other = load_recipe("cpu", (*TINY, "seg.lr=0.01"))
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="--force"):
+        run_pipeline(other, data, "cub", run)
+    assert (run / "config.yaml").read_text() == before

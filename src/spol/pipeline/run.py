@@ -174,7 +174,15 @@ def run_pipeline(
 
 
 def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, force: bool, report_samples: int) -> PipelineResult:
-    write_text_atomic(run_dir / "config.yaml", recipe_to_yaml(recipe))
+    config_path = run_dir / "config.yaml"
+    config = recipe_to_yaml(recipe)
+    if config_path.exists() and config_path.read_text(encoding="utf-8") != config and not force:
+        # Finished stages would be reused as they are: refuse rather than mix two recipes in one run.
+        raise ValueError(
+            f"{run_dir} holds a run made with another recipe (see {config_path}); "
+            "pass --force to redo it with this one, or choose another --out"
+        )
+    write_text_atomic(config_path, config)
     dataset, notes = prepare_dataset(data_root, data_format, recipe)
     val, test = dataset.split("val"), dataset.split("test")
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
