@@ -11,6 +11,7 @@ from torch import nn
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform
+from spol.evaluation import rescale_boxes_to_protocol
 from spol.localization import mask_to_box, threshold_mask
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
@@ -21,12 +22,6 @@ def _evenly_spaced(n: int, count: int) -> list[int]:
     if n <= count:
         return list(range(n))
     return [int(i) for i in np.linspace(0, n - 1, count).round()]
-
-
-def _boxes_at_protocol_size(record: ImageRecord) -> list[tuple[float, float, float, float]]:
-    width, height = record.size
-    sx, sy = PROTOCOL_SIZE / width, PROTOCOL_SIZE / height
-    return [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in record.boxes]
 
 
 @torch.inference_mode()
@@ -66,7 +61,7 @@ def build_report_samples(
             ReportSample(
                 image_id=record.image_id,
                 image=shown,
-                gt_boxes=_boxes_at_protocol_size(record),
+                gt_boxes=rescale_boxes_to_protocol(record.boxes, record.size).tolist(),
                 methods={
                     "SPOL": MethodVisuals(
                         cam=cam / (cam.max() + 1e-6),
