@@ -15,17 +15,14 @@ Conventions (``evaluation-protocol.md``, "Boxes"):
 * ``MaxBoxAcc(delta) = max_t 100 * correct(t, delta) / N``; MaxBoxAccV2 is the mean over
   ``delta in {30, 50, 70}`` in multi-contour mode.
 
-Speed without changing a single box: masks are nested as the cut rises, so a mask is identified
-by the number of pixels above its cut and computed once however many thresholds share it;
-``findContours`` runs on the bounding box of the mask's pixels only (``offset`` restores full-image
-coordinates; OpenCV pads the image border with zeros itself, and raster order, hence contour
-order, is unchanged by the crop); and for the accuracy, a mask whose pixel bounding box cannot
-reach the smallest IoU level with any ground-truth box is counted wrong without tracing contours
-(every contour box lies inside that bounding box, so ``intersection / area(gt)`` bounds the IoU).
-The contour tracing itself is OpenCV's and is the same work as the reference's, so the gain is
-largest on maps with few distinct levels (about 5-8x) and modest on smooth 224 x 224 maps
-(about 1.3-1.7x single-threaded); ``benchmarks/box_accuracy_speed.py`` measures both. Note that
-OpenCV lists top-level contours in reverse scan order, so on area ties the lower / later one wins.
+Speed without changing a single box: thresholds that give the same cut share one mask, and the
+masks of all cuts are nested, so their boxes come from one sweep over the map's levels
+(`spol.evaluation.level_components`), which gives OpenCV's boxes exactly. The rare masks where
+OpenCV's own order decides (largest-contour area ties) are traced with ``cv2.findContours`` on
+the bounding box of the mask's pixels only (``offset`` restores full-image coordinates; OpenCV
+pads the image border with zeros itself, so the crop changes no contour; it lists top-level
+contours in reverse scan order, so on area ties the lower / later one wins).
+``benchmarks/box_accuracy_speed.py`` measures the gain against the plain per-threshold loop.
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ import cv2
 import numpy as np
 
 from spol.data.records import Box
+from spol.evaluation.level_components import contour_boxes_at_cuts
 from spol.scoremaps import PROTOCOL_SIZE, check_scoremap
 
 DEFAULT_IOU_THRESHOLDS: tuple[int, ...] = (30, 50, 70)
@@ -135,7 +133,7 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
 
 
 class _Levels:
-    """A map's 8-bit levels with what every cut needs: pixel counts above a cut, row and column maxima."""
+    """A map's 8-bit levels and its distinct cuts, with the boxes of each cut's mask."""
 
     def __init__(self, scoremap: np.ndarray, thresholds: np.ndarray) -> None:
         check_scoremap(scoremap)
@@ -143,22 +141,23 @@ class _Levels:
             raise ValueError(f"score map is empty (shape {scoremap.shape})")
         self.u = scoremap_to_uint8(scoremap)
         self.height, self.width = self.u.shape
-        # The reference's int(t * np.max(u)): float64 product, truncated.
-        self.cuts = (np.asarray(thresholds, dtype=np.float64) * int(self.u.max())).astype(np.int64)
-        counts = np.bincount(self.u.ravel(), minlength=256)
-        self.above = self.u.size - np.cumsum(counts)  # pixels > c, for c in 0..255
-        self.row_max = self.u.max(axis=1)
-        self.col_max = self.u.max(axis=0)
+        top = int(self.u.max())
+        # The reference's int(t * np.max(u)): float64 product, truncated. Every cut below 0 gives
+        # the same mask (all pixels), and a cut at the maximum or above the empty mask.
+        cuts = np.clip((np.asarray(thresholds, dtype=np.float64) * top).astype(np.int64), -1, top)
+        distinct, inverse = np.unique(cuts, return_inverse=True)
+        self.cuts = distinct[::-1]
+        """Distinct cuts, decreasing (the order of `contour_boxes_at_cuts`)."""
+        self.index = len(distinct) - 1 - inverse.reshape(-1)
+        """Each threshold's position in `cuts`."""
+        self.num_empty = int((self.cuts == top).sum())
+        """Leading cuts whose mask is empty (at most one)."""
 
-    def pixel_box(self, cut: int) -> tuple[int, int, int, int]:
-        """Inclusive ``(x0, y0, x1, y1)`` of the pixels above `cut` (there must be some)."""
-        rows = np.flatnonzero(self.row_max > cut)
-        cols = np.flatnonzero(self.col_max > cut)
-        return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-
-    def contour_boxes(self, cut: int, box: tuple[int, int, int, int], multi_contour: bool) -> np.ndarray:
-        """Boxes ``[k, 4]`` of the mask ``u > cut`` (non-empty, pixels inside `box`)."""
-        x0, y0, x1, y1 = box
+    def contour_boxes(self, cut: int, multi_contour: bool) -> np.ndarray:
+        """Boxes ``[k, 4]`` of the non-empty mask ``u > cut`` from OpenCV, traced on the mask's bounding box."""
+        rows = np.flatnonzero((self.u > cut).any(axis=1))
+        cols = np.flatnonzero((self.u > cut).any(axis=0))
+        x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
         mask = cv2.threshold(self.u[y0 : y1 + 1, x0 : x1 + 1], cut, 1, cv2.THRESH_BINARY)[1]
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
         if not multi_contour and len(contours) > 1:
@@ -169,6 +168,20 @@ class _Levels:
             out[i] = (x, y, min(x + w, self.width - 1), min(y + h, self.height - 1))
         return out
 
+    def boxes(self, multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, boxes)``: the boxes of ``cuts[i]`` are ``boxes[offsets[i]:offsets[i + 1]]``, at least one.
+
+        An empty mask has the protocol's ``[0, 0, 0, 0]``.
+        """
+        nonempty = self.cuts[self.num_empty :]
+        needs_opencv, offsets, boxes = contour_boxes_at_cuts(self.u, nonempty, multi_contour)
+        if not self.num_empty and not needs_opencv.any():
+            return offsets, boxes
+        segments = [EMPTY_BOX] * self.num_empty + [boxes[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        for i in np.flatnonzero(needs_opencv).tolist():
+            segments[self.num_empty + i] = self.contour_boxes(int(nonempty[i]), multi_contour)
+        return np.concatenate([[0], np.cumsum([len(b) for b in segments])]), np.concatenate(segments)
+
 
 def scoremap_to_boxes(
     scoremap: np.ndarray, thresholds: Sequence[float] | np.ndarray, *, multi_contour: bool = False
@@ -178,7 +191,8 @@ def scoremap_to_boxes(
     Args:
         scoremap: 2-D float map in [0, 1] (any size; boxes are clipped to its ``W - 1, H - 1``).
         thresholds: Score thresholds in [0, 1), e.g. `cam_thresholds`.
-        multi_contour: Every contour's box (MaxBoxAccV2) instead of the largest contour's.
+        multi_contour: Every contour's box (MaxBoxAccV2) instead of the largest contour's; their
+            order is not OpenCV's (the protocol only takes the best IoU over them).
 
     Returns:
         One int64 array ``[k, 4]`` of ``(x0, y0, x1, y1)`` boxes per threshold; ``[[0, 0, 0, 0]]``
@@ -188,14 +202,9 @@ def scoremap_to_boxes(
         spol.scoremaps.ScoreMapError: the map is not 2-D float, has NaN or values outside [0, 1].
     """
     levels = _Levels(np.asarray(scoremap), np.asarray(thresholds))
-    cache: dict[int, np.ndarray] = {}
-    out = []
-    for cut in levels.cuts.tolist():
-        key = int(levels.above[cut])  # nested masks: equal pixel counts mean equal masks
-        if key not in cache:
-            cache[key] = EMPTY_BOX if key == 0 else levels.contour_boxes(cut, levels.pixel_box(cut), multi_contour)
-        out.append(cache[key])
-    return out
+    offsets, boxes = levels.boxes(multi_contour)
+    per_cut = [boxes[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    return [per_cut[i] for i in levels.index.tolist()]
 
 
 def correct_at_thresholds(
@@ -228,34 +237,10 @@ def correct_at_thresholds(
         raise ValueError("an image needs at least one ground-truth box for box accuracy")
     check_box_convention(gt)
     levels = _Levels(np.asarray(scoremap), np.asarray(thresholds))
+    offsets, boxes = levels.boxes(multi_contour)
+    best = np.maximum.reduceat(_iou(boxes, gt).max(1), offsets[:-1])  # per distinct cut
     iou_levels = np.asarray(iou_thresholds, dtype=np.float64)[:, None] / 100
-    lowest = float(iou_levels.min()) if len(iou_levels) else 0.0
-    # One entry per distinct mask (nested masks: equal pixel counts mean equal masks).
-    keys = levels.above[levels.cuts]
-    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    cuts = levels.cuts[first]
-    best = np.full(len(distinct), -1.0)
-    best[distinct == 0] = float(_iou(EMPTY_BOX, gt).max())
-    rows = levels.row_max[None, :] > cuts[:, None]
-    cols = levels.col_max[None, :] > cuts[:, None]
-    y0, y1 = rows.argmax(1), levels.height - 1 - rows[:, ::-1].argmax(1)
-    x0, x1 = cols.argmax(1), levels.width - 1 - cols[:, ::-1].argmax(1)
-    # Every contour box lies inside the pixels' box `outer`, so IoU <= intersection(outer, gt) / area(gt):
-    # a mask whose bound is below the lowest level is wrong whatever its contours.
-    outer = np.stack([x0, y0, np.minimum(x1 + 1, levels.width - 1), np.minimum(y1 + 1, levels.height - 1)], 1)
-    iw = np.maximum(0, np.minimum(outer[:, None, 2], gt[None, :, 2]) - np.maximum(outer[:, None, 0], gt[None, :, 0]) + 1)
-    ih = np.maximum(0, np.minimum(outer[:, None, 3], gt[None, :, 3]) - np.maximum(outer[:, None, 1], gt[None, :, 1]) + 1)
-    gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    bound = (iw * ih / gt_area[None, :]).max(1)
-    todo = np.flatnonzero((distinct > 0) & (bound >= lowest))
-    if len(todo):
-        boxes = [
-            levels.contour_boxes(int(cuts[k]), (int(x0[k]), int(y0[k]), int(x1[k]), int(y1[k])), multi_contour)
-            for k in todo.tolist()
-        ]
-        starts = np.cumsum([0] + [len(b) for b in boxes[:-1]])
-        best[todo] = np.maximum.reduceat(_iou(np.concatenate(boxes), gt).max(1), starts)
-    return best[inverse][None, :] >= iou_levels
+    return best[levels.index][None, :] >= iou_levels
 
 
 class BoxAccuracy:

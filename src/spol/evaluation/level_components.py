@@ -1,0 +1,501 @@
+"""The protocol's contour boxes at many thresholds from one sweep over the map's levels.
+
+The reference thresholds an 8-bit map and traces it with ``cv2.findContours`` once per
+threshold. The masks ``u > cut`` are nested, so a single union-find sweep over the pixels in
+decreasing value builds every mask's 8-connected components (OpenCV's foreground connectivity)
+as the cut falls, keeping for each component its pixel bounding box, the area of its outer
+contour polygon and its Euler number. A second sweep in increasing value does the same for the
+4-connected background, whose enclosed components are the holes. That is enough to give
+OpenCV's boxes exactly:
+
+* A contour's ``cv2.boundingRect`` is the bounding box of the pixels it runs through: an outer
+  contour's box is its component's pixel box; a hole contour runs through the foreground pixels
+  4-adjacent to the hole, so its box is the hole's pixel box grown by one pixel.
+* ``RETR_TREE`` lists every outer and hole contour, which is MaxBoxAccV2's set of boxes.
+* The largest contour by ``cv2.contourArea`` (single-contour mode) needs polygon areas. The
+  polygon through the boundary pixels' centres of a hole-free component has the area of the
+  2 x 2 pixel quads it covers: 1 for a full quad, 1/2 for a quad with three pixels (counted
+  here doubled, as integers). A component with holes has that as a lower bound and its
+  bounding box as an upper bound. When the bounds single out one component the answer is
+  exact; ties and overlaps are left to OpenCV (`needs_opencv`), which keeps its own order.
+
+No library gives per-threshold component boxes (OpenCV and scikit-image label one mask at a
+time, which is the reference's cost), so the sweep is written here and compiled with numba.
+Holes are counted by Gray's 2 x 2 quad formula for the Euler number (8-connected foreground):
+``4 E = n(Q1) - n(Q3) - 2 n(QD)``, and holes = components - E.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# The 8 neighbours of a pixel as (dy, dx), clockwise from the top-left.
+_RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+
+
+def _quad_euler4(pattern: int) -> int:
+    """4 x the Euler number contribution of a 2 x 2 quad (bits tl, tr, bl, br), 8-connected foreground."""
+    count = bin(pattern).count("1")
+    if count == 1:
+        return 1
+    if count == 3:
+        return -1
+    return -2 if pattern in (0b1001, 0b0110) else 0
+
+
+def _quad_area2(pattern: int) -> int:
+    """2 x the contour-polygon area a 2 x 2 quad covers: a full square or a half-square triangle."""
+    return {4: 2, 3: 1}.get(bin(pattern).count("1"), 0)
+
+
+def _neighbourhood_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per 8-bit neighbourhood (bit j = neighbour j is on): what switching the centre on adds.
+
+    Returns ``(euler4_delta, area2_delta, groups, group_count)``: the change of the four quads'
+    Euler and area contributions, and one representative neighbour per group of on neighbours
+    that are 8-connected among themselves (they already share a component, so one union each).
+    """
+    position = {d: j for j, d in enumerate(_RING)}
+    euler4 = np.zeros(256, np.int64)
+    area2 = np.zeros(256, np.int64)
+    groups = np.zeros((256, 4), np.int64)
+    group_count = np.zeros(256, np.int64)
+    for nb in range(256):
+        for qy in (-1, 0):
+            for qx in (-1, 0):
+                cells = ((qy, qx), (qy, qx + 1), (qy + 1, qx), (qy + 1, qx + 1))
+                for centre, sign in ((0, -1), (1, 1)):
+                    pattern = 0
+                    for bit, cell in enumerate(cells):
+                        on = centre if cell == (0, 0) else (nb >> position[cell]) & 1
+                        pattern |= on << bit
+                    euler4[nb] += sign * _quad_euler4(pattern)
+                    area2[nb] += sign * _quad_area2(pattern)
+        members = [j for j in range(8) if (nb >> j) & 1]
+        seen: set[int] = set()
+        for j in members:
+            if j in seen:
+                continue
+            seen.add(j)
+            stack = [j]
+            while stack:
+                a = stack.pop()
+                for b in members:
+                    adjacent = max(abs(_RING[a][0] - _RING[b][0]), abs(_RING[a][1] - _RING[b][1])) == 1
+                    if b not in seen and adjacent:
+                        seen.add(b)
+                        stack.append(b)
+            groups[nb, group_count[nb]] = j
+            group_count[nb] += 1
+    return euler4, area2, groups, group_count
+
+
+_EULER4_DELTA, _AREA2_DELTA, _GROUPS, _GROUP_COUNT = _neighbourhood_tables()
+
+
+# Index arithmetic is unsigned on purpose: numba then skips the negative-index wraparound it adds
+# to every signed array access, which is a large share of the sweep's instructions.
+_U1 = np.uint64(1)
+_U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(i) for i in range(2, 8))
+_U32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_X0, _X1, _Y0, _Y1, _AREA2, _EULER4 = range(6)  # columns of a component's statistics
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _find(parent: np.ndarray, node: np.uint64) -> np.uint64:
+    while parent[node] != node:
+        grandparent = np.uint64(parent[parent[node]])
+        parent[node] = grandparent
+        node = grandparent
+    return node
+
+
+@numba.njit(cache=True, nogil=True)
+def _pixels_by_level(u: np.ndarray, padded_width: int, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Counting sort: per-level pixel counts and pixels as ``row << 32 | padded flat index``.
+
+    Within a level the pixels keep raster order.
+    """
+    height, width = u.shape
+    counts = np.zeros(256, np.int64)
+    for y in range(height):
+        for x in range(width):
+            counts[u[y, x]] += 1
+    fill = np.zeros(256, np.int64)
+    total = 0
+    for i in range(256):
+        level = 255 - i if descending else i
+        fill[level] = total
+        total += counts[level]
+    pixels = np.empty(height * width, np.uint64)
+    for y in range(height):
+        for x in range(width):
+            level = u[y, x]
+            pixels[fill[level]] = (np.uint64(y) << _U32) | np.uint64((y + 1) * padded_width + x + 1)
+            fill[level] += 1
+    return counts, pixels
+
+
+@numba.njit(cache=True, nogil=True)
+def _append_box(boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    if count == boxes.shape[0]:
+        grown = np.empty((2 * count + 16, 4), np.int64)
+        grown[:count] = boxes[:count]
+        boxes = grown
+    boxes[count, 0] = x0
+    boxes[count, 1] = y0
+    boxes[count, 2] = x1
+    boxes[count, 3] = y1
+    return boxes
+
+
+@numba.njit(cache=True, nogil=True)
+def _foreground_sweep(
+    u: np.ndarray,
+    cuts: np.ndarray,
+    multi_contour: bool,
+    euler4_delta: np.ndarray,
+    area2_delta: np.ndarray,
+    groups: np.ndarray,
+    group_count: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Outer-contour boxes at each cut (distinct, decreasing): ``(needs_opencv, holes, offsets, boxes)``."""
+    height, width = u.shape
+    padded_width = width + 2
+    counts, pixels = _pixels_by_level(u, padded_width, True)
+    pw = np.uint64(padded_width)
+    base = pw + _U1
+    # Neighbour j of the padded index q is q - base + shifted[j] (ring order of the tables).
+    shifted = np.array([0, 1, 2, padded_width + 2, 2 * padded_width + 2, 2 * padded_width + 1, 2 * padded_width, padded_width], np.uint64)
+    on = np.zeros((height + 2) * padded_width, np.uint8)
+    label = np.empty((height + 2) * padded_width, np.uint32)
+    # Component nodes, created only for pixels with no on neighbour (local maxima), so few on smooth maps.
+    capacity = height * width
+    parent = np.empty(capacity, np.uint32)
+    stats = np.empty((capacity, 6), np.int64)
+    roots = np.empty(capacity, np.uint32)
+    root_slot = np.empty(capacity, np.uint32)
+    num_cuts = cuts.shape[0]
+    needs_opencv = np.zeros(num_cuts, np.bool_)
+    holes = np.zeros(num_cuts, np.int64)
+    box_offsets = np.zeros(num_cuts + 1, np.int64)
+    boxes = np.empty((2 * num_cuts + 16, 4), np.int64)
+    num_boxes = 0
+    num_roots = 0
+    num_nodes = np.uint64(0)
+    # Totals over all pixels on. While there is a single component they are its statistics and its
+    # node is left stale (the fast path: most of a smooth map's pixels join a single component).
+    all_x0, all_x1, all_y0, all_y1, all_area2, all_euler4 = width, -1, height, -1, 0, 0
+    cut_index = 0
+    k = np.uint64(0)
+    for level in range(255, -1, -1):
+        if cut_index == num_cuts:
+            break
+        end = k + np.uint64(counts[level])
+        while k < end:
+            pixel = pixels[k]
+            k += _U1
+            q = pixel & _LOW32
+            row = pixel >> _U32
+            y = np.int64(row)
+            x = np.int64(q - (row + _U1) * pw - _U1)
+            nb = (
+                np.uint64(on[q - pw - _U1])
+                | (np.uint64(on[q - pw]) << _U1)
+                | (np.uint64(on[q - pw + _U1]) << _U2)
+                | (np.uint64(on[q + _U1]) << _U3)
+                | (np.uint64(on[q + pw + _U1]) << _U4)
+                | (np.uint64(on[q + pw]) << _U5)
+                | (np.uint64(on[q + pw - _U1]) << _U6)
+                | (np.uint64(on[q - _U1]) << _U7)
+            )
+            on[q] = 1
+            num_groups = group_count[nb]
+            d_area2 = area2_delta[nb]
+            d_euler4 = euler4_delta[nb]
+            if num_groups == 0:
+                if num_roots == 1:  # bring the single component's node up to date before it has company
+                    r = np.uint64(roots[0])
+                    stats[r, _X0] = all_x0
+                    stats[r, _X1] = all_x1
+                    stats[r, _Y0] = all_y0
+                    stats[r, _Y1] = all_y1
+                    stats[r, _AREA2] = all_area2
+                    stats[r, _EULER4] = all_euler4
+                r = num_nodes
+                num_nodes += _U1
+                parent[r] = r
+                stats[r, _X0] = x
+                stats[r, _X1] = x
+                stats[r, _Y0] = y
+                stats[r, _Y1] = y
+                stats[r, _AREA2] = d_area2
+                stats[r, _EULER4] = d_euler4
+                roots[num_roots] = r
+                root_slot[r] = num_roots
+                num_roots += 1
+            elif num_roots == 1:
+                r = np.uint64(roots[0])
+            else:
+                r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
+                for g in range(1, num_groups):
+                    s = _find(parent, np.uint64(label[q - base + shifted[groups[nb, g]]]))
+                    if s == r:
+                        continue
+                    if s < r:  # the older node stays the root
+                        s, r = r, s
+                    parent[s] = r
+                    stats[r, _X0] = min(stats[r, _X0], stats[s, _X0])
+                    stats[r, _X1] = max(stats[r, _X1], stats[s, _X1])
+                    stats[r, _Y0] = min(stats[r, _Y0], stats[s, _Y0])
+                    stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
+                    stats[r, _AREA2] += stats[s, _AREA2]
+                    stats[r, _EULER4] += stats[s, _EULER4]
+                    slot = root_slot[s]
+                    moved = roots[num_roots - 1]
+                    roots[slot] = moved
+                    root_slot[moved] = slot
+                    num_roots -= 1
+                stats[r, _X0] = min(stats[r, _X0], x)
+                stats[r, _X1] = max(stats[r, _X1], x)
+                stats[r, _Y0] = min(stats[r, _Y0], y)
+                stats[r, _Y1] = max(stats[r, _Y1], y)
+                stats[r, _AREA2] += d_area2
+                stats[r, _EULER4] += d_euler4
+            label[q] = r
+            all_x0 = min(all_x0, x)
+            all_x1 = max(all_x1, x)
+            all_y0 = min(all_y0, y)
+            all_y1 = max(all_y1, y)
+            all_area2 += d_area2
+            all_euler4 += d_euler4
+        # The pixels on are now u >= level, the mask of cut level - 1.
+        if cuts[cut_index] != level - 1:
+            continue
+        holes[cut_index] = num_roots - all_euler4 // 4
+        if num_roots == 0:  # an empty mask: the protocol's no-contour box is the caller's
+            needs_opencv[cut_index] = True
+        elif num_roots == 1:
+            # One outer contour; it outweighs its holes' contours when it covers any quad (its polygon
+            # area is the quads' plus the holes').
+            if multi_contour or all_area2 > 0 or all_euler4 == 4:
+                boxes = _append_box(
+                    boxes, num_boxes, all_x0, all_y0, min(all_x1 + 1, width - 1), min(all_y1 + 1, height - 1)
+                )
+                num_boxes += 1
+            else:
+                needs_opencv[cut_index] = True
+        elif multi_contour:
+            for i in range(num_roots):
+                r = np.uint64(roots[i])
+                boxes = _append_box(
+                    boxes,
+                    num_boxes,
+                    stats[r, _X0],
+                    stats[r, _Y0],
+                    min(stats[r, _X1] + 1, width - 1),
+                    min(stats[r, _Y1] + 1, height - 1),
+                )
+                num_boxes += 1
+        else:
+            best = np.uint64(roots[0])
+            for i in range(1, num_roots):
+                if stats[roots[i], _AREA2] > stats[best, _AREA2]:
+                    best = np.uint64(roots[i])
+            # As above for the winner's own holes; every other contour must be strictly smaller. A
+            # component's outer area is exact without holes, and at most its bounding box with them.
+            exact = stats[best, _AREA2] > 0 or stats[best, _EULER4] == 4
+            for i in range(num_roots):
+                r = np.uint64(roots[i])
+                if r == best:
+                    continue
+                if stats[r, _EULER4] == 4:
+                    upper = stats[r, _AREA2]
+                else:
+                    upper = 2 * (stats[r, _X1] - stats[r, _X0]) * (stats[r, _Y1] - stats[r, _Y0])
+                if upper >= stats[best, _AREA2]:
+                    exact = False
+                    break
+            if exact:
+                boxes = _append_box(
+                    boxes,
+                    num_boxes,
+                    stats[best, _X0],
+                    stats[best, _Y0],
+                    min(stats[best, _X1] + 1, width - 1),
+                    min(stats[best, _Y1] + 1, height - 1),
+                )
+                num_boxes += 1
+            else:
+                needs_opencv[cut_index] = True
+        cut_index += 1
+        box_offsets[cut_index] = num_boxes
+    return needs_opencv, holes, box_offsets, boxes[:num_boxes]
+
+
+@numba.njit(cache=True, nogil=True)
+def _hole_sweep(u: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hole-contour boxes at each cut (distinct, increasing): ``(offsets, boxes)``.
+
+    The background ``u <= cut`` grows with the cut; its 4-connected components that do not reach
+    the zero padding around the image (one component, node 0) are the mask's holes.
+    """
+    height, width = u.shape
+    padded_width = width + 2
+    padded = (height + 2) * padded_width
+    counts, pixels = _pixels_by_level(u, padded_width, False)
+    pw = np.uint64(padded_width)
+    on = np.zeros(padded, np.uint8)
+    label = np.empty(padded, np.uint32)
+    for i in range(padded_width):
+        for q in (i, padded - padded_width + i):
+            on[q] = 1
+            label[q] = 0
+    for i in range(height + 2):
+        for q in (i * padded_width, i * padded_width + padded_width - 1):
+            on[q] = 1
+            label[q] = 0
+    capacity = height * width + 1
+    parent = np.empty(capacity, np.uint32)
+    stats = np.empty((capacity, 4), np.int64)
+    roots = np.empty(capacity, np.uint32)
+    root_slot = np.empty(capacity, np.uint32)
+    parent[0] = 0
+    num_cuts = cuts.shape[0]
+    box_offsets = np.zeros(num_cuts + 1, np.int64)
+    boxes = np.empty((2 * num_cuts + 16, 4), np.int64)
+    num_boxes = 0
+    num_roots = 0  # holes only: the outside is never listed
+    num_nodes = np.uint64(1)
+    cut_index = 0
+    k = np.uint64(0)
+    for level in range(256):
+        if cut_index == num_cuts:
+            break
+        end = k + np.uint64(counts[level])
+        while k < end:
+            pixel = pixels[k]
+            k += _U1
+            q = pixel & _LOW32
+            row = pixel >> _U32
+            y = np.int64(row)
+            x = np.int64(q - (row + _U1) * pw - _U1)
+            touches = on[q - pw] | on[q + _U1] | on[q + pw] | on[q - _U1]
+            on[q] = 1
+            if touches and num_roots == 0:  # no holes yet: all background is the outside
+                label[q] = 0
+                continue
+            r = np.uint64(0)
+            found = False
+            for n in (q - pw, q + _U1, q + pw, q - _U1):
+                if not on[n]:
+                    continue
+                s = _find(parent, np.uint64(label[n]))
+                if not found:
+                    r = s
+                    found = True
+                    continue
+                if s == r:
+                    continue
+                if s < r:  # the older node stays the root: the outside (node 0) always does
+                    s, r = r, s
+                parent[s] = r
+                stats[r, _X0] = min(stats[r, _X0], stats[s, _X0])
+                stats[r, _X1] = max(stats[r, _X1], stats[s, _X1])
+                stats[r, _Y0] = min(stats[r, _Y0], stats[s, _Y0])
+                stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
+                slot = root_slot[s]
+                moved = roots[num_roots - 1]
+                roots[slot] = moved
+                root_slot[moved] = slot
+                num_roots -= 1
+            if not found:
+                r = num_nodes
+                num_nodes += _U1
+                parent[r] = r
+                stats[r, _X0] = x
+                stats[r, _X1] = x
+                stats[r, _Y0] = y
+                stats[r, _Y1] = y
+                roots[num_roots] = r
+                root_slot[r] = num_roots
+                num_roots += 1
+            else:
+                stats[r, _X0] = min(stats[r, _X0], x)
+                stats[r, _X1] = max(stats[r, _X1], x)
+                stats[r, _Y0] = min(stats[r, _Y0], y)
+                stats[r, _Y1] = max(stats[r, _Y1], y)
+            label[q] = r
+        if cuts[cut_index] != level:
+            continue
+        for i in range(num_roots):
+            r = np.uint64(roots[i])
+            # A hole contour runs through the foreground pixels 4-adjacent to the hole.
+            boxes = _append_box(
+                boxes,
+                num_boxes,
+                stats[r, _X0] - 1,
+                stats[r, _Y0] - 1,
+                min(stats[r, _X1] + 2, width - 1),
+                min(stats[r, _Y1] + 2, height - 1),
+            )
+            num_boxes += 1
+        cut_index += 1
+        box_offsets[cut_index] = num_boxes
+    return box_offsets, boxes[:num_boxes]
+
+
+def contour_boxes_at_cuts(
+    u: np.ndarray, cuts: np.ndarray, multi_contour: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The protocol's contour boxes of the masks ``u > cut`` for many cuts at once.
+
+    Args:
+        u: 2-D uint8 map (the protocol's ``uint8(s * 255)``).
+        cuts: Distinct cuts in decreasing order, each in ``[-1, 254]`` (-1: every pixel).
+        multi_contour: Every contour's box, outer and hole (MaxBoxAccV2), instead of the largest one's.
+
+    Returns:
+        ``(needs_opencv, offsets, boxes)``: the boxes of cut ``i`` are
+        ``boxes[offsets[i]:offsets[i + 1]]`` as ``(x0, y0, min(x + w, W - 1), min(y + h, H - 1))``;
+        in multi-contour mode in no particular order. Where ``needs_opencv[i]`` (area ties in
+        single-contour mode, or an empty mask) the cut has no box here and `cv2.findContours`
+        must decide.
+
+    Raises:
+        ValueError: `u` is not 2-D uint8, or `cuts` are not distinct, decreasing and in range.
+    """
+    u = np.ascontiguousarray(u)
+    cuts = np.ascontiguousarray(cuts, dtype=np.int64)
+    if u.dtype != np.uint8 or u.ndim != 2:
+        raise ValueError(f"u must be a 2-D uint8 map, got {u.dtype} with shape {u.shape}")
+    if cuts.ndim != 1 or (len(cuts) and (cuts[0] > 254 or cuts[-1] < -1 or (np.diff(cuts) >= 0).any())):
+        raise ValueError(f"cuts must be distinct, decreasing and in [-1, 254], got {cuts.tolist()}")
+    needs_opencv, holes, offsets, boxes = _foreground_sweep(
+        u, cuts, multi_contour, _EULER4_DELTA, _AREA2_DELTA, _GROUPS, _GROUP_COUNT
+    )
+    if multi_contour and holes.any():
+        with_holes = np.flatnonzero(holes)[::-1]  # increasing cuts for the background sweep
+        hole_offsets, hole_boxes = _hole_sweep(u, np.ascontiguousarray(cuts[with_holes]))
+        offsets, boxes = _merge_segments(offsets, boxes, with_holes, hole_offsets, hole_boxes)
+    return needs_opencv, offsets, boxes
+
+
+def _merge_segments(
+    offsets: np.ndarray, boxes: np.ndarray, where: np.ndarray, extra_offsets: np.ndarray, extra_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Append segment ``j`` of the extra boxes to segment ``where[j]`` of the boxes."""
+    counts = np.diff(offsets)
+    extra_counts = np.zeros_like(counts)
+    extra_counts[where] = np.diff(extra_offsets)
+    merged_offsets = np.concatenate([[0], np.cumsum(counts + extra_counts)])
+    merged = np.empty((int(merged_offsets[-1]), 4), np.int64)
+    segment = np.repeat(np.arange(len(counts)), counts)
+    merged[merged_offsets[:-1][segment] + np.arange(len(boxes)) - offsets[:-1][segment]] = boxes
+    extra_segment = np.repeat(where, np.diff(extra_offsets))
+    first_extra = merged_offsets[:-1] + counts
+    extra_start = np.repeat(extra_offsets[:-1], np.diff(extra_offsets))
+    merged[first_extra[extra_segment] + np.arange(len(extra_boxes)) - extra_start] = extra_boxes
+    return merged_offsets, merged
