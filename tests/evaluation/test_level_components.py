@@ -101,8 +101,8 @@ def test_equal_blobs_are_left_to_opencv_in_single_contour_mode():
     u = np.zeros((10, 20), np.uint8)
     u[2:5, 2:5] = 255
     u[2:5, 12:15] = 255  # the same polygon area: OpenCV's list order picks the winner
-    needs_opencv, offsets, _ = contour_boxes_at_cuts(u, np.array([100]), False)
-    assert needs_opencv.tolist() == [True] and offsets.tolist() == [0, 0]
+    needs_opencv, offsets, boxes = contour_boxes_at_cuts(u, np.array([100]), False)
+    assert needs_opencv.tolist() == [True] and boxes.tolist() == [[2, 2, 14, 4]]  # the mask's pixels, to trace
     u[2:6, 12:15] = 255  # now the right one is larger
     assert sweep_boxes(u, np.array([100]), False) == [[(12, 2, 15, 6)]] == [opencv_boxes(u, 100, False)]
 

@@ -153,11 +153,9 @@ class _Levels:
         self.num_empty = int((self.cuts == top).sum())
         """Leading cuts whose mask is empty (at most one)."""
 
-    def contour_boxes(self, cut: int, multi_contour: bool) -> np.ndarray:
-        """Boxes ``[k, 4]`` of the non-empty mask ``u > cut`` from OpenCV, traced on the mask's bounding box."""
-        rows = np.flatnonzero((self.u > cut).any(axis=1))
-        cols = np.flatnonzero((self.u > cut).any(axis=0))
-        x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+    def contour_boxes(self, cut: int, pixel_box: np.ndarray, multi_contour: bool) -> np.ndarray:
+        """Boxes ``[k, 4]`` of the non-empty mask ``u > cut`` from OpenCV, traced on the mask's `pixel_box` only."""
+        x0, y0, x1, y1 = pixel_box.tolist()
         mask = cv2.threshold(self.u[y0 : y1 + 1, x0 : x1 + 1], cut, 1, cv2.THRESH_BINARY)[1]
         contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
         if not multi_contour and len(contours) > 1:
@@ -175,12 +173,13 @@ class _Levels:
         """
         nonempty = self.cuts[self.num_empty :]
         needs_opencv, offsets, boxes = contour_boxes_at_cuts(self.u, nonempty, multi_contour)
-        if not self.num_empty and not needs_opencv.any():
-            return offsets, boxes
-        segments = [EMPTY_BOX] * self.num_empty + [boxes[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         for i in np.flatnonzero(needs_opencv).tolist():
-            segments[self.num_empty + i] = self.contour_boxes(int(nonempty[i]), multi_contour)
-        return np.concatenate([[0], np.cumsum([len(b) for b in segments])]), np.concatenate(segments)
+            # A non-empty mask: one pixel box in, one contour box out (only single-contour mode gets here).
+            (boxes[offsets[i]],) = self.contour_boxes(int(nonempty[i]), boxes[offsets[i]], multi_contour)
+        if self.num_empty:
+            offsets = np.concatenate([[0], offsets + 1])
+            boxes = np.concatenate([EMPTY_BOX, boxes])
+        return offsets, boxes
 
 
 def scoremap_to_boxes(

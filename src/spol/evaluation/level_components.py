@@ -49,18 +49,49 @@ def _quad_area2(pattern: int) -> int:
     return {4: 2, 3: 1}.get(bin(pattern).count("1"), 0)
 
 
-def _neighbourhood_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per 8-bit neighbourhood (bit j = neighbour j is on): what switching the centre on adds.
+def _neighbour_groups(nb: int, connectivity: int) -> list[int]:
+    """One representative neighbour per group of on neighbours connected within the neighbourhood.
 
-    Returns ``(euler4_delta, area2_delta, groups, group_count)``: the change of the four quads'
-    Euler and area contributions, and one representative neighbour per group of on neighbours
-    that are 8-connected among themselves (they already share a component, so one union each).
+    With ``connectivity=8`` every on neighbour touches the centre; with 4 only the edge neighbours
+    do, and corners only link them (the background's connectivity).
+    """
+    members = [j for j in range(8) if (nb >> j) & 1]
+
+    def adjacent(a: int, b: int) -> bool:
+        dy, dx = abs(_RING[a][0] - _RING[b][0]), abs(_RING[a][1] - _RING[b][1])
+        return max(dy, dx) == 1 if connectivity == 8 else dy + dx == 1
+
+    representatives = []
+    seen: set[int] = set()
+    for j in members:
+        if j in seen:
+            continue
+        group, stack = [j], [j]
+        seen.add(j)
+        while stack:
+            a = stack.pop()
+            for b in members:
+                if b not in seen and adjacent(a, b):
+                    seen.add(b)
+                    group.append(b)
+                    stack.append(b)
+        touching = [k for k in sorted(group) if connectivity == 8 or 0 in _RING[k]]
+        if touching:
+            representatives.append(touching[0])
+    return representatives
+
+
+def _neighbourhood_tables() -> dict[str, np.ndarray]:
+    """Per 8-bit neighbourhood (bit j = neighbour j is on), what switching the centre on involves.
+
+    ``euler4`` and ``area2``: the change of the four quads' Euler and area contributions.
+    ``groups8`` / ``groups4`` (with counts): one representative neighbour per group of on
+    neighbours already connected among themselves, so the centre needs one union per group.
     """
     position = {d: j for j, d in enumerate(_RING)}
-    euler4 = np.zeros(256, np.int64)
-    area2 = np.zeros(256, np.int64)
-    groups = np.zeros((256, 4), np.int64)
-    group_count = np.zeros(256, np.int64)
+    tables = {name: np.zeros(256, np.int64) for name in ("euler4", "area2", "count8", "count4")}
+    tables["groups8"] = np.zeros((256, 4), np.int64)
+    tables["groups4"] = np.zeros((256, 4), np.int64)
     for nb in range(256):
         for qy in (-1, 0):
             for qx in (-1, 0):
@@ -70,29 +101,16 @@ def _neighbourhood_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
                     for bit, cell in enumerate(cells):
                         on = centre if cell == (0, 0) else (nb >> position[cell]) & 1
                         pattern |= on << bit
-                    euler4[nb] += sign * _quad_euler4(pattern)
-                    area2[nb] += sign * _quad_area2(pattern)
-        members = [j for j in range(8) if (nb >> j) & 1]
-        seen: set[int] = set()
-        for j in members:
-            if j in seen:
-                continue
-            seen.add(j)
-            stack = [j]
-            while stack:
-                a = stack.pop()
-                for b in members:
-                    adjacent = max(abs(_RING[a][0] - _RING[b][0]), abs(_RING[a][1] - _RING[b][1])) == 1
-                    if b not in seen and adjacent:
-                        seen.add(b)
-                        stack.append(b)
-            groups[nb, group_count[nb]] = j
-            group_count[nb] += 1
-    return euler4, area2, groups, group_count
+                    tables["euler4"][nb] += sign * _quad_euler4(pattern)
+                    tables["area2"][nb] += sign * _quad_area2(pattern)
+        for connectivity in (8, 4):
+            representatives = _neighbour_groups(nb, connectivity)
+            tables[f"count{connectivity}"][nb] = len(representatives)
+            tables[f"groups{connectivity}"][nb, : len(representatives)] = representatives
+    return tables
 
 
-_EULER4_DELTA, _AREA2_DELTA, _GROUPS, _GROUP_COUNT = _neighbourhood_tables()
-
+_TABLES = _neighbourhood_tables()
 
 # Index arithmetic is unsigned on purpose: numba then skips the negative-index wraparound it adds
 # to every signed array access, which is a large share of the sweep's instructions.
@@ -139,6 +157,13 @@ def _pixels_by_level(u: np.ndarray, padded_width: int, descending: bool) -> tupl
 
 
 @numba.njit(cache=True, nogil=True)
+def _neighbour_shifts(padded_width: int) -> np.ndarray:
+    """Neighbour j (ring order) of the padded index q is ``q - (padded_width + 1) + shifts[j]``."""
+    w = padded_width
+    return np.array([0, 1, 2, w + 2, 2 * w + 2, 2 * w + 1, 2 * w, w], np.uint64)
+
+
+@numba.njit(cache=True, nogil=True)
 def _append_box(boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     if count == boxes.shape[0]:
         grown = np.empty((2 * count + 16, 4), np.int64)
@@ -167,8 +192,7 @@ def _foreground_sweep(
     counts, pixels = _pixels_by_level(u, padded_width, True)
     pw = np.uint64(padded_width)
     base = pw + _U1
-    # Neighbour j of the padded index q is q - base + shifted[j] (ring order of the tables).
-    shifted = np.array([0, 1, 2, padded_width + 2, 2 * padded_width + 2, 2 * padded_width + 1, 2 * padded_width, padded_width], np.uint64)
+    shifted = _neighbour_shifts(padded_width)
     on = np.zeros((height + 2) * padded_width, np.uint8)
     label = np.empty((height + 2) * padded_width, np.uint32)
     # Component nodes, created only for pixels with no on neighbour (local maxima), so few on smooth maps.
@@ -185,9 +209,10 @@ def _foreground_sweep(
     num_boxes = 0
     num_roots = 0
     num_nodes = np.uint64(0)
-    # Totals over all pixels on. While there is a single component they are its statistics and its
-    # node is left stale (the fast path: most of a smooth map's pixels join a single component).
-    all_x0, all_x1, all_y0, all_y1, all_area2, all_euler4 = width, -1, height, -1, 0, 0
+    # While there is a single component its statistics live here and its node is left stale (the
+    # fast path: most pixels of a smooth map join a single component).
+    one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4 = 0, 0, 0, 0, 0, 0
+    total_euler4 = 0  # 4 x the Euler number of the mask
     cut_index = 0
     k = np.uint64(0)
     for level in range(255, -1, -1):
@@ -215,15 +240,16 @@ def _foreground_sweep(
             num_groups = group_count[nb]
             d_area2 = area2_delta[nb]
             d_euler4 = euler4_delta[nb]
+            total_euler4 += d_euler4
             if num_groups == 0:
                 if num_roots == 1:  # bring the single component's node up to date before it has company
                     r = np.uint64(roots[0])
-                    stats[r, _X0] = all_x0
-                    stats[r, _X1] = all_x1
-                    stats[r, _Y0] = all_y0
-                    stats[r, _Y1] = all_y1
-                    stats[r, _AREA2] = all_area2
-                    stats[r, _EULER4] = all_euler4
+                    stats[r, _X0] = one_x0
+                    stats[r, _X1] = one_x1
+                    stats[r, _Y0] = one_y0
+                    stats[r, _Y1] = one_y1
+                    stats[r, _AREA2] = one_area2
+                    stats[r, _EULER4] = one_euler4
                 r = num_nodes
                 num_nodes += _U1
                 parent[r] = r
@@ -236,8 +262,16 @@ def _foreground_sweep(
                 roots[num_roots] = r
                 root_slot[r] = num_roots
                 num_roots += 1
+                if num_roots == 1:
+                    one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4 = x, x, y, y, d_area2, d_euler4
             elif num_roots == 1:
                 r = np.uint64(roots[0])
+                one_x0 = min(one_x0, x)
+                one_x1 = max(one_x1, x)
+                one_y0 = min(one_y0, y)
+                one_y1 = max(one_y1, y)
+                one_area2 += d_area2
+                one_euler4 += d_euler4
             else:
                 r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
                 for g in range(1, num_groups):
@@ -264,29 +298,28 @@ def _foreground_sweep(
                 stats[r, _Y1] = max(stats[r, _Y1], y)
                 stats[r, _AREA2] += d_area2
                 stats[r, _EULER4] += d_euler4
+                if num_roots == 1:  # the last merge: back to the fast path
+                    one_x0, one_x1 = stats[r, _X0], stats[r, _X1]
+                    one_y0, one_y1 = stats[r, _Y0], stats[r, _Y1]
+                    one_area2, one_euler4 = stats[r, _AREA2], stats[r, _EULER4]
             label[q] = r
-            all_x0 = min(all_x0, x)
-            all_x1 = max(all_x1, x)
-            all_y0 = min(all_y0, y)
-            all_y1 = max(all_y1, y)
-            all_area2 += d_area2
-            all_euler4 += d_euler4
         # The pixels on are now u >= level, the mask of cut level - 1.
         if cuts[cut_index] != level - 1:
             continue
-        holes[cut_index] = num_roots - all_euler4 // 4
+        holes[cut_index] = num_roots - total_euler4 // 4
         if num_roots == 0:  # an empty mask: the protocol's no-contour box is the caller's
             needs_opencv[cut_index] = True
         elif num_roots == 1:
             # One outer contour; it outweighs its holes' contours when it covers any quad (its polygon
             # area is the quads' plus the holes').
-            if multi_contour or all_area2 > 0 or all_euler4 == 4:
+            if multi_contour or one_area2 > 0 or one_euler4 == 4:
                 boxes = _append_box(
-                    boxes, num_boxes, all_x0, all_y0, min(all_x1 + 1, width - 1), min(all_y1 + 1, height - 1)
+                    boxes, num_boxes, one_x0, one_y0, min(one_x1 + 1, width - 1), min(one_y1 + 1, height - 1)
                 )
-                num_boxes += 1
             else:
                 needs_opencv[cut_index] = True
+                boxes = _append_box(boxes, num_boxes, one_x0, one_y0, one_x1, one_y1)
+            num_boxes += 1
         elif multi_contour:
             for i in range(num_roots):
                 r = np.uint64(roots[i])
@@ -330,13 +363,24 @@ def _foreground_sweep(
                 num_boxes += 1
             else:
                 needs_opencv[cut_index] = True
+                mask_x0, mask_x1, mask_y0, mask_y1 = width, -1, height, -1
+                for i in range(num_roots):
+                    r = np.uint64(roots[i])
+                    mask_x0 = min(mask_x0, stats[r, _X0])
+                    mask_x1 = max(mask_x1, stats[r, _X1])
+                    mask_y0 = min(mask_y0, stats[r, _Y0])
+                    mask_y1 = max(mask_y1, stats[r, _Y1])
+                boxes = _append_box(boxes, num_boxes, mask_x0, mask_y0, mask_x1, mask_y1)
+                num_boxes += 1
         cut_index += 1
         box_offsets[cut_index] = num_boxes
     return needs_opencv, holes, box_offsets, boxes[:num_boxes]
 
 
 @numba.njit(cache=True, nogil=True)
-def _hole_sweep(u: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hole_sweep(
+    u: np.ndarray, cuts: np.ndarray, groups: np.ndarray, group_count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Hole-contour boxes at each cut (distinct, increasing): ``(offsets, boxes)``.
 
     The background ``u <= cut`` grows with the cut; its 4-connected components that do not reach
@@ -347,6 +391,8 @@ def _hole_sweep(u: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray
     padded = (height + 2) * padded_width
     counts, pixels = _pixels_by_level(u, padded_width, False)
     pw = np.uint64(padded_width)
+    base = pw + _U1
+    shifted = _neighbour_shifts(padded_width)
     on = np.zeros(padded, np.uint8)
     label = np.empty(padded, np.uint32)
     for i in range(padded_width):
@@ -382,21 +428,27 @@ def _hole_sweep(u: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray
             row = pixel >> _U32
             y = np.int64(row)
             x = np.int64(q - (row + _U1) * pw - _U1)
-            touches = on[q - pw] | on[q + _U1] | on[q + pw] | on[q - _U1]
+            nb = (
+                np.uint64(on[q - pw - _U1])
+                | (np.uint64(on[q - pw]) << _U1)
+                | (np.uint64(on[q - pw + _U1]) << _U2)
+                | (np.uint64(on[q + _U1]) << _U3)
+                | (np.uint64(on[q + pw + _U1]) << _U4)
+                | (np.uint64(on[q + pw]) << _U5)
+                | (np.uint64(on[q + pw - _U1]) << _U6)
+                | (np.uint64(on[q - _U1]) << _U7)
+            )
             on[q] = 1
-            if touches and num_roots == 0:  # no holes yet: all background is the outside
+            num_groups = group_count[nb]
+            if num_groups and num_roots == 0:  # no holes yet: all background is the outside
                 label[q] = 0
                 continue
             r = np.uint64(0)
-            found = False
-            for n in (q - pw, q + _U1, q + pw, q - _U1):
-                if not on[n]:
-                    continue
-                s = _find(parent, np.uint64(label[n]))
-                if not found:
-                    r = s
-                    found = True
-                    continue
+            found = num_groups > 0
+            if found:
+                r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
+            for g in range(1, num_groups):
+                s = _find(parent, np.uint64(label[q - base + shifted[groups[nb, g]]]))
                 if s == r:
                     continue
                 if s < r:  # the older node stays the root: the outside (node 0) always does
@@ -460,9 +512,10 @@ def contour_boxes_at_cuts(
     Returns:
         ``(needs_opencv, offsets, boxes)``: the boxes of cut ``i`` are
         ``boxes[offsets[i]:offsets[i + 1]]`` as ``(x0, y0, min(x + w, W - 1), min(y + h, H - 1))``;
-        in multi-contour mode in no particular order. Where ``needs_opencv[i]`` (area ties in
-        single-contour mode, or an empty mask) the cut has no box here and `cv2.findContours`
-        must decide.
+        in multi-contour mode in no particular order. Where ``needs_opencv[i]`` (possible area
+        ties in single-contour mode) `cv2.findContours` must decide, and the cut's one box is
+        instead the inclusive pixel bounding box of the mask, the region to trace; an empty mask
+        also needs OpenCV and has no box.
 
     Raises:
         ValueError: `u` is not 2-D uint8, or `cuts` are not distinct, decreasing and in range.
@@ -474,11 +527,13 @@ def contour_boxes_at_cuts(
     if cuts.ndim != 1 or (len(cuts) and (cuts[0] > 254 or cuts[-1] < -1 or (np.diff(cuts) >= 0).any())):
         raise ValueError(f"cuts must be distinct, decreasing and in [-1, 254], got {cuts.tolist()}")
     needs_opencv, holes, offsets, boxes = _foreground_sweep(
-        u, cuts, multi_contour, _EULER4_DELTA, _AREA2_DELTA, _GROUPS, _GROUP_COUNT
+        u, cuts, multi_contour, _TABLES["euler4"], _TABLES["area2"], _TABLES["groups8"], _TABLES["count8"]
     )
     if multi_contour and holes.any():
         with_holes = np.flatnonzero(holes)[::-1]  # increasing cuts for the background sweep
-        hole_offsets, hole_boxes = _hole_sweep(u, np.ascontiguousarray(cuts[with_holes]))
+        hole_offsets, hole_boxes = _hole_sweep(
+            u, np.ascontiguousarray(cuts[with_holes]), _TABLES["groups4"], _TABLES["count4"]
+        )
         offsets, boxes = _merge_segments(offsets, boxes, with_holes, hole_offsets, hole_boxes)
     return needs_opencv, offsets, boxes
 
