@@ -97,14 +97,24 @@ def test_ring_lists_its_hole_contour():
     assert single == [(1, 1, 8, 8)]
 
 
-def test_equal_blobs_are_left_to_opencv_in_single_contour_mode():
+def test_area_tie_goes_to_the_component_starting_last_in_raster_order():
     u = np.zeros((10, 20), np.uint8)
-    u[2:5, 2:5] = 255
-    u[2:5, 12:15] = 255  # the same polygon area: OpenCV's list order picks the winner
+    u[2:5, 12:15] = 255
+    u[4:7, 2:5] = 255  # the same polygon area; starts on a later row, so OpenCV lists it first
+    assert sweep_boxes(u, np.array([100]), False) == [[(2, 4, 5, 7)]] == [opencv_boxes(u, 100, False)]
+    u[4:7, 2:5] = 0
+    u[2:5, 2:5] = 255  # same row: the right one starts later
+    assert sweep_boxes(u, np.array([100]), False) == [[(12, 2, 15, 5)]] == [opencv_boxes(u, 100, False)]
+
+
+def test_uncertain_largest_contour_with_holes_is_left_to_opencv():
+    u = np.zeros((9, 20), np.uint8)
+    for x0 in (1, 11):  # two equal rings: their outer areas are bounded, not known
+        u[1:8, x0 : x0 + 7] = 255
+        u[3:6, x0 + 2 : x0 + 5] = 0
     needs_opencv, offsets, boxes = contour_boxes_at_cuts(u, np.array([100]), False)
-    assert needs_opencv.tolist() == [True] and boxes.tolist() == [[2, 2, 14, 4]]  # the mask's pixels, to trace
-    u[2:6, 12:15] = 255  # now the right one is larger
-    assert sweep_boxes(u, np.array([100]), False) == [[(12, 2, 15, 6)]] == [opencv_boxes(u, 100, False)]
+    assert needs_opencv.tolist() == [True] and boxes.tolist() == [[1, 1, 17, 7]]  # the mask's pixels, to trace
+    assert opencv_boxes(u, 100, False) == [(11, 1, 18, 8)]
 
 
 def test_empty_mask_is_left_to_the_caller():

@@ -157,7 +157,10 @@ class _Levels:
         """Boxes ``[k, 4]`` of the non-empty mask ``u > cut`` from OpenCV, traced on the mask's `pixel_box` only."""
         x0, y0, x1, y1 = pixel_box.tolist()
         mask = cv2.threshold(self.u[y0 : y1 + 1, x0 : x1 + 1], cut, 1, cv2.THRESH_BINARY)[1]
-        contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
+        # The largest of RETR_TREE's contours is a top-level one, listed in the same order by
+        # RETR_EXTERNAL, which skips tracing holes (a hole ties its ring only when listed after it).
+        mode = cv2.RETR_TREE if multi_contour else cv2.RETR_EXTERNAL
+        contours = cv2.findContours(mask, mode, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
         if not multi_contour and len(contours) > 1:
             contours = (max(contours, key=cv2.contourArea),)  # max() keeps the first on ties
         out = np.empty((len(contours), 4), dtype=np.int64)

@@ -118,7 +118,8 @@ _U1 = np.uint64(1)
 _U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(i) for i in range(2, 8))
 _U32 = np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
-_X0, _X1, _Y0, _Y1, _AREA2, _EULER4 = range(6)  # columns of a component's statistics
+# Columns of a component's statistics; FIRST is the raster index y * W + x of its first pixel.
+_X0, _X1, _Y0, _Y1, _AREA2, _EULER4, _FIRST = range(7)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -198,7 +199,7 @@ def _foreground_sweep(
     # Component nodes, created only for pixels with no on neighbour (local maxima), so few on smooth maps.
     capacity = height * width
     parent = np.empty(capacity, np.uint32)
-    stats = np.empty((capacity, 6), np.int64)
+    stats = np.empty((capacity, 7), np.int64)
     roots = np.empty(capacity, np.uint32)
     root_slot = np.empty(capacity, np.uint32)
     num_cuts = cuts.shape[0]
@@ -211,7 +212,7 @@ def _foreground_sweep(
     num_nodes = np.uint64(0)
     # While there is a single component its statistics live here and its node is left stale (the
     # fast path: most pixels of a smooth map join a single component).
-    one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4 = 0, 0, 0, 0, 0, 0
+    one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4, one_first = 0, 0, 0, 0, 0, 0, 0
     total_euler4 = 0  # 4 x the Euler number of the mask
     cut_index = 0
     k = np.uint64(0)
@@ -241,6 +242,7 @@ def _foreground_sweep(
             d_area2 = area2_delta[nb]
             d_euler4 = euler4_delta[nb]
             total_euler4 += d_euler4
+            raster = y * width + x
             if num_groups == 0:
                 if num_roots == 1:  # bring the single component's node up to date before it has company
                     r = np.uint64(roots[0])
@@ -250,6 +252,7 @@ def _foreground_sweep(
                     stats[r, _Y1] = one_y1
                     stats[r, _AREA2] = one_area2
                     stats[r, _EULER4] = one_euler4
+                    stats[r, _FIRST] = one_first
                 r = num_nodes
                 num_nodes += _U1
                 parent[r] = r
@@ -259,11 +262,13 @@ def _foreground_sweep(
                 stats[r, _Y1] = y
                 stats[r, _AREA2] = d_area2
                 stats[r, _EULER4] = d_euler4
+                stats[r, _FIRST] = raster
                 roots[num_roots] = r
                 root_slot[r] = num_roots
                 num_roots += 1
                 if num_roots == 1:
                     one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4 = x, x, y, y, d_area2, d_euler4
+                    one_first = raster
             elif num_roots == 1:
                 r = np.uint64(roots[0])
                 one_x0 = min(one_x0, x)
@@ -272,6 +277,7 @@ def _foreground_sweep(
                 one_y1 = max(one_y1, y)
                 one_area2 += d_area2
                 one_euler4 += d_euler4
+                one_first = min(one_first, raster)
             else:
                 r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
                 for g in range(1, num_groups):
@@ -287,6 +293,7 @@ def _foreground_sweep(
                     stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
                     stats[r, _AREA2] += stats[s, _AREA2]
                     stats[r, _EULER4] += stats[s, _EULER4]
+                    stats[r, _FIRST] = min(stats[r, _FIRST], stats[s, _FIRST])
                     slot = root_slot[s]
                     moved = roots[num_roots - 1]
                     roots[slot] = moved
@@ -298,10 +305,11 @@ def _foreground_sweep(
                 stats[r, _Y1] = max(stats[r, _Y1], y)
                 stats[r, _AREA2] += d_area2
                 stats[r, _EULER4] += d_euler4
+                stats[r, _FIRST] = min(stats[r, _FIRST], raster)
                 if num_roots == 1:  # the last merge: back to the fast path
                     one_x0, one_x1 = stats[r, _X0], stats[r, _X1]
                     one_y0, one_y1 = stats[r, _Y0], stats[r, _Y1]
-                    one_area2, one_euler4 = stats[r, _AREA2], stats[r, _EULER4]
+                    one_area2, one_euler4, one_first = stats[r, _AREA2], stats[r, _EULER4], stats[r, _FIRST]
             label[q] = r
         # The pixels on are now u >= level, the mask of cut level - 1.
         if cuts[cut_index] != level - 1:
@@ -333,24 +341,33 @@ def _foreground_sweep(
                 )
                 num_boxes += 1
         else:
+            # The largest outer contour. Without holes every component is top level and its area is
+            # exact; OpenCV lists top-level contours in reverse raster order of their first pixels
+            # and max() keeps the first listed, so on a tie the component starting last wins.
             best = np.uint64(roots[0])
             for i in range(1, num_roots):
-                if stats[roots[i], _AREA2] > stats[best, _AREA2]:
-                    best = np.uint64(roots[i])
-            # As above for the winner's own holes; every other contour must be strictly smaller. A
-            # component's outer area is exact without holes, and at most its bounding box with them.
-            exact = stats[best, _AREA2] > 0 or stats[best, _EULER4] == 4
-            for i in range(num_roots):
                 r = np.uint64(roots[i])
-                if r == best:
-                    continue
-                if stats[r, _EULER4] == 4:
-                    upper = stats[r, _AREA2]
-                else:
-                    upper = 2 * (stats[r, _X1] - stats[r, _X0]) * (stats[r, _Y1] - stats[r, _Y0])
-                if upper >= stats[best, _AREA2]:
-                    exact = False
-                    break
+                if stats[r, _AREA2] > stats[best, _AREA2] or (
+                    stats[r, _AREA2] == stats[best, _AREA2] and stats[r, _FIRST] > stats[best, _FIRST]
+                ):
+                    best = r
+            exact = True
+            if holes[cut_index] > 0:
+                # The winner's outer contour beats its own holes' when it covers any quad; every other
+                # contour must be strictly smaller, with a component's outer area at most its bounding
+                # box when it has holes.
+                exact = stats[best, _AREA2] > 0 or stats[best, _EULER4] == 4
+                for i in range(num_roots):
+                    r = np.uint64(roots[i])
+                    if r == best:
+                        continue
+                    if stats[r, _EULER4] == 4:
+                        upper = stats[r, _AREA2]
+                    else:
+                        upper = 2 * (stats[r, _X1] - stats[r, _X0]) * (stats[r, _Y1] - stats[r, _Y0])
+                    if upper >= stats[best, _AREA2]:
+                        exact = False
+                        break
             if exact:
                 boxes = _append_box(
                     boxes,
