@@ -15,7 +15,9 @@ from spol.evaluation import (
     correct_at_thresholds,
     rescale_boxes_to_protocol,
     scoremap_to_boxes,
+    scoremap_to_uint8,
 )
+from spol.evaluation.box_accuracy import _checked_uint8
 from spol.scoremaps import ScoreMapError
 
 THRESHOLDS = cam_thresholds(0.01)
@@ -287,3 +289,21 @@ def test_smooth_224_maps_equal_plain_loop():
                 correct_at_thresholds(s, gt, THRESHOLDS, multi_contour=multi),
                 plain_correct(s, gt, THRESHOLDS, (30, 50, 70), multi),
             )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.floats(0, 1, width=32), min_size=1, max_size=64),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_compiled_uint8_levels_equal_the_protocols(values, dtype):
+    # Exact multiples of 1/255 and values a hair below them are where truncation bites.
+    edges = [k / 255 for k in range(256)] + [np.nextafter(k / 255, 0) for k in range(1, 256)]
+    s = np.array(values + edges, dtype=dtype).reshape(1, -1)
+    u, valid = _checked_uint8(s)
+    assert valid and np.array_equal(u, scoremap_to_uint8(s))
+
+
+def test_compiled_uint8_levels_flag_invalid_values():
+    for bad in (np.nan, -1e-9, 1.0000001, np.inf):
+        assert not _checked_uint8(np.array([[0.5, bad]]))[1]

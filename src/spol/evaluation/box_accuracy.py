@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cv2
+import numba
 import numpy as np
 
 from spol.data.records import Box
@@ -92,19 +93,34 @@ def check_box_convention(boxes: np.ndarray) -> None:
         raise ValueError(f"boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {bad.tolist()}")
 
 
-def _iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    a = boxes_a[:, None, :]
-    b = boxes_b[None, :, :]
-    inter_w = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-    inter_h = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pair_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two ``(x0, y0, x1, y1)`` boxes with inclusive areas; 0 where the union is not positive."""
+    inter_w = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    inter_h = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
     intersection = inter_w * inter_h
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    denominator = area_a + area_b - intersection
-    degenerate = denominator <= 0
-    ious = intersection / np.where(degenerate, 1, denominator)
-    ious[degenerate] = 0.0
-    return ious
+    union = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    out = np.empty((boxes_a.shape[0], boxes_b.shape[0]), np.float64)
+    for i in range(boxes_a.shape[0]):
+        for j in range(boxes_b.shape[0]):
+            out[i, j] = _pair_iou(boxes_a[i], boxes_b[j])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_iou_per_segment(boxes: np.ndarray, offsets: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Best IoU of ``boxes[offsets[i]:offsets[i + 1]]`` against any of `gt`, per segment."""
+    best = np.full(offsets.shape[0] - 1, -1.0)
+    for i in range(offsets.shape[0] - 1):
+        for k in range(offsets[i], offsets[i + 1]):
+            for j in range(gt.shape[0]):
+                best[i] = max(best[i], _pair_iou(boxes[k], gt[j]))
+    return best
 
 
 def compute_iou(boxes_a: np.ndarray | Sequence[Box], boxes_b: np.ndarray | Sequence[Box]) -> np.ndarray:
@@ -124,7 +140,7 @@ def compute_iou(boxes_a: np.ndarray | Sequence[Box], boxes_b: np.ndarray | Seque
     b = np.asarray(boxes_b).reshape(-1, 4)
     check_box_convention(a)
     check_box_convention(b)
-    return _iou(a, b)
+    return _iou(np.ascontiguousarray(a), np.ascontiguousarray(b))
 
 
 def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
@@ -132,14 +148,31 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
     return (np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8)
 
 
+@numba.njit(cache=True, nogil=True)
+def _checked_uint8(scoremap: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`scoremap_to_uint8` and whether every value lies in [0, 1], in one pass (hot in evaluation)."""
+    values = scoremap.ravel()
+    u = np.empty(values.shape[0], np.uint8)
+    valid = True
+    for i in range(values.shape[0]):
+        value = np.float64(values[i])
+        valid &= (value >= 0.0) & (value <= 1.0)  # False for NaN
+        u[i] = np.uint8(min(max(value, 0.0), 1.0) * 255.0)  # the clamp only matters for invalid maps
+    return u.reshape(scoremap.shape), valid
+
+
 class _Levels:
     """A map's 8-bit levels and its distinct cuts, with the boxes of each cut's mask."""
 
     def __init__(self, scoremap: np.ndarray, thresholds: np.ndarray) -> None:
-        check_scoremap(scoremap)
+        if scoremap.ndim != 2 or scoremap.dtype not in (np.float32, np.float64):
+            check_scoremap(scoremap)  # raises unless another float dtype, converted exactly
+            scoremap = scoremap.astype(np.float64)
         if scoremap.size == 0:
             raise ValueError(f"score map is empty (shape {scoremap.shape})")
-        self.u = scoremap_to_uint8(scoremap)
+        self.u, valid = _checked_uint8(np.ascontiguousarray(scoremap))
+        if not valid:
+            check_scoremap(scoremap)  # raises, naming the problem
         self.height, self.width = self.u.shape
         top = int(self.u.max())
         # The reference's int(t * np.max(u)): float64 product, truncated. Every cut below 0 gives
@@ -240,7 +273,7 @@ def correct_at_thresholds(
     check_box_convention(gt)
     levels = _Levels(np.asarray(scoremap), np.asarray(thresholds))
     offsets, boxes = levels.boxes(multi_contour)
-    best = np.maximum.reduceat(_iou(boxes, gt).max(1), offsets[:-1])  # per distinct cut
+    best = _best_iou_per_segment(boxes, offsets, gt)  # per distinct cut
     iou_levels = np.asarray(iou_thresholds, dtype=np.float64)[:, None] / 100
     return best[levels.index][None, :] >= iou_levels
 

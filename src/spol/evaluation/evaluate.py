@@ -31,6 +31,7 @@ from spol.evaluation.box_accuracy import (
     correct_at_thresholds,
     rescale_boxes_to_protocol,
 )
+from spol.evaluation.level_components import compile_kernels
 from spol.evaluation.pixel_accuracy import PixelAccuracy, load_protocol_mask, score_histograms
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
@@ -221,8 +222,8 @@ def evaluate_scoremaps(
         iou_thresholds: IoU levels in percent.
         multi_contour: Every contour's box counts (MaxBoxAccV2); else the largest contour's.
         masks: Also compute PxAP from the records' masks.
-        workers: Threads computing boxes and histograms (OpenCV's contour tracing, which
-            dominates, releases the GIL); None: ``os.cpu_count()``; 0 or 1: this thread only.
+        workers: Threads computing boxes and histograms (the compiled level sweep that
+            dominates releases the GIL); None: ``os.cpu_count()``; 0 or 1: this thread only.
             Maps are loaded in the calling thread, in records order.
         executor: ``"thread"`` (no start-up cost; Python parts share the GIL, so the gain
             levels off at a few cores) or ``"process"`` (spawned processes, about a second to
@@ -335,6 +336,7 @@ def _run(
             yield _evaluate_one(task, settings)
             bar.update(1)
         return
+    compile_kernels()  # once here, not in every worker at once
     pool: Executor
     if executor == "process":
         # spawn: safe beside threads (torch, OpenMP) in this process.
