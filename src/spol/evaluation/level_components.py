@@ -15,9 +15,11 @@ OpenCV's boxes exactly:
 * The largest contour by ``cv2.contourArea`` (single-contour mode) needs polygon areas. The
   polygon through the boundary pixels' centres of a hole-free component has the area of the
   2 x 2 pixel quads it covers: 1 for a full quad, 1/2 for a quad with three pixels (counted
-  here doubled, as integers). A component with holes has that as a lower bound and its
-  bounding box as an upper bound. When the bounds single out one component the answer is
-  exact; ties and overlaps are left to OpenCV (`needs_opencv`), which keeps its own order.
+  here doubled, as integers). On a tie ``max()`` keeps the first contour OpenCV lists, and it
+  lists top-level contours in reverse raster order of their first pixels (OpenCV 4.8 to 4.14),
+  so the tied component whose first pixel comes last wins. A component with holes has the
+  quad area as a lower bound and its bounding box as an upper bound; where the bounds do not
+  single out one component, OpenCV decides (`needs_opencv`).
 
 No library gives per-threshold component boxes (OpenCV and scikit-image label one mask at a
 time, which is the reference's cost), so the sweep is written here and compiled with numba.
