@@ -537,12 +537,15 @@ def contour_boxes_at_cuts(
         also needs OpenCV and has no box.
 
     Raises:
-        ValueError: `u` is not 2-D uint8, or `cuts` are not distinct, decreasing and in range.
+        ValueError: `u` is not 2-D uint8 or has 2**32 pixels or more, or `cuts` are not distinct,
+            decreasing and in range.
     """
     u = np.ascontiguousarray(u)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     if u.dtype != np.uint8 or u.ndim != 2:
         raise ValueError(f"u must be a 2-D uint8 map, got {u.dtype} with shape {u.shape}")
+    if (u.shape[0] + 2) * (u.shape[1] + 2) >= 2**32:  # pixels are packed with 32-bit indices
+        raise ValueError(f"map of shape {u.shape} is too large for the level sweep; resize it first")
     if cuts.ndim != 1 or (len(cuts) and (cuts[0] > 254 or cuts[-1] < -1 or (np.diff(cuts) >= 0).any())):
         raise ValueError(f"cuts must be distinct, decreasing and in [-1, 254], got {cuts.tolist()}")
     needs_opencv, holes, offsets, boxes = _foreground_sweep(
