@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spol.models import MODEL_BUILDERS, MFFNet, build_mffnet_seg, export_model, load_exported_model
+from spol.models import MODEL_BUILDERS, MFFNet, build_mffnet_seg, export_model, load_exported_model, state_digest
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -55,3 +55,15 @@ def test_loading_names_a_missing_or_foreign_file(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="corrupt.pt"):
         load_exported_model(corrupt)
+
+
+def test_state_digest_follows_the_weights_not_the_object(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_mffnet_seg(backbone="efficientnet_lite0", weights=None)
+    path = tmp_path / "seg.pt"
+    export_model(model, builder="mffnet_seg", kwargs={"backbone": "efficientnet_lite0"}, path=path)
+    digest = state_digest(model)
+    assert state_digest(load_exported_model(path)) == digest
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    assert state_digest(model) != digest

@@ -12,7 +12,7 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.models import build_mffnet_cam, load_exported_model
 from spol.stages import CamModule, train_cam
-from spol.stages.engine import _schedule_factor, make_train_loader
+from spol.stages.engine import INPUTS_FILE, MODEL_FILE, _schedule_factor, finished_model, make_train_loader
 
 
 def test_schedules() -> None:
@@ -71,3 +71,16 @@ def test_resume_continues_from_last_checkpoint_and_force_starts_over(
     train_cam(fast_recipe, tiny_dataset, run, force=True)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"]]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
+
+
+def test_a_stage_made_from_other_inputs_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "seg"
+    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "a"}) is None  # fresh: train
+    assert (run_dir / INPUTS_FILE).read_text().strip().startswith("{")
+    (run_dir / MODEL_FILE).write_bytes(b"trained")
+    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "a"}) == run_dir / MODEL_FILE
+    with pytest.raises(ValueError, match="other inputs.*--force"):
+        finished_model(run_dir, force=False, inputs={"pseudo_masks": "b"})
+    assert finished_model(run_dir, force=True, inputs={"pseudo_masks": "b"}) is None
+    (run_dir / MODEL_FILE).write_bytes(b"retrained")
+    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "b"}) == run_dir / MODEL_FILE

@@ -15,6 +15,7 @@ from spol.stages.gaussian_prior import gaussian_prior
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     REPORT_NAME,
+    SOURCE_NAME,
     double_threshold,
     generate_pseudo_masks,
     pseudo_mask_from_cam,
@@ -207,6 +208,26 @@ def test_generate_writes_masks_at_original_size_and_resumes(tmp_path, cam_model)
     forced = generate_pseudo_masks(cam_model, records[:2], out, force=True, progress=False)
     assert (forced.written, forced.skipped_existing) == (2, 0)
     assert first.stat().st_mtime_ns != stamp
+
+
+def test_masks_from_another_cam_network_or_size_are_refused_not_mixed(tmp_path, cam_model):
+    records = _make_records(tmp_path)
+    out = tmp_path / "masks"
+    generate_pseudo_masks(cam_model, records[:2], out, resize=64, progress=False)
+    recorded = json.loads((out / SOURCE_NAME).read_text())
+    assert recorded["resize"] == 64 and len(recorded["cam_model_sha256"]) == 64
+
+    torch.manual_seed(1)
+    retrained = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
+    with pytest.raises(ValueError, match="another CAM network or resize.*--force"):
+        generate_pseudo_masks(retrained, records, out, resize=64, progress=False)
+    with pytest.raises(ValueError, match="another CAM network or resize"):
+        generate_pseudo_masks(cam_model, records, out, resize=96, progress=False)
+    assert json.loads((out / SOURCE_NAME).read_text()) == recorded  # refused runs change nothing
+
+    report = generate_pseudo_masks(retrained, records, out, resize=64, force=True, progress=False)
+    assert (report.written, report.skipped_existing) == (4, 0)
+    assert json.loads((out / SOURCE_NAME).read_text())["cam_model_sha256"] != recorded["cam_model_sha256"]
 
 
 def test_worker_processes_give_the_same_masks(tmp_path, cam_model):

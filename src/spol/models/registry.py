@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+import hashlib
 from typing import Any
 
 import torch
@@ -94,3 +95,17 @@ def load_exported_model(path: Path, map_location: str | torch.device = "cpu") ->
     model = _rebuild(payload["builder"], payload["kwargs"], str(path))
     load_state_dict_checked(model, payload["state_dict"], source=str(path))
     return model.to(map_location).eval()
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's state dict (names, dtypes, shapes and values), as hex.
+
+    Identifies what a network computes, wherever it was loaded from; stages record it to notice
+    outputs made by another network.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -10,10 +10,11 @@ stage's loss) and hands it to `fit_stage`, which owns the run folder::
       tb/                TensorBoard logs
       checkpoints/       epoch-NNN.ckpt per epoch and last.ckpt (resume point)
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
+      inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
 Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
 (optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
-training starts over. The Trainer comes from ``recipe.trainer``: DDP over GPUs and nodes
+training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused. The Trainer comes from ``recipe.trainer``: DDP over GPUs and nodes
 (torchrun, SLURM) and mixed precision need no code change.
 
 Optimiser (the release's): SGD with momentum, Nesterov and weight decay in two parameter groups,
@@ -25,6 +26,7 @@ per optimiser step over the whole run (T = Lightning's estimated stepping batche
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
 import shutil
@@ -43,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from spol.config import Recipe, StageOptimConfig, recipe_to_yaml
-from spol.fileio import write_text_atomic
+from spol.fileio import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tb"
+INPUTS_FILE = "inputs.json"
 
 
 class _DropAdvertising(logging.Filter):
@@ -248,9 +251,33 @@ def _log_to_file(path: Path) -> Iterator[None]:
         tips.removeFilter(drop)
 
 
-def finished_model(run_dir: Path, *, force: bool) -> Path | None:
-    """``run_dir/model.pt`` when the stage already finished and `force` is off, else None."""
-    model_path = Path(run_dir) / MODEL_FILE
+def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
+    """``run_dir/model.pt`` when the stage already finished and `force` is off, else None.
+
+    Args:
+        run_dir: the stage's run folder.
+        force: the stage will start over: never reuse its model.
+        inputs: what the stage trains from, beyond the recipe (e.g. the pseudo masks' source),
+            recorded in ``run_dir/inputs.json``. A finished or started stage recorded with other
+            inputs is refused rather than reused or resumed.
+
+    Raises:
+        ValueError: `inputs` differ from those the stage's outputs were made from (and not `force`).
+    """
+    run_dir = Path(run_dir)
+    model_path = run_dir / MODEL_FILE
+    if inputs is not None:
+        inputs_path = run_dir / INPUTS_FILE
+        started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
+        if started and not force and inputs_path.is_file():
+            recorded = json.loads(inputs_path.read_text(encoding="utf-8"))
+            if recorded != inputs:
+                raise ValueError(
+                    f"{run_dir} was trained from other inputs than now ({inputs_path} records {recorded}, "
+                    f"now {inputs}); pass force=True / --force to train it again"
+                )
+        if force or not model_path.is_file():
+            write_json_atomic(inputs_path, inputs)
     if model_path.is_file() and not force:
         logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
         return model_path

@@ -10,6 +10,7 @@ segmentation network is trained, `double_threshold` turns ``(P, G)`` into its ta
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from spol.data.images import load_image_rgb
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.fileio import atomic_path, write_json_atomic
+from spol.models import state_digest
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ BACKGROUND_THRESHOLD = 0.01
 """Background where ``P < 0.01`` and not foreground (0.01 itself is not background)."""
 
 REPORT_NAME = "report.json"
+SOURCE_NAME = "source.json"
+"""Which CAM network (state digest) and resize made the masks in a folder."""
 """Name of the run report written in the output folder."""
 
 RESIZE = 256
@@ -278,6 +282,20 @@ def _collate(items: list[_Item]) -> list[_Item]:
     return items
 
 
+def _check_source(out_dir: Path, source: dict[str, Any]) -> None:
+    """Refuse to mix pseudo masks from another CAM network or resolution into `out_dir`."""
+    path = out_dir / SOURCE_NAME
+    if not path.is_file():
+        logger.warning("%s has pseudo masks but no %s: cannot tell which CAM network made them", out_dir, SOURCE_NAME)
+        return
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    if recorded != source:
+        raise ValueError(
+            f"the pseudo masks in {out_dir} were made by another CAM network or resize ({path} records "
+            f"{recorded}, now {source}); pass force=True / --force to regenerate them, or choose another folder"
+        )
+
+
 def generate_pseudo_masks(
     cam_model: nn.Module,
     records: Sequence[ImageRecord],
@@ -293,7 +311,8 @@ def generate_pseudo_masks(
     """Write the pseudo mask of every record (`pseudo_mask_path`) and ``out_dir/report.json``.
 
     Resumable: an image whose PNG exists is skipped unless `force`; PNGs are written atomically,
-    so a killed run leaves no truncated file. An unreadable image or a CAM with NaN / infinite
+    so a killed run leaves no truncated file. ``out_dir/source.json`` records the CAM network
+    (`spol.models.state_digest`) and `resize`; existing masks from another source are refused. An unreadable image or a CAM with NaN / infinite
     values is a failure (listed in the report), never a zero mask.
 
     Args:
@@ -313,7 +332,8 @@ def generate_pseudo_masks(
 
     Raises:
         ValueError: bad arguments, duplicate image ids, a model without ``normalization`` or
-            ``maps`` output, or a label outside the model's classes.
+            ``maps`` output, a label outside the model's classes, or existing masks in `out_dir`
+            made by another CAM network or resize (without `force`).
     """
     if resize < 1 or batch_size < 1 or num_workers < 0:
         raise ValueError(
@@ -325,6 +345,7 @@ def generate_pseudo_masks(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    source = {"cam_model_sha256": state_digest(cam_model), "resize": resize}
     report = PseudoMaskReport()
     seen: set[str] = set()
     todo: list[ImageRecord] = []
@@ -337,7 +358,9 @@ def generate_pseudo_masks(
         else:
             todo.append(record)
     if report.skipped_existing:
+        _check_source(out_dir, source)
         logger.info("%d pseudo masks exist in %s and are kept (force to redo)", report.skipped_existing, out_dir)
+    write_json_atomic(out_dir / SOURCE_NAME, source)
 
     loader = DataLoader(
         _Images(todo, eval_transform(resize=resize, normalization=normalization)),

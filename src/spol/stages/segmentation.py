@@ -10,6 +10,7 @@ label (nearest-neighbour resize, so 255 survives; the crop never pads because cr
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,13 @@ from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.stages._common import backbone_predicate, train_records
 from spol.stages.engine import TrainingSystem, finished_model, fit_stage, make_train_loader, seed_everything
-from spol.stages.pseudo_masks import IGNORE_INDEX, double_threshold, pseudo_mask_path, read_pseudo_mask
+from spol.stages.pseudo_masks import (
+    IGNORE_INDEX,
+    SOURCE_NAME,
+    double_threshold,
+    pseudo_mask_path,
+    read_pseudo_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +134,16 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
 
     Raises:
         FileNotFoundError: `pseudo_mask_dir` is missing or lacks the mask of a train image.
-        ValueError: empty train split, or a pseudo mask whose size differs from its image.
+        ValueError: empty train split, a pseudo mask whose size differs from its image, or a
+            finished or started stage whose pseudo masks came from another CAM network.
     """
     run_dir = Path(run_dir)
-    done = finished_model(run_dir, force=force)
+    pseudo_mask_dir = Path(pseudo_mask_dir)
+    source_path = pseudo_mask_dir / SOURCE_NAME
+    inputs = {"pseudo_masks": json.loads(source_path.read_text(encoding="utf-8"))} if source_path.is_file() else None
+    done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
-    pseudo_mask_dir = Path(pseudo_mask_dir)
     if not pseudo_mask_dir.is_dir():
         raise FileNotFoundError(f"pseudo-mask folder {pseudo_mask_dir} does not exist; generate the pseudo masks first")
     records = train_records(dataset)
