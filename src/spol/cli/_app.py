@@ -25,6 +25,9 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Lightning prints its messages with its own console handler; passing them on to ours too would
+    # show each one twice. (Set before Lightning is imported, which leaves propagation alone.)
+    logging.getLogger("lightning").propagate = False
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

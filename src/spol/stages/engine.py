@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -402,7 +403,10 @@ def fit_stage(
             logger.info("resuming from %s", ckpt_path)
         else:
             logger.info("training from scratch in %s", run_dir)
-        trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path)
+        with warnings.catch_warnings():
+            # Lightning's own use of a torch API deprecated in newer torch: nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path)
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
         logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)
