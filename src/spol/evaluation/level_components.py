@@ -166,6 +166,21 @@ def _neighbour_shifts(padded_width: int) -> np.ndarray:
     return np.array([0, 1, 2, w + 2, 2 * w + 2, 2 * w + 1, 2 * w, w], np.uint64)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _neighbourhood(on: np.ndarray, q: np.uint64, pw: np.uint64) -> np.uint64:
+    """The 8-bit neighbourhood of padded index q (bit j: neighbour j in ring order is on)."""
+    return (
+        np.uint64(on[q - pw - _U1])
+        | (np.uint64(on[q - pw]) << _U1)
+        | (np.uint64(on[q - pw + _U1]) << _U2)
+        | (np.uint64(on[q + _U1]) << _U3)
+        | (np.uint64(on[q + pw + _U1]) << _U4)
+        | (np.uint64(on[q + pw]) << _U5)
+        | (np.uint64(on[q + pw - _U1]) << _U6)
+        | (np.uint64(on[q - _U1]) << _U7)
+    )
+
+
 @numba.njit(cache=True, nogil=True)
 def _append_box(boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     if count == boxes.shape[0]:
@@ -229,16 +244,7 @@ def _foreground_sweep(
             row = pixel >> _U32
             y = np.int64(row)
             x = np.int64(q - (row + _U1) * pw - _U1)
-            nb = (
-                np.uint64(on[q - pw - _U1])
-                | (np.uint64(on[q - pw]) << _U1)
-                | (np.uint64(on[q - pw + _U1]) << _U2)
-                | (np.uint64(on[q + _U1]) << _U3)
-                | (np.uint64(on[q + pw + _U1]) << _U4)
-                | (np.uint64(on[q + pw]) << _U5)
-                | (np.uint64(on[q + pw - _U1]) << _U6)
-                | (np.uint64(on[q - _U1]) << _U7)
-            )
+            nb = _neighbourhood(on, q, pw)
             on[q] = 1
             num_groups = group_count[nb]
             d_area2 = area2_delta[nb]
@@ -447,16 +453,7 @@ def _hole_sweep(
             row = pixel >> _U32
             y = np.int64(row)
             x = np.int64(q - (row + _U1) * pw - _U1)
-            nb = (
-                np.uint64(on[q - pw - _U1])
-                | (np.uint64(on[q - pw]) << _U1)
-                | (np.uint64(on[q - pw + _U1]) << _U2)
-                | (np.uint64(on[q + _U1]) << _U3)
-                | (np.uint64(on[q + pw + _U1]) << _U4)
-                | (np.uint64(on[q + pw]) << _U5)
-                | (np.uint64(on[q + pw - _U1]) << _U6)
-                | (np.uint64(on[q - _U1]) << _U7)
-            )
+            nb = _neighbourhood(on, q, pw)
             on[q] = 1
             num_groups = group_count[nb]
             if num_groups and num_roots == 0:  # no holes yet: all background is the outside
