@@ -133,6 +133,59 @@ def _find(parent: np.ndarray, node: np.uint64) -> np.uint64:
     return node
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_root(parent: np.ndarray, roots: np.ndarray, root_slot: np.ndarray, num_roots: int, node: np.uint64) -> int:
+    """Make `node` a root (statistics set by the caller); returns the new number of roots."""
+    parent[node] = node
+    roots[num_roots] = node
+    root_slot[node] = num_roots
+    return num_roots + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _union(
+    parent: np.ndarray, stats: np.ndarray, roots: np.ndarray, root_slot: np.ndarray, num_roots: int, r: np.uint64, s: np.uint64
+) -> np.uint64:
+    """Join distinct roots `r` and `s`, the older node staying the root (returned); one root fewer."""
+    if s < r:
+        s, r = r, s
+    parent[s] = r
+    stats[r, _X0] = min(stats[r, _X0], stats[s, _X0])
+    stats[r, _X1] = max(stats[r, _X1], stats[s, _X1])
+    stats[r, _Y0] = min(stats[r, _Y0], stats[s, _Y0])
+    stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
+    stats[r, _AREA2] += stats[s, _AREA2]
+    stats[r, _EULER4] += stats[s, _EULER4]
+    stats[r, _FIRST] = min(stats[r, _FIRST], stats[s, _FIRST])
+    slot = root_slot[s]
+    moved = roots[num_roots - 1]
+    roots[slot] = moved
+    root_slot[moved] = slot
+    return r
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _set_stats(stats: np.ndarray, r: np.uint64, x: int, y: int, area2: int, euler4: int, raster: int) -> None:
+    stats[r, _X0] = x
+    stats[r, _X1] = x
+    stats[r, _Y0] = y
+    stats[r, _Y1] = y
+    stats[r, _AREA2] = area2
+    stats[r, _EULER4] = euler4
+    stats[r, _FIRST] = raster
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_pixel(stats: np.ndarray, r: np.uint64, x: int, y: int, area2: int, euler4: int, raster: int) -> None:
+    stats[r, _X0] = min(stats[r, _X0], x)
+    stats[r, _X1] = max(stats[r, _X1], x)
+    stats[r, _Y0] = min(stats[r, _Y0], y)
+    stats[r, _Y1] = max(stats[r, _Y1], y)
+    stats[r, _AREA2] += area2
+    stats[r, _EULER4] += euler4
+    stats[r, _FIRST] = min(stats[r, _FIRST], raster)
+
+
 @numba.njit(cache=True, nogil=True)
 def _pixels_by_level(u: np.ndarray, padded_width: int, descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Counting sort: per-level pixel counts and pixels as ``row << 32 | padded flat index``.
@@ -227,8 +280,8 @@ def _foreground_sweep(
     num_boxes = 0
     num_roots = 0
     num_nodes = np.uint64(0)
-    # While there is a single component its statistics live here and its node is left stale (the
-    # fast path: most pixels of a smooth map join a single component).
+    # While there is a single component its statistics live in these locals and its node is left
+    # stale (the fast path: most pixels of a smooth map join a single component).
     one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4, one_first = 0, 0, 0, 0, 0, 0, 0
     total_euler4 = 0  # 4 x the Euler number of the mask
     cut_index = 0
@@ -251,32 +304,18 @@ def _foreground_sweep(
             d_euler4 = euler4_delta[nb]
             total_euler4 += d_euler4
             raster = y * width + x
-            if num_groups == 0:
-                if num_roots == 1:  # bring the single component's node up to date before it has company
+            if num_groups == 0:  # a new component
+                if num_roots == 1:  # the single component's node was left stale: bring it up to date
                     r = np.uint64(roots[0])
-                    stats[r, _X0] = one_x0
-                    stats[r, _X1] = one_x1
-                    stats[r, _Y0] = one_y0
-                    stats[r, _Y1] = one_y1
-                    stats[r, _AREA2] = one_area2
-                    stats[r, _EULER4] = one_euler4
-                    stats[r, _FIRST] = one_first
+                    _set_stats(stats, r, one_x0, one_y0, one_area2, one_euler4, one_first)
+                    stats[r, _X1], stats[r, _Y1] = one_x1, one_y1
                 r = num_nodes
                 num_nodes += _U1
-                parent[r] = r
-                stats[r, _X0] = x
-                stats[r, _X1] = x
-                stats[r, _Y0] = y
-                stats[r, _Y1] = y
-                stats[r, _AREA2] = d_area2
-                stats[r, _EULER4] = d_euler4
-                stats[r, _FIRST] = raster
-                roots[num_roots] = r
-                root_slot[r] = num_roots
-                num_roots += 1
+                _set_stats(stats, r, x, y, d_area2, d_euler4, raster)
+                num_roots = _add_root(parent, roots, root_slot, num_roots, r)
                 if num_roots == 1:
-                    one_x0, one_x1, one_y0, one_y1, one_area2, one_euler4 = x, x, y, y, d_area2, d_euler4
-                    one_first = raster
+                    one_x0, one_x1, one_y0, one_y1 = x, x, y, y
+                    one_area2, one_euler4, one_first = d_area2, d_euler4, raster
             elif num_roots == 1:
                 r = np.uint64(roots[0])
                 one_x0 = min(one_x0, x)
@@ -290,33 +329,12 @@ def _foreground_sweep(
                 r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
                 for g in range(1, num_groups):
                     s = _find(parent, np.uint64(label[q - base + shifted[groups[nb, g]]]))
-                    if s == r:
-                        continue
-                    if s < r:  # the older node stays the root
-                        s, r = r, s
-                    parent[s] = r
-                    stats[r, _X0] = min(stats[r, _X0], stats[s, _X0])
-                    stats[r, _X1] = max(stats[r, _X1], stats[s, _X1])
-                    stats[r, _Y0] = min(stats[r, _Y0], stats[s, _Y0])
-                    stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
-                    stats[r, _AREA2] += stats[s, _AREA2]
-                    stats[r, _EULER4] += stats[s, _EULER4]
-                    stats[r, _FIRST] = min(stats[r, _FIRST], stats[s, _FIRST])
-                    slot = root_slot[s]
-                    moved = roots[num_roots - 1]
-                    roots[slot] = moved
-                    root_slot[moved] = slot
-                    num_roots -= 1
-                stats[r, _X0] = min(stats[r, _X0], x)
-                stats[r, _X1] = max(stats[r, _X1], x)
-                stats[r, _Y0] = min(stats[r, _Y0], y)
-                stats[r, _Y1] = max(stats[r, _Y1], y)
-                stats[r, _AREA2] += d_area2
-                stats[r, _EULER4] += d_euler4
-                stats[r, _FIRST] = min(stats[r, _FIRST], raster)
+                    if s != r:
+                        r = _union(parent, stats, roots, root_slot, num_roots, r, s)
+                        num_roots -= 1
+                _add_pixel(stats, r, x, y, d_area2, d_euler4, raster)
                 if num_roots == 1:  # the last merge: back to the fast path
-                    one_x0, one_x1 = stats[r, _X0], stats[r, _X1]
-                    one_y0, one_y1 = stats[r, _Y0], stats[r, _Y1]
+                    one_x0, one_x1, one_y0, one_y1 = stats[r, _X0], stats[r, _X1], stats[r, _Y0], stats[r, _Y1]
                     one_area2, one_euler4, one_first = stats[r, _AREA2], stats[r, _EULER4], stats[r, _FIRST]
             label[q] = r
         # The pixels on are now u >= level, the mask of cut level - 1.
@@ -328,13 +346,12 @@ def _foreground_sweep(
         elif num_roots == 1:
             # One outer contour; it outweighs its holes' contours when it covers any quad (its polygon
             # area is the quads' plus the holes').
+            x0, x1, y0, y1 = one_x0, one_x1, one_y0, one_y1
             if multi_contour or one_area2 > 0 or one_euler4 == 4:
-                boxes = _append_box(
-                    boxes, num_boxes, one_x0, one_y0, min(one_x1 + 1, width - 1), min(one_y1 + 1, height - 1)
-                )
+                boxes = _append_box(boxes, num_boxes, x0, y0, min(x1 + 1, width - 1), min(y1 + 1, height - 1))
             else:
                 needs_opencv[cut_index] = True
-                boxes = _append_box(boxes, num_boxes, one_x0, one_y0, one_x1, one_y1)
+                boxes = _append_box(boxes, num_boxes, x0, y0, x1, y1)
             num_boxes += 1
         elif multi_contour:
             for i in range(num_roots):
@@ -430,10 +447,11 @@ def _hole_sweep(
             label[q] = 0
     capacity = height * width + 1
     parent = np.empty(capacity, np.uint32)
-    stats = np.empty((capacity, 4), np.int64)
+    stats = np.empty((capacity, 7), np.int64)  # the foreground's columns; area, Euler and first unused
     roots = np.empty(capacity, np.uint32)
     root_slot = np.empty(capacity, np.uint32)
     parent[0] = 0
+    _set_stats(stats, np.uint64(0), 0, 0, 0, 0, 0)  # the outside's box is never reported
     num_cuts = cuts.shape[0]
     box_offsets = np.zeros(num_cuts + 1, np.int64)
     boxes = np.empty((2 * num_cuts + 16, 4), np.int64)
@@ -459,42 +477,19 @@ def _hole_sweep(
             if num_groups and num_roots == 0:  # no holes yet: all background is the outside
                 label[q] = 0
                 continue
-            r = np.uint64(0)
-            found = num_groups > 0
-            if found:
-                r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
-            for g in range(1, num_groups):
-                s = _find(parent, np.uint64(label[q - base + shifted[groups[nb, g]]]))
-                if s == r:
-                    continue
-                if s < r:  # the older node stays the root: the outside (node 0) always does
-                    s, r = r, s
-                parent[s] = r
-                stats[r, _X0] = min(stats[r, _X0], stats[s, _X0])
-                stats[r, _X1] = max(stats[r, _X1], stats[s, _X1])
-                stats[r, _Y0] = min(stats[r, _Y0], stats[s, _Y0])
-                stats[r, _Y1] = max(stats[r, _Y1], stats[s, _Y1])
-                slot = root_slot[s]
-                moved = roots[num_roots - 1]
-                roots[slot] = moved
-                root_slot[moved] = slot
-                num_roots -= 1
-            if not found:
+            if num_groups == 0:  # a new background component: a hole until it meets the outside
                 r = num_nodes
                 num_nodes += _U1
-                parent[r] = r
-                stats[r, _X0] = x
-                stats[r, _X1] = x
-                stats[r, _Y0] = y
-                stats[r, _Y1] = y
-                roots[num_roots] = r
-                root_slot[r] = num_roots
-                num_roots += 1
+                _set_stats(stats, r, x, y, 0, 0, 0)
+                num_roots = _add_root(parent, roots, root_slot, num_roots, r)
             else:
-                stats[r, _X0] = min(stats[r, _X0], x)
-                stats[r, _X1] = max(stats[r, _X1], x)
-                stats[r, _Y0] = min(stats[r, _Y0], y)
-                stats[r, _Y1] = max(stats[r, _Y1], y)
+                r = _find(parent, np.uint64(label[q - base + shifted[groups[nb, 0]]]))
+                for g in range(1, num_groups):  # the outside is node 0, the oldest: it stays a root
+                    s = _find(parent, np.uint64(label[q - base + shifted[groups[nb, g]]]))
+                    if s != r:
+                        r = _union(parent, stats, roots, root_slot, num_roots, r, s)
+                        num_roots -= 1
+                _add_pixel(stats, r, x, y, 0, 0, 0)
             label[q] = r
         if cuts[cut_index] != level:
             continue
