@@ -144,7 +144,13 @@ def _add_root(parent: np.ndarray, roots: np.ndarray, root_slot: np.ndarray, num_
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _union(
-    parent: np.ndarray, stats: np.ndarray, roots: np.ndarray, root_slot: np.ndarray, num_roots: int, r: np.uint64, s: np.uint64
+    parent: np.ndarray,
+    stats: np.ndarray,
+    roots: np.ndarray,
+    root_slot: np.ndarray,
+    num_roots: int,
+    r: np.uint64,
+    s: np.uint64,
 ) -> np.uint64:
     """Join distinct roots `r` and `s`, the older node staying the root (returned); one root fewer."""
     if s < r:
