@@ -33,6 +33,7 @@ def test_cub_and_imagenet_hold_the_paper_values() -> None:
     imagenet = load_recipe("imagenet")
     assert (imagenet.cam.epochs, imagenet.cam.batch_size, imagenet.seg.epochs) == (1, 128, 1)
     assert not imagenet.cam.aux_branch and imagenet.cam.freeze_stem
+    assert imagenet.classifier.epochs == 0  # the released B7 is used as is, when enabled
 
 
 def test_overrides_parse_values_as_yaml() -> None:
@@ -72,6 +73,9 @@ def test_wrong_types_and_ranges_name_the_key(tmp_path: Path) -> None:
         load_recipe("cpu", ["cam.lr=fast"])
     with pytest.raises(ValueError, match=r"cam\.epochs"):
         load_recipe("cpu", ["cam.epochs=0"])
+    assert load_recipe("cpu", ["classifier.epochs=0"]).classifier.epochs == 0  # used as is
+    with pytest.raises(ValueError, match=r"classifier\.epochs"):
+        load_recipe("cpu", ["classifier.epochs=-1"])
     with pytest.raises(ValueError, match=r"cam\.schedule"):
         load_recipe("cpu", ["cam.schedule=cosine"])
     path = tmp_path / "list.yaml"

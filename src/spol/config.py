@@ -56,6 +56,10 @@ class StageOptimConfig(_Strict):
 class ClassifierConfig(StageOptimConfig):
     """The image classifier that gives the class for Top-1 / Top-5 Loc."""
 
+    epochs: int = Field(
+        1, ge=0, description="passes over the train split; 0: use the weights as they are, head included (ImageNet)"
+    )
+
     enabled: bool = Field(
         True, description="false: the CAM network's own classification gives Top-1/Top-5 (the paper uses a separate classifier)"
     )

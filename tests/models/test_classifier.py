@@ -56,3 +56,16 @@ def test_classifier_errors_name_the_argument(tmp_path: Path) -> None:
         build_classifier(backbone="vgg16", num_classes=10, weights=None)
     with pytest.raises(ValueError, match="num_classes"):
         build_classifier(num_classes=0, weights=None)
+
+
+def test_required_head_must_come_from_the_weights(tmp_path: Path) -> None:
+    model = build_classifier(num_classes=1000, require_head=True)  # the bundled Lite0 has ImageNet's head
+    assert model.classifier.out_features == 1000
+    with pytest.raises(ValueError, match="no classification head for 7 classes.*theirs: 1000"):
+        build_classifier(num_classes=7, require_head=True)
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(ValueError, match="no classification head for 5 classes"):
+        build_classifier(backbone="resnet50", num_classes=5, weights=path, require_head=True)
+    with pytest.raises(ValueError, match="needs weights"):
+        build_classifier(num_classes=1000, weights=None, require_head=True)

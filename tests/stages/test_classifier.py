@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from spol.config import Recipe
@@ -35,3 +36,17 @@ def test_train_classifier_exports_a_classifier(fast_recipe: Recipe, tiny_dataset
     mtime = model_path.stat().st_mtime_ns
     assert train_classifier(fast_recipe, tiny_dataset, run) == model_path
     assert model_path.stat().st_mtime_ns == mtime
+
+
+def test_epochs_0_exports_the_pretrained_classifier_as_is(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    as_is = fast_recipe.model_copy(
+        update={"classifier": fast_recipe.classifier.model_copy(update={"epochs": 0, "weights": "default"})}
+    )
+    imagenet_like = Dataset(tiny_dataset.format, tiny_dataset.root, [f"c{i}" for i in range(1000)], tiny_dataset.records)
+    model_path = train_classifier(as_is, imagenet_like, tmp_path / "classifier")
+    assert not (tmp_path / "classifier" / "checkpoints").exists()  # nothing trained
+    exported, pretrained = load_exported_model(model_path), build_classifier(num_classes=1000)
+    for name, tensor in pretrained.state_dict().items():
+        assert torch.equal(exported.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="no classification head"):
+        train_classifier(as_is, tiny_dataset, tmp_path / "other")

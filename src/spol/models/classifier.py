@@ -23,14 +23,30 @@ from spol.models.backbones import (
 _HEADS = {"resnet50": "fc.", "efficientnet_lite0": "classifier."}
 
 
-def _drop_unfit_head(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> dict[str, Tensor]:
-    # A head trained for another number of classes (or absent) is replaced by the model's fresh one.
+def _head_fits(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> bool:
     expected = model.state_dict()
     head = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if head and all(k in expected and expected[k].shape == v.shape for k, v in head.items()):
+    return bool(head) and all(k in expected and expected[k].shape == v.shape for k, v in head.items())
+
+
+def _drop_unfit_head(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> dict[str, Tensor]:
+    # A head trained for another number of classes (or absent) is replaced by the model's fresh one.
+    if _head_fits(state_dict, model, prefix):
         return state_dict
+    expected = model.state_dict()
     fresh_head = {k: v for k, v in expected.items() if k.startswith(prefix)}
     return {**{k: v for k, v in state_dict.items() if not k.startswith(prefix)}, **fresh_head}
+
+
+def _head_classes(state_dict: dict[str, Tensor], key: str) -> int | str:
+    return int(state_dict[key].shape[0]) if key in state_dict else "none"
+
+
+def _missing_head(weights: object, classes: object, num_classes: int) -> ValueError:
+    return ValueError(
+        f"weights {weights} have no classification head for {num_classes} classes (theirs: {classes}); a classifier "
+        "used as is (classifier.epochs: 0) needs one: fine-tune it instead (classifier.epochs > 0)"
+    )
 
 
 def build_classifier(
@@ -38,6 +54,7 @@ def build_classifier(
     backbone: str = "efficientnet_lite0",
     num_classes: int,
     weights: WeightsArg | Literal["default"] = "default",
+    require_head: bool = False,
 ) -> nn.Module:
     """An image classifier returning B x `num_classes` logits for B x 3 x H x W normalised images.
 
@@ -51,13 +68,17 @@ def build_classifier(
         num_classes: K.
         weights: as for `spol.models.build_backbone` (``"default"`` is only available for
             ``efficientnet_lite0``; None gives a random initialisation).
+        require_head: the head must come from `weights` (a classifier used without training).
 
     Raises:
-        ValueError: unknown backbone, ``"default"`` without bundled weights, a file that does not fit.
+        ValueError: unknown backbone, ``"default"`` without bundled weights, a file that does not
+            fit, or with `require_head` weights without a head for `num_classes`.
         FileNotFoundError: the weights file does not exist.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, not {num_classes}")
+    if require_head and weights is None:
+        raise ValueError("a classifier used as is (classifier.epochs: 0) needs weights, not a random initialisation")
     if backbone == "resnet50":
         if isinstance(weights, str) and weights == "default":
             raise ValueError(
@@ -66,20 +87,29 @@ def build_classifier(
             )
         model: nn.Module = torchvision.models.resnet50(weights=None, num_classes=num_classes)
         if weights is not None:
-            state_dict = _drop_unfit_head(resnet50_state_dict(weights, keep_fc=True), model, _HEADS[backbone])
+            state_dict = resnet50_state_dict(weights, keep_fc=True)
+            if require_head and not _head_fits(state_dict, model, _HEADS[backbone]):
+                raise _missing_head(weights, _head_classes(state_dict, "fc.weight"), num_classes)
+            state_dict = _drop_unfit_head(state_dict, model, _HEADS[backbone])
             load_state_dict_checked(model, state_dict, source=str(weights))
         model.normalization = IMAGENET_NORMALIZATION
         return model
     if backbone == "efficientnet_lite0":
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
         if weights is not None:
-            state_dict = _drop_unfit_head(efficientnet_lite0_state_dict(weights), model, _HEADS[backbone])
+            state_dict = efficientnet_lite0_state_dict(weights)
+            if require_head and not _head_fits(state_dict, model, _HEADS[backbone]):
+                raise _missing_head(weights, _head_classes(state_dict, "classifier.weight"), num_classes)
+            state_dict = _drop_unfit_head(state_dict, model, _HEADS[backbone])
             load_state_dict_checked(model, state_dict, source=str(weights))
         model.normalization = HALF_NORMALIZATION
         return model
     if backbone.startswith("timm:"):
         model_name = timm_model_name(backbone)
         model = create_timm_model(model_name, weights, num_classes=num_classes)
+        # timm keeps the file's head only when it has the model's default number of classes.
+        if require_head and model.pretrained_cfg.get("num_classes") != num_classes:
+            raise _missing_head(weights, model.pretrained_cfg.get("num_classes"), num_classes)
         model.normalization = timm_normalization(model.pretrained_cfg, model_name)
         return model
     raise ValueError(

@@ -19,7 +19,14 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import build_classifier, export_model
 from spol.stages._common import not_head_predicate, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, make_train_loader, seed_everything
+from spol.stages.engine import (
+    MODEL_FILE,
+    TrainingSystem,
+    finished_model,
+    fit_stage,
+    make_train_loader,
+    seed_everything,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +57,12 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     """Fine-tune the recipe's classifier on the dataset's "train" split; returns ``run_dir/model.pt``.
 
     Trains even when ``recipe.classifier.enabled`` is false (the caller decides whether to run it).
+    With ``classifier.epochs`` 0 nothing is trained: the weights, whose head must already fit the
+    dataset's classes (e.g. an ImageNet model on ImageNet), are exported as they are.
 
     Raises:
-        ValueError: empty train split, labels out of range, or a backbone / weights the builder rejects.
+        ValueError: empty train split, labels out of range, a backbone / weights the builder
+            rejects, or (epochs 0) weights without a head for the dataset's classes.
         FileNotFoundError: the classifier weights file does not exist.
     """
     run_dir = Path(run_dir)
@@ -60,9 +70,15 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     if done is not None:
         return done
     section = recipe.classifier
+    kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
+    if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
+        net = build_classifier(**kwargs, weights=section.weights, require_head=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
+        logger.info("classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE)
+        return run_dir / MODEL_FILE
     records = train_records(dataset)
     seed_everything(recipe.seed)
-    kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     net = build_classifier(**kwargs, weights=section.weights)
     resize = section.resize or recipe.data.resize
     crop = section.crop or recipe.data.crop
