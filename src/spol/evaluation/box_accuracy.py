@@ -278,6 +278,18 @@ def correct_at_thresholds(
     return best[levels.index][None, :] >= iou_levels
 
 
+def compile_kernels() -> None:
+    """Compile the box computation now, or load it from numba's on-disk cache (about 7 s the first time).
+
+    Called before starting worker processes, so that they find the cache instead of each compiling.
+    """
+    ring = np.full((5, 5), 0.5)
+    ring[1:4, 1:4] = 1.0
+    ring[2, 2] = 0.0  # a hole: the background sweep runs too
+    for multi_contour in (False, True):
+        correct_at_thresholds(ring, np.array([[0, 0, 2, 2]]), cam_thresholds(0.1), multi_contour=multi_contour)
+
+
 class BoxAccuracy:
     """Accumulates per-image correctness and gives MaxBoxAcc per IoU level (the reference's BoxEvaluator).
 

@@ -28,10 +28,10 @@ from spol.evaluation.box_accuracy import (
     DEFAULT_IOU_THRESHOLDS,
     BoxAccuracy,
     cam_thresholds,
+    compile_kernels,
     correct_at_thresholds,
     rescale_boxes_to_protocol,
 )
-from spol.evaluation.level_components import compile_kernels
 from spol.evaluation.pixel_accuracy import PixelAccuracy, load_protocol_mask, score_histograms
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 

@@ -574,18 +574,3 @@ def _merge_segments(
     extra_start = np.repeat(extra_offsets[:-1], np.diff(extra_offsets))
     merged[first_extra[extra_segment] + np.arange(len(extra_boxes)) - extra_start] = extra_boxes
     return merged_offsets, merged
-
-
-def compile_kernels() -> None:
-    """Compile the sweeps now, or load them from numba's on-disk cache (about 7 s the first time).
-
-    Called before starting worker processes, so that they find the cache instead of each
-    compiling.
-    """
-    u = np.zeros((3, 3), np.uint8)
-    u[1, 1] = 1
-    u[0, 1] = 2
-    contour_boxes_at_cuts(u, np.array([0]), multi_contour=False)
-    u[:] = 2
-    u[1, 1] = 0  # a hole at cut 1: the background sweep too
-    contour_boxes_at_cuts(u, np.array([1]), multi_contour=True)
