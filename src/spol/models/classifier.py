@@ -23,30 +23,28 @@ from spol.models.backbones import (
 _HEADS = {"resnet50": "fc.", "efficientnet_lite0": "classifier."}
 
 
-def _head_fits(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> bool:
-    expected = model.state_dict()
-    head = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-    return bool(head) and all(k in expected and expected[k].shape == v.shape for k, v in head.items())
-
-
-def _drop_unfit_head(state_dict: dict[str, Tensor], model: nn.Module, prefix: str) -> dict[str, Tensor]:
-    # A head trained for another number of classes (or absent) is replaced by the model's fresh one.
-    if _head_fits(state_dict, model, prefix):
-        return state_dict
-    expected = model.state_dict()
-    fresh_head = {k: v for k, v in expected.items() if k.startswith(prefix)}
-    return {**{k: v for k, v in state_dict.items() if not k.startswith(prefix)}, **fresh_head}
-
-
-def _head_classes(state_dict: dict[str, Tensor], key: str) -> int | str:
-    return int(state_dict[key].shape[0]) if key in state_dict else "none"
-
-
-def _missing_head(weights: object, classes: object, num_classes: int) -> ValueError:
+def _no_head_for(weights: object, num_classes: int, theirs: object) -> ValueError:
     return ValueError(
-        f"weights {weights} have no classification head for {num_classes} classes (theirs: {classes}); a classifier "
+        f"weights {weights} have no classification head for {num_classes} classes (theirs: {theirs}); a classifier "
         "used as is (classifier.epochs: 0) needs one: fine-tune it instead (classifier.epochs > 0)"
     )
+
+
+def _load_classifier_weights(
+    model: nn.Module, state_dict: dict[str, Tensor], weights: object, prefix: str, *, require_head: bool
+) -> None:
+    """Load a classifier's weights; a head for another number of classes (or none) is replaced by the
+    model's fresh one, or refused with `require_head`."""
+    expected = model.state_dict()
+    head = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not (head and all(k in expected and expected[k].shape == v.shape for k, v in head.items())):
+        if require_head:
+            theirs = int(next(iter(head.values())).shape[0]) if head else "none"
+            num_classes = int(next(v for k, v in expected.items() if k.startswith(prefix)).shape[0])
+            raise _no_head_for(weights, num_classes, theirs)
+        fresh_head = {k: v for k, v in expected.items() if k.startswith(prefix)}
+        state_dict = {**{k: v for k, v in state_dict.items() if not k.startswith(prefix)}, **fresh_head}
+    load_state_dict_checked(model, state_dict, source=str(weights))
 
 
 def build_classifier(
@@ -88,20 +86,14 @@ def build_classifier(
         model: nn.Module = torchvision.models.resnet50(weights=None, num_classes=num_classes)
         if weights is not None:
             state_dict = resnet50_state_dict(weights, keep_fc=True)
-            if require_head and not _head_fits(state_dict, model, _HEADS[backbone]):
-                raise _missing_head(weights, _head_classes(state_dict, "fc.weight"), num_classes)
-            state_dict = _drop_unfit_head(state_dict, model, _HEADS[backbone])
-            load_state_dict_checked(model, state_dict, source=str(weights))
+            _load_classifier_weights(model, state_dict, weights, _HEADS[backbone], require_head=require_head)
         model.normalization = IMAGENET_NORMALIZATION
         return model
     if backbone == "efficientnet_lite0":
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
         if weights is not None:
             state_dict = efficientnet_lite0_state_dict(weights)
-            if require_head and not _head_fits(state_dict, model, _HEADS[backbone]):
-                raise _missing_head(weights, _head_classes(state_dict, "classifier.weight"), num_classes)
-            state_dict = _drop_unfit_head(state_dict, model, _HEADS[backbone])
-            load_state_dict_checked(model, state_dict, source=str(weights))
+            _load_classifier_weights(model, state_dict, weights, _HEADS[backbone], require_head=require_head)
         model.normalization = HALF_NORMALIZATION
         return model
     if backbone.startswith("timm:"):
@@ -109,7 +101,7 @@ def build_classifier(
         model = create_timm_model(model_name, weights, num_classes=num_classes)
         # timm keeps the file's head only when it has the model's default number of classes.
         if require_head and model.pretrained_cfg.get("num_classes") != num_classes:
-            raise _missing_head(weights, model.pretrained_cfg.get("num_classes"), num_classes)
+            raise _no_head_for(weights, num_classes, model.pretrained_cfg.get("num_classes"))
         model.normalization = timm_normalization(model.pretrained_cfg, model_name)
         return model
     raise ValueError(
