@@ -226,6 +226,14 @@ def _neighbour_shifts(padded_width: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _unpack(pixel: np.uint64, pw: np.uint64) -> tuple[np.uint64, int, int]:
+    """``(padded index, x, y)`` of a pixel packed by `_pixels_by_level` (``pw``: padded width)."""
+    q = pixel & _LOW32
+    row = pixel >> _U32
+    return q, np.int64(q - (row + _U1) * pw - _U1), np.int64(row)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _neighbourhood(on: np.ndarray, q: np.uint64, pw: np.uint64) -> np.uint64:
     """The 8-bit neighbourhood of padded index q (bit j: neighbour j in ring order is on)."""
     return (
@@ -297,12 +305,8 @@ def _foreground_sweep(
             break
         end = k + np.uint64(counts[level])
         while k < end:
-            pixel = pixels[k]
+            q, x, y = _unpack(pixels[k], pw)
             k += _U1
-            q = pixel & _LOW32
-            row = pixel >> _U32
-            y = np.int64(row)
-            x = np.int64(q - (row + _U1) * pw - _U1)
             nb = _neighbourhood(on, q, pw)
             on[q] = 1
             num_groups = group_count[nb]
@@ -471,12 +475,8 @@ def _hole_sweep(
             break
         end = k + np.uint64(counts[level])
         while k < end:
-            pixel = pixels[k]
+            q, x, y = _unpack(pixels[k], pw)
             k += _U1
-            q = pixel & _LOW32
-            row = pixel >> _U32
-            y = np.int64(row)
-            x = np.int64(q - (row + _U1) * pw - _U1)
             nb = _neighbourhood(on, q, pw)
             on[q] = 1
             num_groups = group_count[nb]
