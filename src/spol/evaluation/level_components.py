@@ -261,6 +261,16 @@ def _append_box(boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: in
     return boxes
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append_contour_box(
+    boxes: np.ndarray, count: int, stats: np.ndarray, r: np.uint64, width: int, height: int
+) -> np.ndarray:
+    """Append component `r`'s box as the protocol clips ``boundingRect``: ``min(x + w, W - 1)``."""
+    x1 = min(stats[r, _X1] + 1, width - 1)
+    y1 = min(stats[r, _Y1] + 1, height - 1)
+    return _append_box(boxes, count, stats[r, _X0], stats[r, _Y0], x1, y1)
+
+
 @numba.njit(cache=True, nogil=True)
 def _foreground_sweep(
     u: np.ndarray,
@@ -366,14 +376,7 @@ def _foreground_sweep(
         elif multi_contour:
             for i in range(num_roots):
                 r = np.uint64(roots[i])
-                boxes = _append_box(
-                    boxes,
-                    num_boxes,
-                    stats[r, _X0],
-                    stats[r, _Y0],
-                    min(stats[r, _X1] + 1, width - 1),
-                    min(stats[r, _Y1] + 1, height - 1),
-                )
+                boxes = _append_contour_box(boxes, num_boxes, stats, r, width, height)
                 num_boxes += 1
         else:
             # The largest outer contour. Without holes every component is top level and its area is
@@ -404,14 +407,7 @@ def _foreground_sweep(
                         exact = False
                         break
             if exact:
-                boxes = _append_box(
-                    boxes,
-                    num_boxes,
-                    stats[best, _X0],
-                    stats[best, _Y0],
-                    min(stats[best, _X1] + 1, width - 1),
-                    min(stats[best, _Y1] + 1, height - 1),
-                )
+                boxes = _append_contour_box(boxes, num_boxes, stats, best, width, height)
                 num_boxes += 1
             else:
                 needs_opencv[cut_index] = True
