@@ -43,7 +43,9 @@ class StageOptimConfig(_Strict):
     """SGD settings shared by every training stage."""
 
     epochs: int = Field(1, ge=1, description="passes over the train split")
-    batch_size: int = Field(64, ge=1, description="images per optimiser step per device")
+    batch_size: int = Field(
+        64, ge=1, description="images per optimiser step over all devices (the global batch); each device loads its share"
+    )
     lr: float = Field(0.02, gt=0.0, description="learning rate of the new layers")
     backbone_lr_mult: float = Field(0.1, ge=0.0, description="backbone learning rate = lr * backbone_lr_mult")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
@@ -82,7 +84,10 @@ class PseudoMaskConfig(_Strict):
     resize: int = Field(256, gt=0, description="images are resized to resize x resize (no crop) for the CAM")
     foreground: float = Field(0.25, gt=0.0, lt=1.0, description="P > t or G > t is foreground")
     background: float = Field(0.01, gt=0.0, lt=1.0, description="P < t (and not foreground) is background")
-    batch_size: int = Field(32, ge=1, description="images per forward pass")
+    batch_size: int = Field(32, ge=1, description="images per forward pass per device")
+    workers: int = Field(
+        0, ge=0, description="processes computing the Gaussian prior and writing the PNGs (0: the inference process)"
+    )
 
 
 class SegConfig(StageOptimConfig):
@@ -97,18 +102,27 @@ class EvaluationConfig(_Strict):
     cam_curve_interval: float = Field(0.01, gt=0.0, le=1.0, description="step between score-map thresholds")
     iou_thresholds: tuple[int, ...] = Field((30, 50, 70), description="IoU thresholds (percent) of MaxBoxAccV2")
     input_size: int = Field(224, gt=0, description="test images are resized (no crop) to input_size x input_size for the networks")
-    batch_size: int = Field(64, ge=1, description="images per forward pass when computing score maps and classes")
+    batch_size: int = Field(64, ge=1, description="images per forward pass per device for score maps and classes")
+    workers: int | None = Field(
+        None, ge=0, description="threads computing boxes and histograms per process; null: the CPU count / devices"
+    )
 
 
 class TrainerConfig(_Strict):
-    """Arguments of `lightning.Trainer`; DDP over GPUs and nodes needs no code change."""
+    """Arguments of `lightning.Trainer`, for training and inference alike: DDP over GPUs and nodes
+    needs no code change, and batch sizes are global (divided over the devices)."""
 
     accelerator: str = Field("auto", description="'cpu', 'gpu', 'auto', ...")
     devices: int | str | list[int] = Field("auto", description="number of devices, 'auto' or a list of ids")
     num_nodes: int = Field(1, ge=1, description="machines (SLURM / torchrun set the ranks)")
     strategy: str = Field("auto", description="'auto', 'ddp', 'ddp_spawn', ...")
-    precision: str = Field("32-true", description="'32-true'; on GPU 'bf16-mixed' or '16-mixed'")
-    accumulate_grad_batches: int = Field(1, ge=1, description="batches per optimiser step")
+    precision: str = Field(
+        "32-true", description="'32-true'; on GPU 'bf16-mixed' or '16-mixed' (training and inference alike)"
+    )
+    channels_last: bool = Field(
+        False, description="NHWC memory format for the networks and their inputs (faster convolutions on GPU)"
+    )
+    accumulate_grad_batches: int = Field(1, ge=1, description="batches accumulated per optimiser step (they split the global batch)")
     sync_batchnorm: bool = Field(False, description="DDP: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     deterministic: bool | Literal["warn"] = Field(False, description="torch deterministic algorithms")
     log_every_n_steps: int = Field(50, ge=1, description="steps between logged training metrics")

@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 
@@ -36,6 +36,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def image_id_path(root: str | os.PathLike[str], image_id: str, suffix: str) -> Path:
+    """Where a per-image output of `image_id` lives: ``root / (image_id + suffix)``.
+
+    Sub-folders of the id are kept (``"001.Albatross/x.jpg"`` -> ``root/001.Albatross/x.jpg.png``).
+
+    Raises:
+        ValueError: `image_id` is empty, absolute or contains ``..`` (it would leave `root`).
+    """
+    parts = PurePosixPath(image_id.replace("\\", "/")).parts
+    if not image_id or image_id.startswith(("/", "\\")) or ".." in parts:
+        raise ValueError(f"image id {image_id!r} must be a non-empty relative path without '..'")
+    return Path(root) / (image_id + suffix)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -6,6 +6,7 @@ from spol.data.images import (
     ALPHA_BACKGROUND,
     SIZE_MISMATCH,
     UnreadableImageError,
+    decode_image,
     image_size,
     load_image_rgb,
     read_image_sizes,
@@ -48,6 +49,29 @@ def test_exif_rotated_jpeg_is_seen_as_displayed(tmp_path):
     pixels = np.asarray(image).astype(int)
     assert pixels[5, 10, 0] > 200 and pixels[5, 10, 2] < 50
     assert pixels[35, 10, 2] > 200 and pixels[35, 10, 0] < 50
+
+
+def test_reduced_decode_keeps_each_side_at_least_the_size_asked_for(tmp_path):
+    path = tmp_path / "photo.jpg"
+    _halves(640, 480).save(path, quality=95)
+    for min_size, decoded in ((None, (640, 480)), (200, (320, 240)), (120, (160, 120)), (50, (80, 60)), (481, (640, 480))):
+        image, full = decode_image(path, min_size=min_size)
+        assert (image.size, full, image.mode) == (decoded, (640, 480), "RGB"), min_size
+    # The halves stay where they were: a scaled decode, not a crop.
+    pixels = np.asarray(load_image_rgb(path, min_size=120)).astype(int)
+    assert pixels[60, 20, 0] > 200 and pixels[60, 140, 2] > 200
+    png = tmp_path / "photo.png"
+    _halves(640, 480).save(png)
+    assert load_image_rgb(png, min_size=120).size == (640, 480)  # only JPEGs have a scaled decode
+
+
+def test_reduced_decode_of_a_rotated_jpeg_reports_the_displayed_full_size(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    _halves(640, 320).save(path, exif=exif, quality=95)
+    image, full = decode_image(path, exif_orientation=True, min_size=150)
+    assert full == (320, 640) and image.size == (160, 320)
 
 
 def test_mirrored_orientation_keeps_the_size(tmp_path):

@@ -26,20 +26,19 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_cam, export_model
 from spol.stages import CamModule
-from spol.stages.engine import fit_stage, make_train_loader, seed_everything
+from spol.stages.engine import fit_stage, seed_everything
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
 recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
-    "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=2", "cam.epochs=1",
+    "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=4", "cam.epochs=1",
     "cam.max_steps=3", "data.resize=48", "data.crop=40"])
 dataset = make_dataset(out / "data", num_images=12, size=48)
 seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
 net = build_mffnet_cam(**kwargs, weights=None)
 images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
-loader = make_train_loader(images, batch_size=recipe.cam.batch_size, recipe=recipe)
-fit_stage(CamModule(net, recipe.cam), loader, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
+fit_stage(CamModule(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
           export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")
@@ -62,7 +61,8 @@ def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> Non
     for name, value in rank0.items():
         torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
     assert "Starting with 2 processes" in (tmp_path / "run" / "train.log").read_text()
-    # Three optimiser steps ran, each rank on its own shard of every batch.
+    # Three optimiser steps ran, each rank on its own half of every global batch of 4.
+    assert "global batch 4 (2 per device on 2 device(s))" in (tmp_path / "run" / "train.log").read_text()
     rows = [line for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines() if line.startswith("step")]
     assert [row.split(",")[2] for row in rows] == ["1", "2", "3"]
     exported = load_exported_model(tmp_path / "run" / "model.pt").state_dict()

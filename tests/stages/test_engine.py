@@ -12,7 +12,14 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.models import build_mffnet_cam, load_exported_model
 from spol.stages import CamModule, train_cam
-from spol.stages.engine import INPUTS_FILE, MODEL_FILE, _schedule_factor, finished_model, make_train_loader
+from spol.stages.engine import (
+    INPUTS_FILE,
+    MODEL_FILE,
+    _schedule_factor,
+    finished_model,
+    make_train_loader,
+    per_device_batch_size,
+)
 
 
 def test_schedules() -> None:
@@ -41,6 +48,21 @@ def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
     assert len(make_train_loader(images, batch_size=32, recipe=fast_recipe)) == 1
     with pytest.raises(ValueError, match="empty"):
         make_train_loader(ImageLabelDataset([], lambda image: image), batch_size=3, recipe=fast_recipe)
+
+
+def test_the_recipe_batch_is_global_and_split_over_devices_and_accumulation() -> None:
+    assert per_device_batch_size(64, world_size=1, accumulate=1) == 64
+    assert per_device_batch_size(64, world_size=8, accumulate=1) == 8
+    assert per_device_batch_size(128, world_size=4, accumulate=2) == 16
+    with pytest.raises(ValueError, match=r"cam.batch_size=64 .* 3 device\(s\).*multiple of 3 \(e.g. 63 or 66\)"):
+        per_device_batch_size(64, world_size=3, accumulate=1, key="cam.batch_size")
+
+
+def test_each_device_shrinks_its_batch_to_its_share_of_a_small_set(fast_recipe: Recipe, tiny_dataset: Dataset) -> None:
+    images = ImageLabelDataset(tiny_dataset.records[:7], lambda image: torch.zeros(1))
+    assert make_train_loader(images, batch_size=4, recipe=fast_recipe, world_size=2).batch_size == 3
+    with pytest.raises(ValueError, match="at least 2 per device"):
+        make_train_loader(images, batch_size=4, recipe=fast_recipe, world_size=4)
 
 
 def _epoch_rows(run: Path) -> list[list[str]]:

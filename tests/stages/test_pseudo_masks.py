@@ -230,15 +230,18 @@ def test_masks_from_another_cam_network_or_size_are_refused_not_mixed(tmp_path, 
     assert json.loads((out / SOURCE_NAME).read_text())["cam_model_sha256"] != recorded["cam_model_sha256"]
 
 
-def test_worker_processes_give_the_same_masks(tmp_path, cam_model):
+def test_loader_and_writer_processes_give_the_same_masks(tmp_path, cam_model):
     records = _make_records(tmp_path)
     in_process = generate_pseudo_masks(cam_model, records, tmp_path / "a", resize=64, progress=False)
-    workers = generate_pseudo_masks(cam_model, records, tmp_path / "b", resize=64, num_workers=2, progress=False)
+    workers = generate_pseudo_masks(
+        cam_model, records, tmp_path / "b", resize=64, num_workers=2, workers=2, progress=False
+    )
     assert in_process.written == workers.written == 4
     for record in records:
         a = read_pseudo_mask(pseudo_mask_path(tmp_path / "a", record.image_id))
         b = read_pseudo_mask(pseudo_mask_path(tmp_path / "b", record.image_id))
-        assert_allclose(a, b, atol=0)  # workers only load images; the model runs here
+        # Loader processes only load images, writer processes run the same per-image code.
+        assert_allclose(a, b, atol=0)
 
 
 def test_unreadable_image_is_a_reported_failure(tmp_path, cam_model):

@@ -30,6 +30,14 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
     logging.getLogger("lightning").propagate = False
 
 
+def quiet_other_ranks() -> None:
+    """Under DDP every process runs the command: only global rank 0 logs below warnings on the console."""
+    from spol.stages.distributed import is_global_zero
+
+    if not is_global_zero():
+        logging.getLogger().setLevel(logging.WARNING)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `message` to stderr and return the Exit to raise with `code`."""
     typer.echo(f"error: {message}", err=True)

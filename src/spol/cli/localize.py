@@ -31,7 +31,9 @@ def localize(
         "Default: ./localize in the current directory (the run folder is left untouched).",
     ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per network call."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for the networks, e.g. cpu or cuda:0."),
+    device: str = typer.Option(
+        "auto", "--device", help="Device of the networks: cpu, cuda, cuda:N, or auto (a GPU when there is one)."
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",

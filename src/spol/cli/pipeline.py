@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, fail
+from spol.cli._app import app, fail, quiet_other_ranks
 
 RECIPE_HELP = "A shipped recipe name (cub, imagenet, cpu) or the path of a YAML recipe."
 SET_HELP = "Override a recipe value, e.g. --set cam.epochs=2 (repeatable)."
@@ -20,21 +20,34 @@ def pipeline_command(
     out: Path = typer.Option(..., "--out", help="Run folder (created; finished stages in it are skipped)."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     force: bool = typer.Option(False, "--force", help="Redo every stage even when its output exists."),
+    save_scoremaps: bool = typer.Option(
+        False,
+        "--save-scoremaps",
+        help="Also save every val and test score map as OUT/scoremaps/<method>/<split>/<image id>.npy "
+        "(the layout `spol evaluate-maps --scoremaps` reads), to re-score a run or compare it with other maps.",
+    ),
 ) -> None:
     """Train SPOL (CAM network, pseudo masks, segmentation network) and the vanilla CAM baseline,
-    evaluate both on the test split with thresholds chosen on val, write metrics.json and report.html."""
+    evaluate both on the test split with thresholds chosen on val, write metrics.json and report.html.
+
+    Every stage runs on the recipe's trainer: set trainer.devices / trainer.num_nodes for several GPUs
+    (Lightning starts the other processes itself, or launch with torchrun / SLURM); training and
+    inference are sharded and one process writes the results. Batch sizes are global."""
     from spol.config import load_recipe
     from spol.pipeline import format_comparison, run_pipeline
+    from spol.stages.distributed import is_global_zero
 
+    quiet_other_ranks()
     if not data.exists():
         raise fail(f"{data}: no such dataset folder")
     try:
         loaded = load_recipe(recipe, overrides)
-        result = run_pipeline(loaded, data, data_format, out, force=force)
+        result = run_pipeline(loaded, data, data_format, out, force=force, save_scoremaps=save_scoremaps)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from error
-    typer.echo(format_comparison(result.metrics))
-    typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    if is_global_zero():
+        typer.echo(format_comparison(result.metrics))
+        typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
 
 
 @app.command("demo")

@@ -23,8 +23,13 @@ def pseudo_masks(
         ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
     ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for the CAM network, e.g. cpu or cuda:0."),
+    device: str = typer.Option(
+        "auto", "--device", help="Device of the CAM network: cpu, cuda, cuda:N, or auto (a GPU when there is one)."
+    ),
     num_workers: int = typer.Option(0, "--num-workers", min=0, help="Image-loading worker processes (0: none)."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Processes computing the Gaussian prior and writing the PNGs (0: this one)."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Rewrite existing pseudo masks (by default a rerun skips them and resumes)."
     ),
@@ -42,10 +47,12 @@ def pseudo_masks(
         raise fail(f"dataset root {data} is not a folder")
     from spol.data import read_dataset
     from spol.models import load_exported_model
+    from spol.stages.inference import trainer_for_device
     from spol.stages.pseudo_masks import REPORT_NAME, generate_pseudo_masks
 
     try:
-        model = load_exported_model(model_path, map_location=device)
+        trainer = trainer_for_device(device)
+        model = load_exported_model(model_path)
         dataset = read_dataset(data, dataset_format)
     except (FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from error
@@ -54,7 +61,14 @@ def pseudo_masks(
         raise fail(f"the dataset at {data} has no training images")
     try:
         report = generate_pseudo_masks(
-            model, records, out, batch_size=batch_size, device=device, num_workers=num_workers, force=force
+            model,
+            records,
+            out,
+            batch_size=batch_size,
+            trainer=trainer,
+            num_workers=num_workers,
+            workers=workers,
+            force=force,
         )
     except ValueError as error:
         raise fail(str(error), 1) from error

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from spol.cli._app import app, fail
+from spol.cli._app import app, fail, quiet_other_ranks
 from spol.config import SHIPPED_RECIPES, Recipe, load_recipe
 
 _RECIPE_HELP = (
@@ -46,6 +46,7 @@ def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_
 
 
 def _run(train, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    quiet_other_ranks()
     try:
         model_path = train(*args, **kwargs)
     except (FileNotFoundError, ValueError) as error:

@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "hold_out_val": "spol.data.holdout",
     "read_imagenet": "spol.data.imagenet",
     "UnreadableImageError": "spol.data.images",
+    "decode_image": "spol.data.images",
     "image_size": "spol.data.images",
     "load_image_rgb": "spol.data.images",
     "verify_images": "spol.data.images",
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from spol.data.cub import read_cub
     from spol.data.holdout import hold_out_val
     from spol.data.imagenet import read_imagenet
-    from spol.data.images import UnreadableImageError, image_size, load_image_rgb, verify_images
+    from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
     from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
     from spol.data.summary import FORMATS, read_dataset, summarize
     from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic

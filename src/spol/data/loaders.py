@@ -1,7 +1,8 @@
 """Torch datasets over `ImageRecord`s: (image tensor, label) for classification and CAM training,
 (image tensor, label mask) for segmentation training.
 
-Images are read with `spol.data.images.load_image_rgb` (RGB, as stored, like the boxes) and go through a
+Images are read with `spol.data.images.load_image_rgb` (RGB, as stored, like the boxes; JPEGs for
+classification at the reduced scale the transform's resize allows) and go through a
 `spol.data.transforms` transform. Label masks are ``H x W`` uint8 arrays at the image's original
 size (1 object, 0 background, 255 ignored) and are transformed jointly with the image as a
 ``tv_tensors.Mask`` (nearest-neighbour resize, so the ignore value survives).
@@ -23,18 +24,28 @@ from spol.data.records import ImageRecord
 
 
 class ImageLabelDataset(TorchDataset):
-    """``(image, label)`` pairs: image a float tensor 3 x H x W from `transform`, label an int64 scalar tensor."""
+    """``(image, label)`` pairs: image a float tensor 3 x H x W from `transform`, label an int64 scalar tensor.
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor]) -> None:
+    Args:
+        records: the images.
+        transform: PIL image → tensor.
+        min_size: the side `transform` resizes to: JPEGs are decoded at a reduced scale no
+            smaller than it (`spol.data.images.load_image_rgb`); None decodes every pixel.
+    """
+
+    def __init__(
+        self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], *, min_size: int | None = None
+    ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.min_size = min_size
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.records[index]
-        image = self.transform(load_image_rgb(record.path))
+        image = self.transform(load_image_rgb(record.path, min_size=self.min_size))
         return image, torch.tensor(record.label, dtype=torch.int64)
 
 

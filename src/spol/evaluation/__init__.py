@@ -1,7 +1,7 @@
 """The WSOL evaluation protocol (Choe et al., CVPR 2020), exact to clovaai/wsolevaluation.
 
 MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`), PxAP (`pixel_accuracy`), their driver over a dataset
-(`evaluate_scoremaps`) and SPOL's paper-style Top-1 / Top-5 / GT-known Loc (`localization`).
+(`evaluate_scoremaps`, or `StreamingEvaluator` as maps are produced) and SPOL's paper-style Top-1 / Top-5 / GT-known Loc (`localization`).
 """
 
 from spol.evaluation.box_accuracy import (
@@ -15,7 +15,13 @@ from spol.evaluation.box_accuracy import (
     scoremap_to_boxes,
     scoremap_to_uint8,
 )
-from spol.evaluation.evaluate import EvaluationResult, NpyScoreMaps, evaluate_scoremaps, prepare_scoremap
+from spol.evaluation.evaluate import (
+    EvaluationResult,
+    NpyScoreMaps,
+    evaluate_scoremaps,
+    prepare_scoremap,
+    protocol_gt_boxes,
+)
 from spol.evaluation.localization import (
     LOC_IOU,
     choose_threshold,
@@ -30,6 +36,7 @@ from spol.evaluation.pixel_accuracy import (
     load_protocol_mask,
     score_histograms,
 )
+from spol.evaluation.streaming import ProtocolCounts, StreamingEvaluator
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
@@ -38,6 +45,8 @@ __all__ = [
     "EvaluationResult",
     "NpyScoreMaps",
     "PixelAccuracy",
+    "ProtocolCounts",
+    "StreamingEvaluator",
     "cam_thresholds",
     "check_box_convention",
     "choose_threshold",
@@ -50,6 +59,7 @@ __all__ = [
     "localization_accuracy",
     "localization_from_predictions",
     "prepare_scoremap",
+    "protocol_gt_boxes",
     "read_top5_predictions",
     "rescale_boxes_to_protocol",
     "score_histograms",

@@ -291,7 +291,11 @@ def compile_kernels() -> None:
 
 
 class BoxAccuracy:
-    """Accumulates per-image correctness and gives MaxBoxAcc per IoU level (the reference's BoxEvaluator).
+    """Counts correct images per (IoU level, threshold) and gives MaxBoxAcc (the reference's BoxEvaluator).
+
+    Only the counts are needed for the metrics, so memory does not grow with the number of
+    images; `keep_per_image` also keeps each image's correctness (for Top-k Loc from a
+    predictions file, `spol.evaluation.localization_from_predictions`).
 
     Example:
         >>> acc = BoxAccuracy(cam_thresholds(0.01))
@@ -306,39 +310,57 @@ class BoxAccuracy:
         iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
         *,
         multi_contour: bool = False,
+        keep_per_image: bool = True,
     ) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.iou_thresholds = tuple(int(v) for v in iou_thresholds)
         if not self.iou_thresholds or any(not 0 < v <= 100 for v in self.iou_thresholds):
             raise ValueError(f"iou_thresholds must be percents in (0, 100], got {iou_thresholds}")
         self.multi_contour = multi_contour
-        self._correct: list[np.ndarray] = []
+        self.hits = np.zeros((len(self.iou_thresholds), len(self.thresholds)), dtype=np.int64)
+        """Correct images per (IoU level, threshold)."""
+        self.num_images = 0
+        self._correct: list[np.ndarray] | None = [] if keep_per_image else None
 
     def accumulate(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
         """Add one image (map and protocol-grid gt boxes); returns its bool ``[num_iou, num_thresholds]``."""
         correct = correct_at_thresholds(
             scoremap, gt_boxes, self.thresholds, self.iou_thresholds, multi_contour=self.multi_contour
         )
-        self._correct.append(correct)
+        self.add(correct)
         return correct
 
     def add(self, correct: np.ndarray) -> None:
         """Add one image's precomputed bool ``[num_iou, num_thresholds]`` (from `correct_at_thresholds`)."""
         correct = np.asarray(correct, dtype=bool)
-        expected = (len(self.iou_thresholds), len(self.thresholds))
-        if correct.shape != expected:
-            raise ValueError(f"correct must have shape {expected}, got {correct.shape}")
-        self._correct.append(correct)
+        if correct.shape != self.hits.shape:
+            raise ValueError(f"correct must have shape {self.hits.shape}, got {correct.shape}")
+        self.hits += correct
+        self.num_images += 1
+        if self._correct is not None:
+            self._correct.append(correct)
 
-    @property
-    def num_images(self) -> int:
-        return len(self._correct)
+    def add_counts(self, hits: np.ndarray, num_images: int) -> None:
+        """Add the counts of other images (e.g. another process's share of the split)."""
+        hits = np.asarray(hits)
+        if hits.shape != self.hits.shape:
+            raise ValueError(f"hits must have shape {self.hits.shape}, got {hits.shape}")
+        if self._correct is not None:
+            raise ValueError("counts cannot be added to a BoxAccuracy that keeps per-image results")
+        self.hits += hits.astype(np.int64)
+        self.num_images += int(num_images)
 
     @property
     def correct(self) -> np.ndarray:
-        """bool ``[num_iou, num_thresholds, num_images]`` in accumulation order."""
+        """bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
+
+        Raises:
+            ValueError: made with ``keep_per_image=False``.
+        """
+        if self._correct is None:
+            raise ValueError("per-image results were not kept; build BoxAccuracy with keep_per_image=True")
         if not self._correct:
-            return np.zeros((len(self.iou_thresholds), len(self.thresholds), 0), dtype=bool)
+            return np.zeros((*self.hits.shape, 0), dtype=bool)
         return np.stack(self._correct, axis=-1)
 
     def accuracy(self) -> np.ndarray:
@@ -347,10 +369,9 @@ class BoxAccuracy:
         Raises:
             ValueError: no image was accumulated.
         """
-        if not self._correct:
+        if self.num_images == 0:
             raise ValueError("no image accumulated; box accuracy needs at least one")
-        counts = self.correct.sum(axis=-1).astype(np.float64)
-        return counts * 100.0 / float(self.num_images)
+        return self.hits.astype(np.float64) * 100.0 / float(self.num_images)
 
     def max_box_acc(self) -> dict[int, float]:
         """``{iou level: max over thresholds of the accuracy}`` in percent."""

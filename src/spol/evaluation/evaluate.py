@@ -8,14 +8,12 @@ optionally on a thread pool.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from multiprocessing import get_context
 from typing import Any, Literal
 
 import cv2
@@ -24,22 +22,12 @@ from tqdm import tqdm
 
 from spol.data.images import UnreadableImageError, image_size
 from spol.data.records import ImageRecord
-from spol.evaluation.box_accuracy import (
-    DEFAULT_IOU_THRESHOLDS,
-    BoxAccuracy,
-    cam_thresholds,
-    compile_kernels,
-    correct_at_thresholds,
-    rescale_boxes_to_protocol,
-)
-from spol.evaluation.pixel_accuracy import PixelAccuracy, load_protocol_mask, score_histograms
+from spol.evaluation._pool import MapPool, MapSettings, MapTask
+from spol.evaluation.box_accuracy import DEFAULT_IOU_THRESHOLDS, BoxAccuracy, cam_thresholds, rescale_boxes_to_protocol
+from spol.evaluation.pixel_accuracy import PixelAccuracy
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
 logger = logging.getLogger(__name__)
-
-_CHUNK = 16
-"""Images per task handed to a worker thread."""
-
 
 @dataclass
 class EvaluationResult:
@@ -143,47 +131,6 @@ class NpyScoreMaps:
             raise ScoreMapError(f"score map of {image_id}: cannot load {path}: {error}") from error
 
 
-@dataclass(frozen=True)
-class _Task:
-    image_id: str
-    scoremap: np.ndarray
-    gt_boxes: np.ndarray | None
-    mask_paths: tuple[Path, ...]
-    ignore_path: Path | None
-
-
-@dataclass(frozen=True)
-class _Settings:
-    thresholds: np.ndarray
-    iou_thresholds: tuple[int, ...]
-    multi_contour: bool
-    masks: bool
-
-
-def _evaluate_one(task: _Task, settings: _Settings) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
-    correct = None
-    if task.gt_boxes is not None:
-        correct = correct_at_thresholds(
-            task.scoremap,
-            task.gt_boxes,
-            settings.thresholds,
-            settings.iou_thresholds,
-            multi_contour=settings.multi_contour,
-        )
-    hists = None
-    if settings.masks:
-        try:
-            gt_mask = load_protocol_mask(task.mask_paths, task.ignore_path)
-        except (ValueError, FileNotFoundError) as error:
-            raise type(error)(f"image {task.image_id}: {error}") from error
-        hists = score_histograms(task.scoremap, gt_mask, settings.thresholds)
-    return correct, hists
-
-
-def _evaluate_chunk(tasks: list[_Task], settings: _Settings) -> list[tuple[Any, Any]]:
-    return [_evaluate_one(task, settings) for task in tasks]
-
-
 def _image_size(record: ImageRecord) -> tuple[int, int]:
     """The record's size, else the displayed size from the image header (as `spol.data.image_size`)."""
     if record.size is not None:
@@ -196,6 +143,19 @@ def _image_size(record: ImageRecord) -> tuple[int, int]:
         ) from error
     except UnreadableImageError as error:
         raise ValueError(f"image {record.image_id}: cannot read the size of {record.path}: {error}") from error
+
+
+def protocol_gt_boxes(record: ImageRecord) -> np.ndarray:
+    """The record's ground-truth boxes on the 224 x 224 protocol grid (`rescale_boxes_to_protocol`).
+
+    Raises:
+        ValueError: a box breaks the convention, or the image size cannot be read (names the image).
+        FileNotFoundError: no size in the record and no image file to read it from.
+    """
+    try:
+        return rescale_boxes_to_protocol(record.boxes, _image_size(record))
+    except ValueError as error:
+        raise ValueError(f"image {record.image_id}: {error}") from error
 
 
 def evaluate_scoremaps(
@@ -255,35 +215,31 @@ def evaluate_scoremaps(
     if not evaluate_boxes and not masks:
         raise ValueError("the images have neither boxes nor (with masks=True) masks; nothing to evaluate")
     pixel_acc = PixelAccuracy(thresholds) if masks else None
-    settings = _Settings(thresholds, iou_levels, multi_contour, masks)
+    settings = MapSettings(thresholds, iou_levels, (multi_contour,), masks)
 
     num_resized = 0
 
-    def tasks() -> Iterator[_Task]:
+    def tasks() -> Iterator[MapTask]:
         nonlocal num_resized
         for record in records:
             scoremap, resized = prepare_scoremap(scoremaps(record.image_id), record.image_id)
             num_resized += resized
-            gt = None
-            if evaluate_boxes:
-                try:
-                    gt = rescale_boxes_to_protocol(record.boxes, _image_size(record))
-                except ValueError as error:
-                    raise ValueError(f"image {record.image_id}: {error}") from error
-            yield _Task(record.image_id, scoremap, gt, record.mask_paths, record.ignore_path)
+            gt = protocol_gt_boxes(record) if evaluate_boxes else None
+            yield MapTask(record.image_id, scoremap, gt, record.mask_paths, record.ignore_path)
 
     if workers is None:
         workers = os.cpu_count() or 1
+    pool = MapPool(settings, workers, executor)
     bar = tqdm(total=len(records), desc="evaluating score maps", unit="map", disable=not progress, leave=False)
     try:
-        if executor not in ("thread", "process"):
-            raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
-        for correct, hists in _run(tasks(), settings, workers, executor, bar):
-            if correct is not None:
-                box_acc.add(correct)
-            if hists is not None and pixel_acc is not None:
-                pixel_acc.add(*hists)
+        for outcome in itertools.chain(pool.submit(tasks()), pool.finish()):
+            if outcome.correct is not None:
+                box_acc.add(outcome.correct[0])
+            if outcome.histograms is not None and pixel_acc is not None:
+                pixel_acc.add(*outcome.histograms)
+            bar.update(1)
     finally:
+        pool.close()
         bar.close()
     if num_resized:
         logger.info("%d of %d score maps were not %dx%d and were resized (bilinear)", num_resized, len(records), PROTOCOL_SIZE, PROTOCOL_SIZE)
@@ -311,47 +267,3 @@ def evaluate_scoremaps(
         num_resized=num_resized,
         image_ids=[r.image_id for r in records],
     )
-
-
-def _chunks(tasks: Iterator[_Task], size: int) -> Iterator[list[_Task]]:
-    chunk: list[_Task] = []
-    for task in tasks:
-        chunk.append(task)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _run(
-    tasks: Iterator[_Task], settings: _Settings, workers: int, executor: str, bar: tqdm
-) -> Iterator[tuple[Any, Any]]:
-    """Results in task order; in this thread for ``workers <= 1``, else chunks on a pool.
-
-    At most two chunks per worker are in flight, which bounds the memory the loaded maps hold.
-    """
-    if workers <= 1:
-        for task in tasks:
-            yield _evaluate_one(task, settings)
-            bar.update(1)
-        return
-    compile_kernels()  # once here, not in every worker at once
-    pool: Executor
-    if executor == "process":
-        # spawn: safe beside threads (torch, OpenMP) in this process.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
-    with pool:
-        pending: deque[tuple[Future, int]] = deque()
-        for chunk in _chunks(tasks, _CHUNK):
-            pending.append((pool.submit(_evaluate_chunk, chunk, settings), len(chunk)))
-            while len(pending) >= 2 * workers:
-                future, count = pending.popleft()
-                yield from future.result()
-                bar.update(count)
-        while pending:
-            future, count = pending.popleft()
-            yield from future.result()
-            bar.update(count)

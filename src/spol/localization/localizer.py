@@ -14,6 +14,7 @@ A run folder holds ``localizer.json`` (see `LocalizerConfig`, written by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from spol.data import load_image_rgb
 from spol.data.transforms import eval_transform
 from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
-from spol.models import MFFNetOutput, load_exported_model
+from spol.models import MFFNetOutput, load_exported_model, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ LOCALIZER_CONFIG = "localizer.json"
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 """A PIL image, an H x W x 3 uint8 RGB array, or the path of an image file."""
+
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+"""Lightning precisions that run under autocast; every other one runs in float32 here."""
 
 class LocalizerConfig(BaseModel):
     """The content of ``run/localizer.json``; unknown keys are an error.
@@ -59,6 +63,8 @@ class LocalizerConfig(BaseModel):
             ``"protocol"``: the WSOL protocol's cut, ``u = uint8(map * 255)``,
             ``mask = u > int(threshold * max(u))`` — use it when `threshold` is a
             MaxBoxAcc best threshold, which is relative to each map's maximum.
+        precision: the networks' precision when the run was evaluated (a Lightning precision:
+            ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``); mixed ones run under autocast on GPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,6 +76,7 @@ class LocalizerConfig(BaseModel):
     input_size: int = Field(default=224, ge=16)
     classifier_input_size: int | None = Field(default=None, ge=16)
     threshold_rule: ThresholdRule = "absolute"
+    precision: str = "32-true"
 
     @model_validator(mode="after")
     def _unique_names(self) -> LocalizerConfig:
@@ -171,7 +178,9 @@ class Localizer:
         input_size: segmenter input side (square resize, no crop).
         classifier_input_size: classifier input side; None = `input_size`.
         threshold_rule: ``"absolute"`` or ``"protocol"``, see `LocalizerConfig`.
-        device: where the networks run.
+        precision: ``"32-true"``, or ``"bf16-mixed"`` / ``"16-mixed"`` for autocast on GPU (the
+            precision the run was trained and evaluated with).
+        device: where the networks run: a torch device, or ``"auto"`` (a GPU when there is one).
     """
 
     def __init__(
@@ -184,7 +193,8 @@ class Localizer:
         input_size: int = 224,
         classifier_input_size: int | None = None,
         threshold_rule: ThresholdRule = "absolute",
-        device: str | torch.device = "cpu",
+        precision: str = "32-true",
+        device: str | torch.device = "auto",
     ) -> None:
         # The same rules as localizer.json; the two model entries are placeholders here.
         config = LocalizerConfig(
@@ -195,13 +205,16 @@ class Localizer:
             input_size=input_size,
             classifier_input_size=classifier_input_size,
             threshold_rule=threshold_rule,
+            precision=precision,
         )
         self.class_names = list(config.class_names)
         self.threshold = config.threshold
         self.threshold_rule = config.threshold_rule
         self.input_size = config.input_size
         self.classifier_input_size = config.classifier_input_size or config.input_size
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        # Mixed precision is a GPU setting: on CPU the networks run in float32.
+        self._autocast_dtype = _AUTOCAST_DTYPES.get(config.precision) if self.device.type == "cuda" else None
         self.classifier = classifier.to(self.device).eval()
         self.segmenter = segmenter.to(self.device).eval()
         segmenter_normalization = _normalization(segmenter, "segmenter")
@@ -215,7 +228,7 @@ class Localizer:
         )
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Localizer:
+    def from_run(cls, run_dir: str | os.PathLike[str], *, device: str | torch.device = "auto") -> Localizer:
         """Load the localizer described by ``run_dir/localizer.json``.
 
         Raises:
@@ -233,8 +246,8 @@ class Localizer:
             config = LocalizerConfig.model_validate(json.loads(config_path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, ValidationError) as error:
             raise ValueError(f"{config_path} is not a valid localizer description: {error}") from error
-        classifier = load_exported_model(run_dir / config.classifier, map_location=device)
-        segmenter = load_exported_model(run_dir / config.segmenter, map_location=device)
+        classifier = load_exported_model(run_dir / config.classifier)
+        segmenter = load_exported_model(run_dir / config.segmenter)
         logger.debug("loaded localizer from %s (%d classes)", run_dir, len(config.class_names))
         return cls(
             classifier,
@@ -244,6 +257,7 @@ class Localizer:
             input_size=config.input_size,
             classifier_input_size=config.classifier_input_size,
             threshold_rule=config.threshold_rule,
+            precision=config.precision,
             device=device,
         )
 
@@ -270,12 +284,18 @@ class Localizer:
         """The H x W bool object mask of a score map in [0, 1], by `threshold` and `threshold_rule`."""
         return threshold_mask(scoremap, self.threshold, rule=self.threshold_rule)
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
     @torch.inference_mode()
     def _localize_pil(self, images: list[Image.Image]) -> list[Localization]:
         if not images:
             return []
         segmenter_input = torch.stack([self._segmenter_transform(image) for image in images]).to(self.device)
-        output = self.segmenter(segmenter_input)
+        with self._autocast():
+            output = self.segmenter(segmenter_input)
         maps = output.maps if isinstance(output, MFFNetOutput) else output
         if not isinstance(maps, Tensor) or maps.ndim != 4 or maps.shape[1] != 1:
             shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
@@ -288,7 +308,8 @@ class Localizer:
             classifier_input = segmenter_input
         else:
             classifier_input = torch.stack([self._classifier_transform(image) for image in images]).to(self.device)
-        logits = _logits(self.classifier(classifier_input)).float()
+        with self._autocast():
+            logits = _logits(self.classifier(classifier_input)).float()
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise ValueError(
                 f"the classifier returns logits of shape {tuple(logits.shape)} but localizer.json names "
@@ -337,6 +358,7 @@ def write_localizer_config(
     input_size: int = 224,
     classifier_input_size: int | None = None,
     threshold_rule: ThresholdRule = "absolute",
+    precision: str = "32-true",
 ) -> Path:
     """Write ``run_dir/localizer.json`` atomically (replacing it) and return its path.
 
@@ -357,6 +379,7 @@ def write_localizer_config(
             input_size=input_size,
             classifier_input_size=classifier_input_size,
             threshold_rule=threshold_rule,
+            precision=precision,
         )
     except ValidationError as error:
         raise ValueError(f"invalid localizer description for {run_dir}: {error}") from error

@@ -10,7 +10,7 @@ from spol.models.mffnet import (
     build_mffnet_seg,
     cam_distillation_loss,
 )
-from spol.models.registry import MODEL_BUILDERS, export_model, load_exported_model, state_digest
+from spol.models.registry import MODEL_BUILDERS, export_model, load_exported_model, resolve_device, state_digest
 from spol.models.release import ReleaseNetwork, from_release
 from spol.models.vanilla_cam import VanillaCAM, build_vanilla_cam
 
@@ -31,5 +31,6 @@ __all__ = [
     "export_model",
     "from_release",
     "load_exported_model",
+    "resolve_device",
     "state_digest",
 ]

@@ -97,6 +97,25 @@ def load_exported_model(path: Path, map_location: str | torch.device = "cpu") ->
     return model.to(map_location).eval()
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device from a name: ``"auto"`` is the first GPU when there is one, else the CPU.
+
+    Raises:
+        ValueError: not a device name, or a CUDA device that is not visible (names the fix).
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device name; use cpu, cuda, cuda:N or auto") from error
+    if resolved.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= visible:
+            raise ValueError(f"device {device!r}: {visible} CUDA device(s) visible; use --device cpu or auto")
+    return resolved
+
+
 def state_digest(model: nn.Module) -> str:
     """SHA-256 of the model's state dict (names, dtypes, shapes and values), as hex.
 

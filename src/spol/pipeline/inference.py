@@ -1,57 +1,90 @@
-"""Batched score maps and class scores for evaluation, at the protocol resolution.
+"""Score maps and classes of a split, evaluated as they are made, on the recipe's devices.
 
 The WSOL protocol evaluates a map per image at 224 x 224, the image resized (not cropped)
-before the network. The network may run at another input size (a recipe setting); its
-maps are upsampled bilinearly to the protocol size.
+before the network. The network may run at another input size (a recipe setting); its maps are
+upsampled bilinearly to the protocol size. `score_split` runs a network over a split in
+Lightning's predict loop (`spol.stages.inference.run_inference`: the recipe's GPUs, precision and
+memory format, sharded under DDP) and hands each batch of maps to a
+`spol.evaluation.StreamingEvaluator`, so no split's maps are ever held; the counts of all
+processes are summed. Optionally each map is saved as ``<image_id>.npy`` (the layout
+``spol evaluate-maps`` reads).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform
+from spol.evaluation import ProtocolCounts, StreamingEvaluator
+from spol.fileio import atomic_path, image_id_path
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError
+from spol.stages.distributed import all_reduce_sum
+from spol.stages.inference import InferenceSystem, run_inference
 
 TOP_K = 5
 
-
-class _EvalImages(Dataset):
-    """Records as normalised tensors resized (no crop) to `input_size`."""
-
-    def __init__(self, records: Sequence[ImageRecord], input_size: int, normalization: str) -> None:
-        self.records = list(records)
-        self.transform = eval_transform(resize=input_size, normalization=normalization)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        record = self.records[index]
-        return self.transform(load_image_rgb(record.path)), record.label
+MapKind = Literal["cam", "seg"]
 
 
-@dataclass
-class Predictions:
-    """What one network says about a list of records, in record order.
+def _to_protocol_size(maps: Tensor) -> Tensor:
+    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
 
-    Attributes:
-        scoremaps: N x 224 x 224 float32 maps in [0, 1] (None when the network makes none).
-        top5: N x 5 int class indices, best first (None for a class-agnostic network).
-        cls_correct: N bool, top-1 class equals the label (None likewise).
+
+def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
+    """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation).
+
+    Args:
+        maps: ``B x K x h x w`` class maps; labels: ``B`` int64 classes.
+
+    Returns:
+        ``B x 224 x 224`` float32 in [0, 1] (an all-constant CAM gives zeros).
     """
+    picked = maps[torch.arange(len(labels), device=maps.device), labels].unsqueeze(1).float()
+    picked = _to_protocol_size(picked).squeeze(1)
+    if torch.isnan(picked).any():
+        raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
+    low = picked.amin(dim=(1, 2), keepdim=True)
+    high = picked.amax(dim=(1, 2), keepdim=True)
+    span = high - low
+    normalised = torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked))
+    return normalised.clamp_(0, 1)
 
-    scoremaps: np.ndarray | None
-    top5: np.ndarray | None
-    cls_correct: np.ndarray | None
+
+def seg_scoremaps(maps: Tensor) -> Tensor:
+    """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
+
+    Returns:
+        ``B x 224 x 224`` float32 in [0, 1].
+    """
+    probs = torch.sigmoid(_to_protocol_size(maps.float())).squeeze(1)
+    if torch.isnan(probs).any():
+        raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
+    return probs
+
+
+def scoremaps_of(net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
+    """A network's protocol-size score maps of a batch, and its class logits when it has them.
+
+    Args:
+        net: a CAM network (``kind="cam"``: class maps and logits) or a segmentation network
+            (``"seg"``: 1-channel logits maps).
+        images: ``B x 3 x S x S`` normalised images; labels: ``B`` true classes (pick the CAM).
+    """
+    output = net(images)
+    if kind == "seg":
+        return seg_scoremaps(output.maps), None
+    return cam_scoremaps(output.maps, labels), getattr(output, "logits", None)
 
 
 def _logits_of(output: object) -> Tensor | None:
@@ -60,80 +93,134 @@ def _logits_of(output: object) -> Tensor | None:
     return getattr(output, "logits", None)
 
 
-def _to_protocol_size(maps: Tensor) -> Tensor:
-    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
+class _EvalImages(Dataset):
+    """``(index, label, one normalised tensor per transform)``: each image resized (no crop) once per input."""
+
+    def __init__(self, records: Sequence[ImageRecord], transforms: Sequence[Any], min_size: int) -> None:
+        self.records = list(records)
+        self.transforms = list(transforms)
+        self.min_size = min_size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[int, int, list[Tensor]]:
+        record = self.records[index]
+        image = load_image_rgb(record.path, min_size=self.min_size)
+        return index, record.label, [transform(image) for transform in self.transforms]
 
 
-def _cam_scoremaps(maps: Tensor, labels: Tensor) -> np.ndarray:
-    """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation)."""
-    picked = maps[torch.arange(len(labels)), labels].unsqueeze(1).float()
-    picked = _to_protocol_size(picked).squeeze(1)
-    if torch.isnan(picked).any():
-        raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
-    low = picked.amin(dim=(1, 2), keepdim=True)
-    high = picked.amax(dim=(1, 2), keepdim=True)
-    span = high - low
-    normalised = torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked))
-    return normalised.clamp_(0, 1).cpu().numpy()
-
-
-def _seg_scoremaps(maps: Tensor) -> np.ndarray:
-    """Object probabilities (sigmoid of upsampled logits) at the protocol size."""
-    probs = torch.sigmoid(_to_protocol_size(maps.float())).squeeze(1)
-    if torch.isnan(probs).any():
-        raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
-    return probs.cpu().numpy()
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    records: Sequence[ImageRecord],
-    *,
-    kind: str,
-    input_size: int,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str | torch.device = "cpu",
-    description: str | None = None,
-) -> Predictions:
-    """Run `model` over `records` and collect score maps and/or class predictions.
+class ScoreMapSystem(InferenceSystem):
+    """One method at test time: its score maps and, when it has classes, its top-5 classes.
 
     Args:
-        model: a CAM network (``kind="cam"``: MFFNetOutput with class maps and logits), a
-            segmentation network (``"seg"``: 1-channel logits maps) or a classifier
-            (``"classifier"``: logits or an output with ``.logits``). Needs ``.normalization``.
-        records: images with labels.
-        kind: ``"cam"``, ``"seg"`` or ``"classifier"``.
-        input_size: the square side the images are resized to (no crop).
+        net: the network making the maps (`scoremaps_of`).
+        kind: ``"cam"`` or ``"seg"``.
+        classifier: a separate classifier for the classes (logits, or an output with ``.logits``),
+            fed the batch's second input; None: the classes of `net` (a CAM network), if any.
     """
-    if kind not in ("cam", "seg", "classifier"):
-        raise ValueError(f"kind must be 'cam', 'seg' or 'classifier', not {kind!r}")
-    model = model.eval().to(device)
-    loader = DataLoader(
-        _EvalImages(records, input_size, model.normalization),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        shuffle=False,
+
+    def __init__(self, net: nn.Module, kind: MapKind, classifier: nn.Module | None = None) -> None:
+        super().__init__()
+        if kind not in ("cam", "seg"):
+            raise ValueError(f"kind must be 'cam' or 'seg', not {kind!r}")
+        self.net = net
+        self.kind: MapKind = kind
+        self.classifier = classifier
+
+    def predict_step(self, batch: tuple[Tensor, Tensor, list[Tensor]], batch_idx: int) -> tuple[Tensor, Tensor | None]:
+        _, labels, inputs = batch
+        maps, logits = scoremaps_of(self.net, self.kind, inputs[0], labels)
+        if self.classifier is not None:
+            logits = _logits_of(self.classifier(inputs[-1]))
+            if logits is None:
+                raise ValueError("the classifier must return class logits")
+        top5 = None if logits is None else logits.float().topk(min(TOP_K, logits.shape[1]), dim=1).indices
+        return maps, top5
+
+
+def evaluation_workers(recipe: Recipe) -> int:
+    """Evaluation threads per process: ``evaluation.workers``, else the CPU count shared by the node's devices."""
+    if recipe.evaluation.workers is not None:
+        return recipe.evaluation.workers
+    devices = recipe.trainer.devices
+    per_node = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else 1
+    if devices in ("auto", -1) and torch.cuda.is_available():
+        per_node = torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 1) // max(1, per_node))
+
+
+def score_split(
+    system: ScoreMapSystem,
+    records: Sequence[ImageRecord],
+    *,
+    recipe: Recipe,
+    input_size: int,
+    classifier_input_size: int | None = None,
+    masks: bool = False,
+    save_dir: Path | None = None,
+    progress: bool = True,
+    description: str = "score maps",
+) -> ProtocolCounts:
+    """Evaluate one method on a split as its maps are made; the counts of every process, summed.
+
+    Args:
+        system: the method (network and, optionally, classifier).
+        records: the split's images, each with a ground-truth box.
+        recipe: ``trainer`` (devices, precision), ``data.num_workers``, ``evaluation`` (thresholds,
+            IoU levels, batch size, workers).
+        input_size: the square the network sees (no crop); classifier_input_size: the
+            classifier's (None: `input_size`).
+        masks: also count PxAP (every record needs its masks).
+        save_dir: save each map as ``save_dir/<image_id>.npy`` (float32, 224 x 224), or None.
+
+    Raises:
+        ScoreMapError: a network produced NaN maps.
+        ValueError: a record without a box, or fewer records than processes.
+    """
+    net_normalization = system.net.normalization
+    transforms = [eval_transform(resize=input_size, normalization=net_normalization)]
+    sizes = [input_size]
+    if system.classifier is not None:
+        size = classifier_input_size or input_size
+        normalization = system.classifier.normalization
+        if (size, normalization) != (input_size, net_normalization):
+            transforms.append(eval_transform(resize=size, normalization=normalization))
+            sizes.append(size)
+    settings = recipe.evaluation
+    evaluator = StreamingEvaluator(
+        cam_curve_interval=settings.cam_curve_interval,
+        iou_thresholds=settings.iou_thresholds,
+        masks=masks,
+        workers=evaluation_workers(recipe),
     )
-    maps_out: list[np.ndarray] = []
-    top5_out: list[np.ndarray] = []
-    for images, labels in tqdm(loader, desc=description or f"{kind} inference", unit="batch", leave=False):
-        output = model(images.to(device))
-        if kind == "seg":
-            maps_out.append(_seg_scoremaps(output.maps))
-            continue
-        logits = _logits_of(output)
-        if logits is None:
-            raise ValueError(f"a {kind} model must return class logits")
-        k = min(TOP_K, logits.shape[1])
-        top5_out.append(logits.float().topk(k, dim=1).indices.cpu().numpy())
-        if kind == "cam":
-            maps_out.append(_cam_scoremaps(output.maps, labels.to(device)))
-    labels_all = np.array([r.label for r in records], dtype=np.int64)
-    top5 = np.concatenate(top5_out) if top5_out else None
-    return Predictions(
-        scoremaps=np.concatenate(maps_out) if maps_out else None,
-        top5=top5,
-        cls_correct=(top5[:, 0] == labels_all) if top5 is not None else None,
-    )
+
+    def consume(outputs: tuple[Tensor, Tensor | None], batch: tuple[Tensor, Tensor, list[Tensor]]) -> None:
+        maps, top5 = outputs
+        batch_records = [records[i] for i in batch[0].tolist()]
+        maps_np = maps.float().cpu().numpy()
+        if save_dir is not None:
+            for record, scoremap in zip(batch_records, maps_np, strict=True):
+                with atomic_path(image_id_path(save_dir, record.image_id, ".npy")) as tmp:
+                    with tmp.open("wb") as file:
+                        np.save(file, scoremap)
+        evaluator.add(batch_records, maps_np, None if top5 is None else top5.cpu().numpy())
+
+    try:
+        run_inference(
+            system,
+            _EvalImages(records, transforms, min_size=max(sizes)),
+            trainer=recipe.trainer,
+            num_workers=recipe.data.num_workers,
+            batch_size=settings.batch_size,
+            consume=consume,
+            progress=progress,
+            description=description,
+        )
+        counts = evaluator.finish()
+    finally:
+        evaluator.close()
+    return counts.summed(all_reduce_sum)
+
+
+__all__ = ["ScoreMapSystem", "cam_scoremaps", "evaluation_workers", "scoremaps_of", "score_split", "seg_scoremaps"]

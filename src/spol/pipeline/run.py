@@ -19,23 +19,20 @@ Each stage skips itself when its output exists; ``force`` redoes every stage.
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from spol.config import Recipe, recipe_to_yaml
 from spol.data import Dataset, ImageRecord, hold_out_val, read_dataset
-from spol.evaluation import EvaluationResult, evaluate_scoremaps, localization_accuracy
+from spol.evaluation import ProtocolCounts
 from spol.fileio import write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
 from spol.models import load_exported_model
-from spol.pipeline.inference import Predictions, predict
+from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.samples import build_report_samples
 from spol.report import write_report
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
+from spol.stages.distributed import barrier, is_global_zero
 
 log = logging.getLogger(__name__)
 
@@ -94,49 +91,6 @@ def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Datas
     return dataset, notes
 
 
-def _evaluate_method(
-    val: Sequence[ImageRecord],
-    test: Sequence[ImageRecord],
-    val_maps: np.ndarray,
-    test_maps: np.ndarray,
-    test_top5: np.ndarray | None,
-    test_cls_correct: np.ndarray | None,
-    recipe: Recipe,
-) -> dict:
-    """The metrics.json object of one method: thresholds chosen on val, numbers on test."""
-    settings = dict(
-        cam_curve_interval=recipe.evaluation.cam_curve_interval,
-        iou_thresholds=tuple(recipe.evaluation.iou_thresholds),
-    )
-    val_index = {r.image_id: i for i, r in enumerate(val)}
-    test_index = {r.image_id: i for i, r in enumerate(test)}
-    on_val = evaluate_scoremaps(val, lambda image_id: val_maps[val_index[image_id]], **settings)
-    threshold = on_val.best_threshold[THRESHOLD_IOU]
-    with_masks = all(r.mask_paths for r in test)
-    single: EvaluationResult = evaluate_scoremaps(
-        test, lambda image_id: test_maps[test_index[image_id]], masks=with_masks, **settings
-    )
-    multi = evaluate_scoremaps(test, lambda image_id: test_maps[test_index[image_id]], multi_contour=True, **settings)
-    iou_row = list(single.max_box_acc).index(THRESHOLD_IOU)
-    t_index = int(np.argmin(np.abs(single.thresholds - threshold)))
-    correct_at_t = single.correct[iou_row, t_index]
-    labels = np.array([r.label for r in test], dtype=np.int64)
-    if test_top5 is not None:
-        loc = localization_accuracy(correct_at_t, labels, test_top5)
-    else:
-        loc = {"top1_loc": None, "top5_loc": None, "gt_known_loc": 100.0 * float(correct_at_t.mean())}
-    return {
-        "top1_loc": loc["top1_loc"],
-        "top5_loc": loc["top5_loc"],
-        "gt_known_loc": loc["gt_known_loc"],
-        "max_box_acc": {str(k): v for k, v in single.max_box_acc.items()},
-        "max_box_acc_v2": multi.max_box_acc_mean,
-        "pxap": single.pxap if with_masks else None,
-        "cls_top1": 100.0 * float(test_cls_correct.mean()) if test_cls_correct is not None else None,
-        "threshold": float(threshold),
-    }
-
-
 def run_pipeline(
     recipe: Recipe,
     data_root: str | Path,
@@ -145,8 +99,14 @@ def run_pipeline(
     *,
     force: bool = False,
     report_samples: int = 12,
+    save_scoremaps: bool = False,
+    progress: bool = True,
 ) -> PipelineResult:
     """Train every SPOL stage and the CAM baseline on `data_root`, evaluate both, write the report.
+
+    Under DDP (``trainer.devices`` / ``trainer.num_nodes`` > 1) every process runs this: training
+    and inference are sharded, the evaluation counts summed, and global rank 0 alone writes the run
+    folder's files; every process returns the same metrics.
 
     Args:
         recipe: the validated recipe.
@@ -155,6 +115,9 @@ def run_pipeline(
         run_dir: the run folder (created; finished stages found there are skipped).
         force: redo every stage.
         report_samples: number of test images shown in the report.
+        save_scoremaps: also save every val and test score map as
+            ``RUN/scoremaps/<method>/<split>/<image_id>.npy`` (``spol evaluate-maps`` reads them).
+        progress: show progress bars.
     """
     if THRESHOLD_IOU not in recipe.evaluation.iou_thresholds:
         raise ValueError(
@@ -162,18 +125,40 @@ def run_pipeline(
             f"threshold best at IoU 0.5 on val (got {list(recipe.evaluation.iou_thresholds)})"
         )
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "pipeline.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("spol").addHandler(handler)
+    handler: logging.Handler | None = None
+    if is_global_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "pipeline.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("spol").addHandler(handler)
     try:
-        return _run(recipe, Path(data_root), data_format, run_dir, force=force, report_samples=report_samples)
+        return _run(
+            recipe,
+            Path(data_root),
+            data_format,
+            run_dir,
+            force=force,
+            report_samples=report_samples,
+            save_scoremaps=save_scoremaps,
+            progress=progress,
+        )
     finally:
-        logging.getLogger("spol").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("spol").removeHandler(handler)
+            handler.close()
 
 
-def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, force: bool, report_samples: int) -> PipelineResult:
+def _run(
+    recipe: Recipe,
+    data_root: Path,
+    data_format: str,
+    run_dir: Path,
+    *,
+    force: bool,
+    report_samples: int,
+    save_scoremaps: bool,
+    progress: bool,
+) -> PipelineResult:
     config_path = run_dir / "config.yaml"
     config = recipe_to_yaml(recipe)
     if config_path.exists() and config_path.read_text(encoding="utf-8") != config and not force:
@@ -182,7 +167,8 @@ def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, fo
             f"{run_dir} holds a run made with another recipe (see {config_path}); "
             "pass --force to redo it with this one, or choose another --out"
         )
-    write_text_atomic(config_path, config)
+    if is_global_zero():
+        write_text_atomic(config_path, config)
     dataset, notes = prepare_dataset(data_root, data_format, recipe)
     val, test = dataset.split("val"), dataset.split("test")
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
@@ -199,14 +185,18 @@ def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, fo
     log.info("stage: pseudo masks")
     cam_model = load_exported_model(cam_path)
     pseudo_dir = run_dir / "pseudo_masks"
-    if force and pseudo_dir.exists():
-        shutil.rmtree(pseudo_dir)
+    section = recipe.pseudo_masks
     report = generate_pseudo_masks(
         cam_model,
         dataset.split("train"),
         pseudo_dir,
-        resize=recipe.pseudo_masks.resize,
-        batch_size=recipe.pseudo_masks.batch_size,
+        resize=section.resize,
+        batch_size=section.batch_size,
+        trainer=recipe.trainer,
+        num_workers=recipe.data.num_workers,
+        workers=section.workers,
+        force=force,
+        progress=progress,
     )
     if report.failed:
         notes.append(f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})")
@@ -218,48 +208,58 @@ def _run(recipe: Recipe, data_root: Path, data_format: str, run_dir: Path, *, fo
     seg_model = load_exported_model(seg_path)
     baseline_model = load_exported_model(baseline_path)
     classifier_model = load_exported_model(classifier_path) if classifier_path else cam_model
-    kw = dict(input_size=input_size, batch_size=recipe.evaluation.batch_size)
-    spol_val = predict(seg_model, val, kind="seg", description="SPOL maps (val)", **kw)
-    spol_test = predict(seg_model, test, kind="seg", description="SPOL maps (test)", **kw)
     # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
     classifier_size = (recipe.classifier.crop or input_size) if classifier_path else input_size
-    spol_cls = predict(
-        classifier_model,
-        test,
-        kind="classifier",
-        input_size=classifier_size,
-        batch_size=recipe.evaluation.batch_size,
-        description="classes (test)",
-    )
-    cam_val = predict(baseline_model, val, kind="cam", description="CAM maps (val)", **kw)
-    cam_test = predict(baseline_model, test, kind="cam", description="CAM maps (test)", **kw)
+    with_masks = all(r.mask_paths for r in test)
 
+    def score(system: ScoreMapSystem, records: list[ImageRecord], method: str, split: str) -> ProtocolCounts:
+        return score_split(
+            system,
+            records,
+            recipe=recipe,
+            input_size=input_size,
+            classifier_input_size=classifier_size,
+            masks=with_masks and split == "test",
+            save_dir=run_dir / "scoremaps" / method / split if save_scoremaps else None,
+            progress=progress,
+            description=f"{method.upper()} maps ({split})",
+        )
+
+    spol_val = score(ScoreMapSystem(seg_model, "seg"), val, "spol", "val")
+    spol_test = score(ScoreMapSystem(seg_model, "seg", classifier=classifier_model), test, "spol", "test")
+    cam_val = score(ScoreMapSystem(baseline_model, "cam"), val, "cam", "val")
+    cam_test = score(ScoreMapSystem(baseline_model, "cam"), test, "cam", "test")
     metrics = {
-        "spol": _evaluate_method(val, test, spol_val.scoremaps, spol_test.scoremaps, spol_cls.top5, spol_cls.cls_correct, recipe),
-        "cam": _evaluate_method(val, test, cam_val.scoremaps, cam_test.scoremaps, cam_test.top5, cam_test.cls_correct, recipe),
+        "spol": spol_test.summary(spol_val.best_threshold()),
+        "cam": cam_test.summary(cam_val.best_threshold()),
     }
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    write_localizer_config(
-        run_dir,
-        class_names=dataset.class_names,
-        classifier=(classifier_path or cam_path).relative_to(run_dir),
-        segmenter=seg_path.relative_to(run_dir),
-        threshold=metrics["spol"]["threshold"],
-        input_size=input_size,
-        classifier_input_size=classifier_size,
-        threshold_rule="protocol",
-    )
-    samples = build_report_samples(
-        test,
-        spol_maps=spol_test.scoremaps,
-        cam_maps=cam_test.scoremaps,
-        cam_model=cam_model,
-        thresholds={"spol": metrics["spol"]["threshold"], "cam": metrics["cam"]["threshold"]},
-        recipe=recipe,
-        count=report_samples,
-    )
-    write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes)
-    log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "report.html")
+    if save_scoremaps:
+        notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
+    if is_global_zero():
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        write_localizer_config(
+            run_dir,
+            class_names=dataset.class_names,
+            classifier=(classifier_path or cam_path).relative_to(run_dir),
+            segmenter=seg_path.relative_to(run_dir),
+            threshold=metrics["spol"]["threshold"],
+            input_size=input_size,
+            classifier_input_size=classifier_size,
+            threshold_rule="protocol",
+            precision=recipe.trainer.precision,
+        )
+        samples = build_report_samples(
+            test,
+            seg_model=seg_model,
+            baseline_model=baseline_model,
+            cam_model=cam_model,
+            thresholds={"spol": metrics["spol"]["threshold"], "cam": metrics["cam"]["threshold"]},
+            recipe=recipe,
+            count=report_samples,
+        )
+        write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes)
+        log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "report.html")
+    barrier()
     return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)
 
 
@@ -282,13 +282,12 @@ def format_comparison(metrics: dict[str, dict]) -> str:
         entry = metrics[method]
         return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
 
-    def cell(v: float | None, digits: int = 2) -> str:
-        return "-" if v is None else f"{v:.{digits}f}"
+    def cell(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
 
     lines = [f"{'metric':<14}{'SPOL':>9}{'CAM':>9}{'diff':>9}"]
     for name, key in rows:
         a, b = value("spol", key), value("cam", key)
-        digits = 2 if key != "threshold" else 2
         diff = "" if a is None or b is None or key == "threshold" else f"{a - b:+.2f}"
-        lines.append(f"{name:<14}{cell(a, digits):>9}{cell(b, digits):>9}{diff:>9}")
+        lines.append(f"{name:<14}{cell(a):>9}{cell(b):>9}{diff:>9}")
     return "\n".join(lines)

@@ -6,13 +6,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform
-from spol.evaluation import rescale_boxes_to_protocol
+from spol.evaluation import protocol_gt_boxes
 from spol.localization import mask_to_box, threshold_mask
+from spol.pipeline.inference import MapKind, scoremaps_of
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
 from spol.stages.pseudo_masks import double_threshold, pseudo_mask_from_cam
@@ -25,7 +27,14 @@ def _evenly_spaced(n: int, count: int) -> list[int]:
 
 
 @torch.inference_mode()
-def _mffnet_cam(cam_model: nn.Module, image, label: int, resize: int) -> np.ndarray:
+def _protocol_map(net: nn.Module, kind: MapKind, image: Image.Image, label: int, input_size: int) -> np.ndarray:
+    tensor = eval_transform(resize=input_size, normalization=net.normalization)(image).unsqueeze(0)
+    maps, _ = scoremaps_of(net.eval(), kind, tensor, torch.tensor([label]))
+    return maps[0].cpu().numpy()
+
+
+@torch.inference_mode()
+def _mffnet_cam(cam_model: nn.Module, image: Image.Image, label: int, resize: int) -> np.ndarray:
     tensor = eval_transform(resize=resize, normalization=cam_model.normalization)(image).unsqueeze(0)
     return cam_model.eval()(tensor).maps[0, label].float().numpy()
 
@@ -33,8 +42,8 @@ def _mffnet_cam(cam_model: nn.Module, image, label: int, resize: int) -> np.ndar
 def build_report_samples(
     test: Sequence[ImageRecord],
     *,
-    spol_maps: np.ndarray,
-    cam_maps: np.ndarray,
+    seg_model: nn.Module,
+    baseline_model: nn.Module,
     cam_model: nn.Module,
     thresholds: Mapping[str, float],
     recipe: Recipe,
@@ -44,8 +53,10 @@ def build_report_samples(
 
     SPOL shows the CAM network's map of the true class, the pseudo mask it would give (double
     thresholded, grey = ignored), the segmentation map and its box; CAM shows the baseline's
-    map and box. Boxes come from each method's threshold chosen on val, cut as the protocol cuts.
+    map and box. The maps are computed as the evaluation computes them (`scoremaps_of`); boxes
+    come from each method's threshold chosen on val, cut as the protocol cuts.
     """
+    input_size = recipe.evaluation.input_size
     samples = []
     for index in _evenly_spaced(len(test), count):
         record = test[index]
@@ -56,12 +67,13 @@ def build_report_samples(
         pseudo = double_threshold(
             p, g, foreground=recipe.pseudo_masks.foreground, background=recipe.pseudo_masks.background
         )
-        spol_map, cam_map = spol_maps[index], cam_maps[index]
+        spol_map = _protocol_map(seg_model, "seg", image, record.label, input_size)
+        cam_map = _protocol_map(baseline_model, "cam", image, record.label, input_size)
         samples.append(
             ReportSample(
                 image_id=record.image_id,
                 image=shown,
-                gt_boxes=rescale_boxes_to_protocol(record.boxes, record.size).tolist(),
+                gt_boxes=protocol_gt_boxes(record).tolist(),
                 methods={
                     "SPOL": MethodVisuals(
                         cam=cam / (cam.max() + 1e-6),

@@ -20,7 +20,7 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, make_train_loader, seed_everything
+from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,13 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         frozen = freeze_stem(net.backbone)
         logger.info("froze the backbone stem: %s", ", ".join(frozen))
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
-    loader = make_train_loader(ImageLabelDataset(records, transform), batch_size=recipe.cam.batch_size, recipe=recipe)
+    images = ImageLabelDataset(records, transform, min_size=recipe.data.resize)
     logger.info("training %s on %d images, %d classes", builder, len(records), dataset.num_classes)
 
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
-    return fit_stage(CamModule(net, recipe.cam), loader, recipe=recipe, stage=recipe.cam, run_dir=run_dir, export=export, force=force)
+    return fit_stage(CamModule(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=run_dir, export=export, force=force)
 
 
 __all__ = ["CamModule", "cam_model_kwargs", "train_cam"]

@@ -19,12 +19,12 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import build_classifier, export_model
 from spol.stages._common import not_head_predicate, train_records
+from spol.stages.distributed import barrier, is_global_zero
 from spol.stages.engine import (
     MODEL_FILE,
     TrainingSystem,
     finished_model,
     fit_stage,
-    make_train_loader,
     seed_everything,
 )
 
@@ -73,9 +73,11 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
         net = build_classifier(**kwargs, weights=section.weights, require_head=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
-        logger.info("classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE)
+        if is_global_zero():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
+            logger.info("classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE)
+        barrier()
         return run_dir / MODEL_FILE
     records = train_records(dataset)
     seed_everything(recipe.seed)
@@ -83,13 +85,13 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     resize = section.resize or recipe.data.resize
     crop = section.crop or recipe.data.crop
     transform = train_transform(resize=resize, crop=crop, normalization=net.normalization)
-    loader = make_train_loader(ImageLabelDataset(records, transform), batch_size=section.batch_size, recipe=recipe)
+    images = ImageLabelDataset(records, transform, min_size=resize)
     logger.info("training classifier %s on %d images, %d classes", section.backbone, len(records), dataset.num_classes)
 
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder="classifier", kwargs=kwargs, path=path)
 
-    return fit_stage(ClassifierModule(net, section), loader, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force)
+    return fit_stage(ClassifierModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force)
 
 
 __all__ = ["ClassifierModule", "classifier_head_prefixes", "train_classifier"]

@@ -14,8 +14,13 @@ stage's loss) and hands it to `fit_stage`, which owns the run folder::
 
 Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
 (optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
-training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused. The Trainer comes from ``recipe.trainer``: DDP over GPUs and nodes
-(torchrun, SLURM) and mixed precision need no code change.
+training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused.
+
+The Trainer comes from ``recipe.trainer`` (`build_trainer`, shared with inference): DDP over GPUs and
+nodes (Lightning's launcher, torchrun, SLURM), mixed precision and channels_last. A stage's
+``batch_size`` is the global batch of one optimiser step, split over the devices and accumulated
+batches (`per_device_batch_size`). Under DDP every process runs the stage; global rank 0 alone writes
+the run folder, and every rank returns once ``model.pt`` exists.
 
 Optimiser (the release's): SGD with momentum, Nesterov and weight decay in two parameter groups,
 new layers at ``lr`` and the pretrained backbone at ``lr * backbone_lr_mult``. Schedule, stepped
@@ -41,12 +46,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from spol.config import Recipe, StageOptimConfig, recipe_to_yaml
+from spol.config import Recipe, StageOptimConfig, TrainerConfig, recipe_to_yaml
 from spol.fileio import write_json_atomic, write_text_atomic
+from spol.stages.distributed import barrier, is_global_zero
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,9 @@ class _DropAdvertising(logging.Filter):
     # Lightning logs a product tip on every Trainer; it is noise in a run's log.
     def filter(self, record: logging.LogRecord) -> bool:
         return "litlogger" not in record.getMessage()
+
+
+_DROP_ADVERTISING = _DropAdvertising()
 
 
 def _schedule_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
@@ -223,14 +231,8 @@ class MetricsCSV(Callback):
 @contextmanager
 def _log_to_file(path: Path) -> Iterator[None]:
     # The stage's own log file next to its outputs; rank 0 only, so DDP ranks do not interleave.
-    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    drop = _DropAdvertising()
-    tips.addFilter(drop)
-    if rank_zero_only.rank != 0:
-        try:
-            yield
-        finally:
-            tips.removeFilter(drop)
+    if not is_global_zero():
+        yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -249,7 +251,6 @@ def _log_to_file(path: Path) -> Iterator[None]:
             log.removeHandler(handler)
             log.setLevel(level)
         handler.close()
-        tips.removeFilter(drop)
 
 
 def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
@@ -277,7 +278,7 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
                     f"{run_dir} was trained from other inputs than now ({inputs_path} records {recorded}, "
                     f"now {inputs}); pass force=True / --force to train it again"
                 )
-        if force or not model_path.is_file():
+        if (force or not model_path.is_file()) and is_global_zero():
             write_json_atomic(inputs_path, inputs)
     if model_path.is_file() and not force:
         logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
@@ -292,17 +293,44 @@ def _clear_stage_outputs(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe) -> DataLoader:
-    """A shuffling DataLoader; the last incomplete batch is dropped (BatchNorm needs > 1 sample)
-    unless the dataset is smaller than one batch, in which case the batch is the whole dataset."""
+def per_device_batch_size(batch_size: int, *, world_size: int, accumulate: int, key: str = "batch_size") -> int:
+    """The batch each device loads so that one optimiser step sees `batch_size` images in all.
+
+    A recipe's batch size is the global batch of the paper, whatever the number of devices:
+    ``batch_size = per-device batch x world_size x accumulate_grad_batches``.
+
+    Raises:
+        ValueError: `batch_size` does not divide into ``world_size x accumulate`` equal batches
+            (names `key` and the nearest sizes that do).
+    """
+    parts = world_size * accumulate
+    if batch_size % parts:
+        lower = max(parts, batch_size - batch_size % parts)
+        raise ValueError(
+            f"{key}={batch_size} is the global batch of one optimiser step and does not divide into "
+            f"{world_size} device(s) x {accumulate} accumulated batch(es); set {key} to a multiple of {parts} "
+            f"(e.g. {lower} or {lower + parts}), or change trainer.devices / trainer.accumulate_grad_batches"
+        )
+    return batch_size // parts
+
+
+def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, world_size: int = 1) -> DataLoader:
+    """A shuffling DataLoader of per-device batches of `batch_size`.
+
+    The last incomplete batch is dropped (BatchNorm needs > 1 sample) unless each device's share
+    of the dataset is smaller than one batch, in which case the batch is that whole share.
+    """
     size = len(dataset)  # type: ignore[arg-type]
     if size == 0:
         raise ValueError("the train split is empty: nothing to train on; check the dataset's split column / --format")
-    if size < 2:
-        raise ValueError("the train split has a single image; BatchNorm training needs at least 2")
-    if size < batch_size:
-        logger.warning("only %d training images for batch_size %d: using batches of %d", size, batch_size, size)
-        batch_size = size
+    share = size // world_size
+    if share < 2:
+        raise ValueError(
+            f"the train split has {size} image(s) for {world_size} device(s); BatchNorm training needs at least 2 per device"
+        )
+    if share < batch_size:
+        logger.warning("only %d training images per device for batches of %d: using batches of %d", share, batch_size, share)
+        batch_size = share
     workers = recipe.data.num_workers
     return DataLoader(
         dataset,
@@ -311,13 +339,62 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe) -> D
         drop_last=True,
         num_workers=workers,
         persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() and recipe.trainer.accelerator != "cpu",
+    )
+
+
+class ChannelsLast(Callback):
+    """Keeps the network in the NHWC memory format while the Trainer runs it.
+
+    Convolutions then run in NHWC (faster on GPU tensor cores, especially with bf16): with
+    NHWC weights, PyTorch picks NHWC for the convolution of an NCHW input too, so batches need
+    no conversion. The network is put back in the default format at the end, so exported and
+    reused models are the usual ones.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning warnings a user cannot act on while a Trainer runs."""
+    with warnings.catch_warnings():
+        # Lightning's own use of a torch API deprecated in newer torch.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        # A predict step returns None on purpose when its batch holds no image left to do.
+        warnings.filterwarnings("ignore", message=r"predict returned None")
+        yield
+
+
+def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
+    """A Lightning Trainer on the recipe's accelerator, devices, nodes, strategy, precision and memory format.
+
+    `kwargs` add the job's own arguments (epochs, logger, ...). Training and inference both build
+    their Trainer here, so they run on the same devices with the same precision.
+    """
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
+    callbacks = list(callbacks or [])
+    if config.channels_last:
+        callbacks.append(ChannelsLast())
+    return L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,  # type: ignore[arg-type]
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
     )
 
 
 def fit_stage(
     system: TrainingSystem,
-    loader: DataLoader,
+    dataset: Dataset,
     *,
     recipe: Recipe,
     stage: StageOptimConfig,
@@ -325,13 +402,17 @@ def fit_stage(
     export: Callable[[nn.Module, Path], None],
     force: bool = False,
 ) -> Path:
-    """Train `system` on `loader` in `run_dir` (resuming from its last checkpoint) and export the network.
+    """Train `system` on `dataset` in `run_dir` (resuming from its last checkpoint) and export the network.
+
+    Every process of a multi-device run calls this; rank 0 alone writes the run folder's files and
+    the model, and every rank returns only once the model file exists.
 
     Args:
         system: the LightningModule; ``system.net`` is exported.
-        loader: the training batches.
+        dataset: the training samples; ``stage.batch_size`` of them make one optimiser step over
+            all devices (`per_device_batch_size`).
         recipe: the effective recipe (saved as config.yaml; ``recipe.trainer`` builds the Trainer).
-        stage: the stage's recipe section (epochs, max_steps).
+        stage: the stage's recipe section (epochs, max_steps, batch_size).
         run_dir: the stage's run folder.
         export: ``export(net, path)`` writes the model file (e.g. `spol.models.export_model`).
         force: remove the stage's checkpoints, logs and model first and start over.
@@ -340,15 +421,15 @@ def fit_stage(
         ``run_dir/model.pt``.
 
     Raises:
+        ValueError: the batch size does not divide over the devices.
         RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
     """
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     last = checkpoint_dir / LAST_CHECKPOINT
-    is_rank_zero = rank_zero_only.rank == 0
     with _log_to_file(run_dir / LOG_FILE):
-        if is_rank_zero:
+        if is_global_zero():
             if force:
                 logger.info("force: removing the previous outputs of this stage in %s", run_dir)
                 _clear_stage_outputs(run_dir)
@@ -358,15 +439,11 @@ def fit_stage(
                 logger.warning("%s differs from the current recipe; resuming with the current recipe", config_path)
             write_text_atomic(config_path, text)
         t = recipe.trainer
-        trainer = L.Trainer(
+        trainer = build_trainer(
+            t,
             default_root_dir=run_dir,
             max_epochs=stage.epochs,
             max_steps=stage.max_steps if stage.max_steps is not None else -1,
-            accelerator=t.accelerator,
-            devices=t.devices,
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
-            precision=t.precision,  # type: ignore[arg-type]
             accumulate_grad_batches=t.accumulate_grad_batches,
             sync_batchnorm=t.sync_batchnorm,
             deterministic=t.deterministic,
@@ -388,13 +465,19 @@ def fit_stage(
                 MetricsCSV(run_dir / METRICS_FILE, t.log_every_n_steps),
             ],
             num_sanity_val_steps=0,
-            enable_model_summary=False,
         )
+        device_batch = per_device_batch_size(
+            stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
+        )
+        loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
         logger.info(
-            "%s: %d training images, batches of %s per device, %d epochs%s",
+            "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s",
             type(system).__name__,
-            len(loader.dataset),  # type: ignore[arg-type]
+            len(dataset),  # type: ignore[arg-type]
+            stage.batch_size,
             loader.batch_size,
+            trainer.world_size,
+            f", {t.accumulate_grad_batches} accumulated" if t.accumulate_grad_batches > 1 else "",
             stage.epochs,
             f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
         )
@@ -403,9 +486,7 @@ def fit_stage(
             logger.info("resuming from %s", ckpt_path)
         else:
             logger.info("training from scratch in %s", run_dir)
-        with warnings.catch_warnings():
-            # Lightning's own use of a torch API deprecated in newer torch: nothing a user can act on.
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        with quiet_lightning():
             trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path)
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
@@ -413,6 +494,7 @@ def fit_stage(
         if trainer.is_global_zero:
             export(system.net, model_path)
             logger.info("wrote %s", model_path)
+        barrier()  # the other ranks read the model next
     return model_path
 
 
@@ -427,8 +509,10 @@ __all__ = [
     "MODEL_FILE",
     "MetricsCSV",
     "TrainingSystem",
+    "build_trainer",
     "finished_model",
     "fit_stage",
     "make_train_loader",
+    "per_device_batch_size",
     "seed_everything",
 ]

@@ -13,26 +13,30 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
-from tqdm import tqdm
 
-from spol.data.images import load_image_rgb
+from spol.config import TrainerConfig
+from spol.data.images import decode_image
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
-from spol.fileio import atomic_path, write_json_atomic
+from spol.fileio import atomic_path, image_id_path, write_json_atomic
 from spol.models import state_digest
+from spol.stages.distributed import barrier, gather_objects, is_global_zero
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
+from spol.stages.inference import InferenceSystem, run_inference
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,17 @@ BACKGROUND_THRESHOLD = 0.01
 """Background where ``P < 0.01`` and not foreground (0.01 itself is not background)."""
 
 REPORT_NAME = "report.json"
-SOURCE_NAME = "source.json"
-"""Which CAM network (state digest) and resize made the masks in a folder."""
 """Name of the run report written in the output folder."""
 
+SOURCE_NAME = "source.json"
+"""Which CAM network (state digest) and resize made the masks in a folder."""
+
 RESIZE = 256
+"""Input size of the CAM network and resolution of P and G before the resize to original size."""
+
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of the PNGs: encoding at Pillow's default (6) takes about 30 ms for a 500 x 375 mask,
+level 1 about 9 ms for files 1.5x larger; the CPU, not the disk, limits pseudo-mask generation."""
 """Input size of the CAM network and resolution of P and G before the resize to original size."""
 
 
@@ -141,17 +151,12 @@ def double_threshold(
 
 
 def pseudo_mask_path(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")``.
-
-    Sub-folders of the id are kept (``"001.Albatross/x.jpg"`` -> ``out_dir/001.Albatross/x.jpg.png``).
+    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")`` (`spol.fileio.image_id_path`).
 
     Raises:
         ValueError: `image_id` is empty, absolute or contains ``..`` (it would leave `out_dir`).
     """
-    parts = PurePosixPath(image_id.replace("\\", "/")).parts
-    if not image_id or image_id.startswith(("/", "\\")) or ".." in parts:
-        raise ValueError(f"image id {image_id!r} must be a non-empty relative path without '..'")
-    return Path(out_dir) / (image_id + ".png")
+    return image_id_path(out_dir, image_id, ".png")
 
 
 def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray) -> None:
@@ -182,7 +187,7 @@ def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray
         raise ValueError(f"P and G must have the same shape, got {channels[0].shape} and {channels[1].shape}")
     rgb = np.stack([channels[0], channels[1], np.zeros_like(channels[0])], axis=-1)
     with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def read_pseudo_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -250,36 +255,122 @@ def pseudo_mask_from_cam(
 _LOAD_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-@dataclass
-class _Item:
-    index: int
-    image: torch.Tensor | None
-    size: tuple[int, int] | None
-    error: str | None
-
-
 class _Images(TorchDataset):
-    """Loads and transforms the images; an unreadable one becomes an item with `error` set."""
+    """Loads and transforms the images still to do; one that has its PNG or cannot be read is only reported.
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Any) -> None:
+    Items are ``(index, image tensor or None, (width, height) or None, status)`` with status
+    ``"load"``, ``"existing"`` or the failure's reason. Whether a PNG exists is asked here, by
+    the process that owns the image, so every process shares the same list of records.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool) -> None:
         self.records = records
-        self.transform = transform
+        self.resize = resize
+        self.transform = eval_transform(resize=resize, normalization=normalization)
+        self.out_dir = out_dir
+        self.force = force
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> _Item:
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, tuple[int, int] | None, str]:
         record = self.records[index]
+        if not self.force and pseudo_mask_path(self.out_dir, record.image_id).exists():
+            return index, None, None, _EXISTING
         try:
-            image = load_image_rgb(record.path)
+            image, size = decode_image(record.path, min_size=self.resize)
         except _LOAD_ERRORS as error:
             message = str(error) if str(record.path) in str(error) else f"{record.path}: {error}"
-            return _Item(index, None, None, f"unreadable image: {message}")
-        return _Item(index, self.transform(image), image.size, None)
+            return index, None, None, f"unreadable image: {message}"
+        return index, self.transform(image), size, _LOAD
 
 
-def _collate(items: list[_Item]) -> list[_Item]:
-    return items
+_LOAD, _EXISTING = "load", "existing"
+
+
+def _collate(items: list[tuple[int, torch.Tensor | None, tuple[int, int] | None, str]]) -> dict[str, Any]:
+    loaded = [item for item in items if item[3] == _LOAD]
+    return {
+        "images": torch.stack([item[1] for item in loaded]) if loaded else None,  # type: ignore[misc]
+        "loaded": [(item[0], item[2]) for item in loaded],
+        "existing": [item[0] for item in items if item[3] == _EXISTING],
+        "failed": [(item[0], item[3]) for item in items if item[3] not in (_LOAD, _EXISTING)],
+    }
+
+
+class _CamOfLabel(InferenceSystem):
+    """The CAM of each loaded image's own class: ``n x h x w`` float."""
+
+    def __init__(self, cam_model: nn.Module, records: Sequence[ImageRecord]) -> None:
+        super().__init__()
+        self.cam_model = cam_model
+        self.records = records
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        images = batch["images"]
+        if images is None:
+            return None
+        output = self.cam_model(images)
+        maps = getattr(output, "maps", None)
+        if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or maps.shape[0] != len(images):
+            raise ValueError(
+                f"cam_model must return an MFFNetOutput whose maps are B x K x h x w with B = {len(images)}, "
+                f"got {type(output).__name__}"
+                + (f" with maps of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else "")
+            )
+        num_classes = maps.shape[1]
+        labels = []
+        for index, _ in batch["loaded"]:
+            record = self.records[index]
+            if not 0 <= record.label < num_classes:
+                raise ValueError(
+                    f"image {record.image_id!r} has label {record.label} but the CAM network has "
+                    f"{num_classes} classes; use the CAM network trained on this dataset"
+                )
+            labels.append(record.label)
+        return maps[torch.arange(len(images), device=maps.device), torch.tensor(labels, device=maps.device)].float()
+
+
+def write_pseudo_mask_from_cam(cam: np.ndarray, size: tuple[int, int], resize: int, path: Path) -> bool:
+    """`pseudo_mask_from_cam` then `write_pseudo_mask` (the CPU work per image); True when the CAM was all zero."""
+    p, g = pseudo_mask_from_cam(cam, size, resize=resize)
+    write_pseudo_mask(path, p, g)
+    return bool(cam.max() <= 0)
+
+
+class _MaskWriter:
+    """Turns CAMs into written pseudo masks, on `workers` processes (0: in this process) with bounded backlog."""
+
+    def __init__(self, workers: int, report: PseudoMaskReport) -> None:
+        self.report = report
+        self._pending: deque[Future] = deque()
+        self._limit = 4 * max(workers, 1)
+        # spawn: forking a process that holds CUDA or OpenMP threads is unsafe.
+        self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 else None
+
+    def _done(self, zero_cam: bool) -> None:
+        self.report.written += 1
+        self.report.zero_cams += zero_cam
+
+    def submit(self, cam: np.ndarray, size: tuple[int, int], resize: int, path: Path) -> None:
+        if self._pool is None:
+            self._done(write_pseudo_mask_from_cam(cam, size, resize, path))
+            return
+        self._pending.append(self._pool.submit(write_pseudo_mask_from_cam, cam, size, resize, path))
+        while len(self._pending) >= self._limit:
+            self._done(self._pending.popleft().result())
+
+    def finish(self) -> None:
+        try:
+            while self._pending:
+                self._done(self._pending.popleft().result())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _check_source(out_dir: Path, source: dict[str, Any]) -> None:
@@ -302,85 +393,113 @@ def generate_pseudo_masks(
     out_dir: str | os.PathLike[str],
     *,
     resize: int = RESIZE,
-    batch_size: int = 16,
-    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    trainer: TrainerConfig | None = None,
     num_workers: int = 0,
+    workers: int = 0,
     force: bool = False,
     progress: bool = True,
 ) -> PseudoMaskReport:
     """Write the pseudo mask of every record (`pseudo_mask_path`) and ``out_dir/report.json``.
 
+    The CAM network runs in Lightning's predict loop on `trainer`'s devices and precision
+    (`spol.stages.inference.run_inference`); under DDP every process calls this with the same
+    records, handles its own share of them and the returned report covers them all. The CPU
+    work per image (Gaussian prior, resize to the original size, PNG) runs on `workers`
+    processes beside the network.
+
     Resumable: an image whose PNG exists is skipped unless `force`; PNGs are written atomically,
     so a killed run leaves no truncated file. ``out_dir/source.json`` records the CAM network
-    (`spol.models.state_digest`) and `resize`; existing masks from another source are refused. An unreadable image or a CAM with NaN / infinite
-    values is a failure (listed in the report), never a zero mask.
+    (`spol.models.state_digest`) and `resize`; existing masks from another source are refused.
+    An unreadable image or a CAM with NaN / infinite values is a failure (listed in the report),
+    never a zero mask.
 
     Args:
         cam_model: CAM network whose forward returns `spol.models.MFFNetOutput` (``maps``:
             ``B x K x h x w``, ReLU'd CAMs) and whose ``normalization`` attribute names the
-            input normalisation. It is put in eval mode and moved to `device` (its training
-            mode is restored at the end).
+            input normalisation. Its training mode is restored at the end.
         records: images to process (normally the training split); ``label`` picks the CAM.
         out_dir: output folder (created).
         resize: the images are resized to ``resize x resize`` (no crop); P and G are computed
             at that resolution (256 in the paper).
-        batch_size: images per forward pass.
-        device: where the CAM network runs.
+        batch_size: images per forward pass on each device.
+        trainer: devices, precision and memory format (a recipe's ``trainer``); None: one CPU process.
         num_workers: DataLoader worker processes for image loading (0: in this process).
+        workers: processes for the per-image CPU work (0: in this process).
         force: rewrite existing pseudo masks.
-        progress: show a tqdm progress bar on stderr.
+        progress: show a progress bar on stderr.
 
     Raises:
         ValueError: bad arguments, duplicate image ids, a model without ``normalization`` or
             ``maps`` output, a label outside the model's classes, or existing masks in `out_dir`
             made by another CAM network or resize (without `force`).
     """
-    if resize < 1 or batch_size < 1 or num_workers < 0:
+    if resize < 1 or batch_size < 1 or num_workers < 0 or workers < 0:
         raise ValueError(
-            f"resize and batch_size must be >= 1 and num_workers >= 0, got {resize}, {batch_size}, {num_workers}"
+            f"resize and batch_size must be >= 1, num_workers and workers >= 0; got {resize}, {batch_size}, "
+            f"{num_workers}, {workers}"
         )
     normalization = getattr(cam_model, "normalization", None)
     if not isinstance(normalization, str):
         raise ValueError("cam_model has no `normalization` attribute; pass a CAM network built by spol.models")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    source = {"cam_model_sha256": state_digest(cam_model), "resize": resize}
-    report = PseudoMaskReport()
+    records = list(records)
     seen: set[str] = set()
-    todo: list[ImageRecord] = []
     for record in records:
         if record.image_id in seen:
             raise ValueError(f"duplicate image id {record.image_id!r}: each image needs its own pseudo mask")
         seen.add(record.image_id)
-        if pseudo_mask_path(out_dir, record.image_id).exists() and not force:
-            report.skipped_existing += 1
-        else:
-            todo.append(record)
-    if report.skipped_existing:
-        _check_source(out_dir, source)
-        logger.info("%d pseudo masks exist in %s and are kept (force to redo)", report.skipped_existing, out_dir)
-    write_json_atomic(out_dir / SOURCE_NAME, source)
+        pseudo_mask_path(out_dir, record.image_id)  # refuses ids that would leave out_dir
 
-    loader = DataLoader(
-        _Images(todo, eval_transform(resize=resize, normalization=normalization)),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate,
-    )
+    source = {"cam_model_sha256": state_digest(cam_model), "resize": resize}
+    # Every process checks (read only) before any writes, so they all refuse alike.
+    existing = 0 if force else sum(pseudo_mask_path(out_dir, r.image_id).exists() for r in records)
+    if existing:
+        _check_source(out_dir, source)
+        logger.info("%d pseudo masks exist in %s and are kept (force to redo)", existing, out_dir)
+    barrier()
+    if is_global_zero():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / SOURCE_NAME, source)
+
+    report = PseudoMaskReport()
+    failures: list[tuple[int, str]] = []
+    writer = _MaskWriter(workers, report)
+
+    def consume(cams: torch.Tensor | None, batch: dict[str, Any]) -> None:
+        report.skipped_existing += len(batch["existing"])
+        failures.extend(batch["failed"])
+        if cams is None:
+            return
+        for cam, (index, size) in zip(cams.cpu().numpy(), batch["loaded"], strict=True):
+            record = records[index]
+            if not np.isfinite(cam).all():
+                failures.append((index, f"the CAM of class {record.label} contains NaN or infinite values"))
+                continue
+            writer.submit(cam, size, resize, pseudo_mask_path(out_dir, record.image_id))
+
     was_training = cam_model.training
-    cam_model.eval().to(device)
-    bar = tqdm(total=len(records), initial=report.skipped_existing, desc="pseudo masks", unit="img", disable=not progress)
     try:
-        with torch.inference_mode(), bar:
-            for items in loader:
-                _process_batch(cam_model, todo, items, out_dir, resize, device, report)
-                bar.update(len(items))
+        run_inference(
+            _CamOfLabel(cam_model, records),
+            _Images(records, resize, normalization, out_dir, force),
+            trainer=trainer or TrainerConfig(accelerator="cpu", devices=1),
+            num_workers=num_workers,
+            batch_size=batch_size,
+            consume=consume,
+            collate_fn=_collate,
+            progress=progress,
+            description="pseudo masks",
+        )
+        writer.finish()
     finally:
+        writer.close()
         cam_model.train(was_training)
 
-    write_json_atomic(out_dir / REPORT_NAME, report.to_json())
+    report = _merge_reports(gather_objects((report, failures)), records)
+    if is_global_zero():
+        write_json_atomic(out_dir / REPORT_NAME, report.to_json())
+    barrier()
     if report.failed:
         logger.warning(
             "%d of %d images have no pseudo mask (see %s), e.g. %s: %s",
@@ -393,52 +512,17 @@ def generate_pseudo_masks(
     return report
 
 
-def _process_batch(
-    cam_model: nn.Module,
-    records: Sequence[ImageRecord],
-    items: list[_Item],
-    out_dir: Path,
-    resize: int,
-    device: str | torch.device,
-    report: PseudoMaskReport,
-) -> None:
-    loaded = []
-    for item in items:
-        if item.error is not None:
-            report.failed.append(PseudoMaskFailure(records[item.index].image_id, item.error))
-        else:
-            loaded.append(item)
-    if not loaded:
-        return
-    output = cam_model(torch.stack([item.image for item in loaded]).to(device))
-    maps = getattr(output, "maps", None)
-    if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or maps.shape[0] != len(loaded):
-        raise ValueError(
-            f"cam_model must return an MFFNetOutput whose maps are B x K x h x w with B = {len(loaded)}, "
-            f"got {type(output).__name__}"
-            + (f" with maps of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else "")
-        )
-    num_classes = maps.shape[1]
-    labels = [records[item.index].label for item in loaded]
-    for item, label in zip(loaded, labels, strict=True):
-        if not 0 <= label < num_classes:
-            raise ValueError(
-                f"image {records[item.index].image_id!r} has label {label} but the CAM network has "
-                f"{num_classes} classes; use the CAM network trained on this dataset"
-            )
-    cams = maps[torch.arange(len(loaded), device=maps.device), torch.tensor(labels, device=maps.device)]
-    cams = cams.float().cpu().numpy()
-    for item, cam in zip(loaded, cams, strict=True):
-        record = records[item.index]
-        if not np.isfinite(cam).all():
-            reason = f"the CAM of class {record.label} contains NaN or infinite values"
-            report.failed.append(PseudoMaskFailure(record.image_id, reason))
-            continue
-        p, g = pseudo_mask_from_cam(cam, cast(tuple[int, int], item.size), resize=resize)
-        write_pseudo_mask(pseudo_mask_path(out_dir, record.image_id), p, g)
-        report.written += 1
-        if cam.max() <= 0:
-            report.zero_cams += 1
+def _merge_reports(parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]) -> PseudoMaskReport:
+    """One report from every process's counts and failures (failures in record order)."""
+    merged = PseudoMaskReport()
+    failures: list[tuple[int, str]] = []
+    for report, failed in parts:
+        merged.written += report.written
+        merged.skipped_existing += report.skipped_existing
+        merged.zero_cams += report.zero_cams
+        failures.extend(failed)
+    merged.failed = [PseudoMaskFailure(records[index].image_id, reason) for index, reason in sorted(failures)]
+    return merged
 
 
 __all__ = [
@@ -455,4 +539,5 @@ __all__ = [
     "pseudo_mask_path",
     "read_pseudo_mask",
     "write_pseudo_mask",
+    "write_pseudo_mask_from_cam",
 ]

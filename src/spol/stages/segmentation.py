@@ -26,7 +26,7 @@ from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.stages._common import backbone_predicate, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, make_train_loader, seed_everything
+from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     SOURCE_NAME,
@@ -112,13 +112,13 @@ def fit_segmentation(
     kwargs = {"backbone": recipe.backbone}
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
-    loader = make_train_loader(ImageMaskDataset(records, read_labels, transform), batch_size=recipe.seg.batch_size, recipe=recipe)
+    images = ImageMaskDataset(records, read_labels, transform)
     logger.info("training the segmentation network on %d images", len(records))
 
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder="mffnet_seg", kwargs=kwargs, path=path)
 
-    return fit_stage(SegmentationModule(net, recipe.seg), loader, recipe=recipe, stage=recipe.seg, run_dir=run_dir, export=export, force=force)
+    return fit_stage(SegmentationModule(net, recipe.seg), images, recipe=recipe, stage=recipe.seg, run_dir=run_dir, export=export, force=force)
 
 
 def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: Path, *, force: bool = False) -> Path:

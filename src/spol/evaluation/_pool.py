@@ -1,0 +1,152 @@
+"""Per-image protocol work (boxes at every threshold, PxAP histograms) and the pool that runs it.
+
+`evaluate_scoremaps` feeds it maps read from disk; `spol.evaluation.streaming` feeds it maps as a
+network produces them. Either way at most two chunks of maps per worker are in flight, so the
+memory held by maps does not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from spol.evaluation.box_accuracy import compile_kernels, correct_at_thresholds
+from spol.evaluation.pixel_accuracy import load_protocol_mask, score_histograms
+
+CHUNK = 16
+"""Images per task handed to a worker."""
+
+
+@dataclass(frozen=True)
+class MapTask:
+    """One image's map on the protocol grid and its ground truth (boxes on the same grid)."""
+
+    image_id: str
+    scoremap: np.ndarray
+    gt_boxes: np.ndarray | None
+    mask_paths: tuple[Path, ...] = ()
+    ignore_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """What to compute per image: box correctness per contour mode, and/or PxAP histograms.
+
+    Attributes:
+        contour_modes: one entry per wanted box mode: False the largest contour (MaxBoxAcc),
+            True every contour (MaxBoxAccV2).
+    """
+
+    thresholds: np.ndarray
+    iou_thresholds: tuple[int, ...]
+    contour_modes: tuple[bool, ...]
+    masks: bool
+
+
+@dataclass(frozen=True)
+class MapOutcome:
+    """What one image contributes.
+
+    Attributes:
+        correct: per contour mode, bool ``[num_iou, num_thresholds]`` (None without boxes).
+        histograms: ``(foreground, background)`` score histograms (None without masks).
+    """
+
+    correct: tuple[np.ndarray, ...] | None
+    histograms: tuple[np.ndarray, np.ndarray] | None
+
+
+def evaluate_map(task: MapTask, settings: MapSettings) -> MapOutcome:
+    """The protocol's per-image work for `task`."""
+    correct = None
+    if task.gt_boxes is not None:
+        correct = tuple(
+            correct_at_thresholds(
+                task.scoremap, task.gt_boxes, settings.thresholds, settings.iou_thresholds, multi_contour=multi
+            )
+            for multi in settings.contour_modes
+        )
+    histograms = None
+    if settings.masks:
+        try:
+            gt_mask = load_protocol_mask(task.mask_paths, task.ignore_path)
+        except (ValueError, FileNotFoundError) as error:
+            raise type(error)(f"image {task.image_id}: {error}") from error
+        histograms = score_histograms(task.scoremap, gt_mask, settings.thresholds)
+    return MapOutcome(correct, histograms)
+
+
+def _evaluate_chunk(tasks: list[MapTask], settings: MapSettings) -> list[MapOutcome]:
+    return [evaluate_map(task, settings) for task in tasks]
+
+
+class MapPool:
+    """Evaluates tasks on worker threads (or processes) and returns outcomes in submission order.
+
+    ``workers <= 1`` evaluates in the calling thread. Otherwise chunks go to a pool with at most
+    two chunks per worker in flight: `submit` blocks on the oldest chunk beyond that.
+
+    Args:
+        settings: what to compute per image.
+        workers: pool size.
+        executor: ``"thread"`` (no start-up cost; the compiled level sweep releases the GIL) or
+            ``"process"`` (spawned processes, about a second to start).
+    """
+
+    def __init__(self, settings: MapSettings, workers: int, executor: str = "thread") -> None:
+        if executor not in ("thread", "process"):
+            raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
+        self.settings = settings
+        self.workers = workers
+        self._pending: deque[Future] = deque()
+        self._chunk: list[MapTask] = []
+        self._pool: Executor | None = None
+        if workers > 1:
+            compile_kernels()  # once here, not in every worker at once
+            if executor == "process":
+                # spawn: safe beside threads (torch, OpenMP) in this process.
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            else:
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
+
+    def submit(self, tasks: Iterable[MapTask]) -> Iterator[MapOutcome]:
+        """Queue `tasks`; yields the outcomes that are due (consume them before the next call)."""
+        for task in tasks:
+            if self._pool is None:
+                yield evaluate_map(task, self.settings)
+                continue
+            self._chunk.append(task)
+            if len(self._chunk) == CHUNK:
+                self._pending.append(self._pool.submit(_evaluate_chunk, self._chunk, self.settings))
+                self._chunk = []
+                while len(self._pending) >= 2 * self.workers:
+                    yield from self._pending.popleft().result()
+
+    def finish(self) -> Iterator[MapOutcome]:
+        """Yields every outstanding outcome, then shuts the pool down."""
+        try:
+            if self._pool is not None and self._chunk:
+                self._pending.append(self._pool.submit(_evaluate_chunk, self._chunk, self.settings))
+                self._chunk = []
+            while self._pending:
+                yield from self._pending.popleft().result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the pool (outstanding work is dropped)."""
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+__all__ = ["CHUNK", "MapOutcome", "MapPool", "MapSettings", "MapTask", "evaluate_map"]

@@ -1,0 +1,81 @@
+"""Which process am I, and how the processes of a multi-device run agree.
+
+Under DDP every process runs the whole command (Lightning relaunches the script for the other local
+ranks, torchrun and SLURM start them all). The rules every stage follows:
+
+* sharded work (pseudo masks, score maps) writes one file per image or adds up counters, so ranks
+  never write the same file;
+* everything else that writes (run-folder files, reports, exported models) runs on global rank 0
+  only, followed by `barrier` before any rank reads it;
+* counters are summed over ranks with `all_reduce_sum`; small lists are gathered with
+  `gather_objects`.
+
+Every helper is a no-op in a single process, and before the process group exists (Lightning creates
+it at the first ``fit`` or ``predict`` of a multi-device trainer).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a process group with more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_global_zero() -> bool:
+    """True in the process that owns the run folder's side effects (global rank 0).
+
+    Known before the process group exists too: torchrun sets ``RANK``, SLURM ``SLURM_PROCID`` and
+    Lightning's launcher ``NODE_RANK`` and ``LOCAL_RANK`` in the processes it starts.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    for variable in ("RANK", "SLURM_PROCID"):
+        if variable in os.environ:
+            return int(os.environ[variable]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def barrier() -> None:
+    """Wait until every process gets here (no-op in a single process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def _collective_device() -> torch.device:
+    # NCCL reduces CUDA tensors only; gloo reduces CPU tensors.
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: np.ndarray) -> np.ndarray:
+    """The element-wise sum of `values` (an int64 or float64 array) over every process."""
+    values = np.ascontiguousarray(values)
+    if not is_distributed():
+        return values
+    tensor = torch.from_numpy(values.copy()).to(_collective_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().numpy().astype(values.dtype, copy=False)
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """``[value of rank 0, value of rank 1, ...]`` on every process (``[value]`` in a single process).
+
+    For small picklable values (reports, failure lists); counters go through `all_reduce_sum`.
+    """
+    if not is_distributed():
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+__all__ = ["all_reduce_sum", "barrier", "gather_objects", "is_distributed", "is_global_zero"]
