@@ -78,6 +78,12 @@ class CamConfig(StageOptimConfig):
     freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN (ImageNet recipe)")
 
 
+class BaselineConfig(StageOptimConfig):
+    """The vanilla CAM baseline, trained at its own settings (a fair comparison tunes every method)."""
+
+    freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN")
+
+
 class PseudoMaskConfig(_Strict):
     """Pseudo-mask generation from the CAM network and their double thresholds."""
 
@@ -139,6 +145,7 @@ class Recipe(_Strict):
     data: DataConfig = DataConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     cam: CamConfig = CamConfig()
+    baseline: BaselineConfig = BaselineConfig()
     pseudo_masks: PseudoMaskConfig = PseudoMaskConfig()
     seg: SegConfig = SegConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -246,6 +253,21 @@ def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
         raise _explain(error, source) from None
 
 
+def with_overrides(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
+    """`recipe` with ``"dotted.key=value"`` overrides applied, checked like `load_recipe`'s.
+
+    Raises:
+        ValueError: an unknown key, or a value of the wrong type or range.
+    """
+    tree = recipe.model_dump(mode="json")
+    for override in overrides:
+        _apply_override(tree, override)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as error:
+        raise _explain(error, "with overrides " + ", ".join(overrides)) from None
+
+
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The full effective recipe as YAML text that `load_recipe` reads back to an equal recipe."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
@@ -253,6 +275,7 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 
 __all__ = [
     "SHIPPED_RECIPES",
+    "BaselineConfig",
     "CamConfig",
     "ClassifierConfig",
     "DataConfig",
@@ -264,4 +287,5 @@ __all__ = [
     "TrainerConfig",
     "load_recipe",
     "recipe_to_yaml",
+    "with_overrides",
 ]

@@ -17,7 +17,7 @@ def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(tmp_path
     assert result.exit_code == 0, result.output
     assert "GT-known Loc" in result.output and str(out / "report.html") in result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"spol", "cam"}
+    assert set(metrics) == {"spol", "mffcam", "cam"}
     assert metrics["spol"]["pxap"] is not None  # the synthetic data has masks
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "localizer.json").is_file()

@@ -22,7 +22,9 @@ OVERRIDES = (
     "data.crop=56",
     "data.num_workers=0",
     "cam.epochs=1",
+    "baseline.epochs=1",
     "cam.batch_size=8",
+    "baseline.batch_size=8",
     "seg.epochs=1",
     "seg.batch_size=8",
     "pseudo_masks.resize=64",
@@ -35,7 +37,9 @@ OVERRIDES = (
     "trainer.devices=2",
     "trainer.strategy=ddp",
 )
-METHOD_KEYS = {"top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold"}
+METHOD_KEYS = {
+    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train"
+}
 
 
 def _pipeline(data: Path, run: Path) -> subprocess.CompletedProcess[str]:
@@ -75,9 +79,9 @@ def test_pipeline_under_two_process_ddp_shards_the_work_and_writes_once(tmp_path
     assert len(list((run / "pseudo_masks").rglob("*.png"))) == len(train)
 
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"spol", "cam"} and all(set(m) == METHOD_KEYS for m in metrics.values())
+    assert set(metrics) == {"spol", "mffcam", "cam"} and all(set(m) == METHOD_KEYS for m in metrics.values())
     # The counts summed over the ranks equal one process evaluating every saved map.
-    for method in ("spol", "cam"):
+    for method in ("spol", "mffcam", "cam"):
         chosen = {}
         for split, records in (("val", val), ("test", test)):
             maps = NpyScoreMaps(run / "scoremaps" / method / split)

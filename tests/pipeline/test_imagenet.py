@@ -23,6 +23,7 @@ CPU_OVERRIDES = (
     "data.num_workers=0",
     "data.val_share=0.25",
     "cam.batch_size=8",
+    "baseline.batch_size=8",
     "seg.batch_size=8",
     "pseudo_masks.resize=64",
     "pseudo_masks.batch_size=8",
@@ -82,7 +83,7 @@ def test_imagenet_recipe_runs_every_stage_on_an_ilsvrc_layout(tmp_path):
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
-    for method in ("spol", "cam"):
+    for method in ("spol", "mffcam", "cam"):
         assert 0.0 <= metrics[method]["max_box_acc_v2"] <= 100.0
         assert metrics[method]["top1_loc"] is not None  # classes from the CAM network (no B7 file here)
         assert metrics[method]["pxap"] is None  # ILSVRC has boxes only

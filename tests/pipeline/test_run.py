@@ -20,7 +20,9 @@ TINY = (
     "data.num_workers=0",
     "data.val_share=0.25",
     "cam.epochs=1",
+    "baseline.epochs=1",
     "cam.batch_size=8",
+    "baseline.batch_size=8",
     "seg.epochs=1",
     "seg.batch_size=8",
     "pseudo_masks.resize=64",
@@ -29,7 +31,9 @@ TINY = (
     "evaluation.batch_size=8",
     "trainer.log_every_n_steps=1",
 )
-METHOD_KEYS = {"top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold"}
+METHOD_KEYS = {
+    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train"
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +51,17 @@ def finished_run(tmp_path_factory):
     return recipe, data, root / "run", result
 
 
-def test_metrics_file_has_both_methods_with_the_documented_keys(finished_run):
-    _, _, run, result = finished_run
+def test_metrics_file_has_every_method_with_the_documented_keys(finished_run):
+    recipe, _, run, result = finished_run
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
-    assert set(metrics) == {"spol", "cam"}
+    assert list(metrics) == ["spol", "mffcam", "cam"]
+    # Each method records the training settings it was made with: the baseline its own section.
+    assert metrics["spol"]["train"] == {
+        name: getattr(recipe, name).model_dump(mode="json") for name in ("cam", "pseudo_masks", "seg")
+    }
+    assert metrics["mffcam"]["train"] == {"cam": recipe.cam.model_dump(mode="json")}
+    assert metrics["cam"]["train"] == {"baseline": recipe.baseline.model_dump(mode="json")}
     for method in metrics.values():
         assert set(method) == METHOD_KEYS
         assert set(method["max_box_acc"]) == {"30", "50", "70"}
@@ -139,3 +149,11 @@ def test_a_run_folder_made_with_another_recipe_is_refused_without_force(finished
     with pytest.raises(ValueError, match="--force"):
         run_pipeline(other, data, "cub", run)
     assert (run / "config.yaml").read_text() == before
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_byte_identical_metrics_with_any_number_of_loader_processes(finished_run, tmp_path):
+    _, data, run, _ = finished_run
+    recipe = load_recipe("cpu", (*TINY, "data.num_workers=2"))
+    run_pipeline(recipe, data, "cub", tmp_path / "run", report_samples=1, progress=False)
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()

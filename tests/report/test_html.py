@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from spol.report import MethodVisuals, ReportSample, write_report
-from spol.report.html import METRIC_ROWS
+from spol.evaluation import METRIC_ROWS
 
 METRICS = {
     "spol": {
@@ -128,6 +128,16 @@ def test_report_is_valid_html_with_the_table_and_embedded_pictures(tmp_path: Pat
         with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as picture:
             assert picture.format == "PNG" and picture.size == (32, 32)
     assert not [p for p in tmp_path.iterdir() if p.name != "report.html"]  # atomic: no temporary left
+
+
+def test_three_methods_get_a_column_each_and_first_minus_last(tmp_path: Path) -> None:
+    three = {"spol": METRICS["spol"], "mffcam": {**METRICS["spol"], "top1_loc": 70.0}, "cam": METRICS["cam"]}
+    path = write_report(tmp_path / "report.html", metrics=three, samples=[])
+    parser = _Collector()
+    parser.feed(path.read_text(encoding="utf-8"))
+    assert ["Metric", "SPOL", "MFF-CAM", "CAM", "SPOL − CAM"] in parser.rows
+    table = {row[0]: row[1:] for row in parser.rows if row and row[0] in {label for label, _ in METRIC_ROWS}}
+    assert table["Top-1 Loc"] == ["60.00", "70.00", "50.50", "+9.50"]
 
 
 def test_bad_inputs_are_rejected(tmp_path: Path) -> None:

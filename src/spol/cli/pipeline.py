@@ -20,6 +20,14 @@ def pipeline_command(
     out: Path = typer.Option(..., "--out", help="Run folder (created; finished stages in it are skipped)."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     force: bool = typer.Option(False, "--force", help="Redo every stage even when its output exists."),
+    select: list[str] = typer.Option(
+        [],
+        "--select",
+        help="Choose a training setting on val, e.g. --select cam.lr=0.02,0.05 --select baseline.lr=0.01,0.02,0.05 "
+        "(repeatable): every method trains each of its candidates (cam.* changes SPOL and MFF-CAM, seg.* and "
+        "pseudo_masks.* SPOL, baseline.* CAM; data.*, backbone, weights all), keeps the best by val MaxBoxAccV2 "
+        "and evaluates only that one on test.",
+    ),
     save_scoremaps: bool = typer.Option(
         False,
         "--save-scoremaps",
@@ -42,7 +50,9 @@ def pipeline_command(
         raise fail(f"{data}: no such dataset folder")
     try:
         loaded = load_recipe(recipe, overrides)
-        result = run_pipeline(loaded, data, data_format, out, force=force, save_scoremaps=save_scoremaps)
+        result = run_pipeline(
+            loaded, data, data_format, out, force=force, save_scoremaps=save_scoremaps, select=select
+        )
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from error
     if is_global_zero():

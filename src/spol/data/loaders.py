@@ -10,17 +10,63 @@ size (1 object, 0 background, 255 ignored) and are transformed jointly with the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
 from torchvision import tv_tensors
 
 from spol.data.images import load_image_rgb
 from spol.data.records import ImageRecord
+
+
+SampleKey = Union[int, tuple[int, int]]
+"""What the datasets below take: an index, or ``(index, seed)`` from `SeededShuffle` (augmentation seed)."""
+
+
+class SeededShuffle(Sampler[tuple[int, int]]):
+    """Shuffles ``range(size)`` anew each epoch and gives every sample its own augmentation seed.
+
+    Yields ``(index, seed)``; the datasets below draw a sample's random crop and flip from its
+    seed alone. The order and the seeds depend only on `seed` and the epoch, so a run gives the
+    same batches and the same augmented images whatever the number of loader processes, and a
+    run resumed at an epoch start gives those of an uninterrupted one. ``set_epoch`` is called
+    before each epoch (Lightning calls it on the loader's sampler; under DDP `fit_stage` does).
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order and seeds of `epoch`."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        return iter(zip(order, seeds))
+
+
+def _split_key(key: SampleKey) -> tuple[int, int | None]:
+    return (key[0], key[1]) if isinstance(key, tuple) else (int(key), None)
+
+
+def _transform(transform: Callable[..., Any], seed: int | None, *inputs: Any) -> Any:
+    """``transform(*inputs)``, drawing its random parameters from `seed` when given (global RNG untouched)."""
+    if seed is None:
+        return transform(*inputs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(*inputs)
 
 
 class ImageLabelDataset(TorchDataset):
@@ -43,9 +89,10 @@ class ImageLabelDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = _split_key(key)
         record = self.records[index]
-        image = self.transform(load_image_rgb(record.path, min_size=self.min_size))
+        image = _transform(self.transform, seed, load_image_rgb(record.path, min_size=self.min_size))
         return image, torch.tensor(record.label, dtype=torch.int64)
 
 
@@ -75,7 +122,8 @@ class ImageMaskDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = _split_key(key)
         record = self.records[index]
         image = load_image_rgb(record.path)
         mask = np.asarray(self.read_mask(record))
@@ -84,8 +132,8 @@ class ImageMaskDataset(TorchDataset):
                 f"label mask of image {record.image_id!r} is {mask.shape[1::-1]} (w, h) but the image is "
                 f"{image.size}; regenerate the pseudo masks for this dataset"
             )
-        image_t, mask_t = self.transform(image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))))
+        image_t, mask_t = _transform(self.transform, seed, image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))))
         return image_t, mask_t.as_subclass(torch.Tensor).to(torch.int64)
 
 
-__all__ = ["ImageLabelDataset", "ImageMaskDataset"]
+__all__ = ["ImageLabelDataset", "ImageMaskDataset", "SampleKey", "SeededShuffle"]

@@ -36,11 +36,12 @@ from spol.evaluation.pixel_accuracy import (
     load_protocol_mask,
     score_histograms,
 )
-from spol.evaluation.streaming import ProtocolCounts, StreamingEvaluator
+from spol.evaluation.streaming import METRIC_ROWS, ProtocolCounts, StreamingEvaluator, metric_value
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
     "LOC_IOU",
+    "METRIC_ROWS",
     "BoxAccuracy",
     "EvaluationResult",
     "NpyScoreMaps",
@@ -58,6 +59,7 @@ __all__ = [
     "load_protocol_mask",
     "localization_accuracy",
     "localization_from_predictions",
+    "metric_value",
     "prepare_scoremap",
     "protocol_gt_boxes",
     "read_top5_predictions",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,32 @@ from spol.evaluation.localization import LOC_IOU
 from spol.evaluation.pixel_accuracy import PixelAccuracy
 
 TOP_K = 5
+
+METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Top-1 Loc", ("top1_loc",)),
+    ("Top-5 Loc", ("top5_loc",)),
+    ("GT-known Loc", ("gt_known_loc",)),
+    ("MaxBoxAcc@30", ("max_box_acc", "30")),
+    ("MaxBoxAcc@50", ("max_box_acc", "50")),
+    ("MaxBoxAcc@70", ("max_box_acc", "70")),
+    ("MaxBoxAccV2", ("max_box_acc_v2",)),
+    ("PxAP", ("pxap",)),
+    ("Top-1 Cls", ("cls_top1",)),
+    ("threshold", ("threshold",)),
+)
+"""How a method's `ProtocolCounts.summary` is shown (report and console): label and key path; all
+higher-is-better but the threshold."""
+
+
+def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
+    """The number at `keys` (a `METRIC_ROWS` path) in a method's summary, or None when absent or null."""
+    value: Any = summary
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        # JSON turns the IoU keys into strings; accept ints from Python callers too.
+        value = value.get(key, value.get(int(key)) if key.isdigit() else None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class ProtocolCounts:
@@ -221,4 +247,4 @@ class StreamingEvaluator:
         self._pool.close()
 
 
-__all__ = ["ProtocolCounts", "StreamingEvaluator"]
+__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_value"]

@@ -21,6 +21,7 @@ QUICK_DATA = SyntheticConfig(num_classes=4, train_per_class=40, test_per_class=1
 
 QUICK_OVERRIDES = (
     "cam.epochs=1",
+    "baseline.epochs=1",
     "seg.epochs=1",
 )
 """Recipe overrides of `spol demo --quick`."""

@@ -6,10 +6,12 @@ Run folder layout::
     RUN/pipeline.log           this run's log
     RUN/classifier/            classifier stage (when the recipe enables one)
     RUN/cam/                   MFF-Net CAM network
-    RUN/baseline_cam/          vanilla CAM baseline, trained the same way
+    RUN/baseline_cam/          vanilla CAM baseline, at the recipe's baseline settings
     RUN/pseudo_masks/          P/G pseudo masks of the training images
     RUN/seg/                   class-agnostic MFF-Net segmentation network
-    RUN/metrics.json           {"spol": {...}, "cam": {...}}
+    RUN/select/<stage>/<settings>/  the stages of candidate settings (--select), chosen on val
+    RUN/selection.json         every candidate's val MaxBoxAccV2 and which was selected (--select)
+    RUN/metrics.json           {"spol": {...}, "mffcam": {...}, "cam": {...}}
     RUN/report.html            metrics table and side-by-side samples
     RUN/localizer.json         what `spol localize` / `Localizer.from_run` needs
 
@@ -19,24 +21,25 @@ Each stage skips itself when its output exists; ``force`` redoes every stage.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spol.config import Recipe, recipe_to_yaml
 from spol.data import Dataset, ImageRecord, hold_out_val, read_dataset
-from spol.evaluation import ProtocolCounts
+from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_value
 from spol.fileio import write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
 from spol.models import load_exported_model
 from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.samples import build_report_samples
-from spol.report import write_report
+from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
+from spol.report import METHOD_LABELS, write_report
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
 from spol.stages.distributed import barrier, is_global_zero
 
 log = logging.getLogger(__name__)
 
-METHODS = ("spol", "cam")
 THRESHOLD_IOU = 50
 """GT-known / Top-k Loc use the threshold that maximises box accuracy at IoU 0.5 on val."""
 
@@ -100,6 +103,7 @@ def run_pipeline(
     force: bool = False,
     report_samples: int = 12,
     save_scoremaps: bool = False,
+    select: Sequence[str] = (),
     progress: bool = True,
 ) -> PipelineResult:
     """Train every SPOL stage and the CAM baseline on `data_root`, evaluate both, write the report.
@@ -117,6 +121,8 @@ def run_pipeline(
         report_samples: number of test images shown in the report.
         save_scoremaps: also save every val and test score map as
             ``RUN/scoremaps/<method>/<split>/<image_id>.npy`` (``spol evaluate-maps`` reads them).
+        select: ``"KEY=V1,V2,..."`` training settings to choose on val, per method
+            (`spol.pipeline.selection`); the report and ``RUN/selection.json`` list every candidate.
         progress: show progress bars.
     """
     if THRESHOLD_IOU not in recipe.evaluation.iou_thresholds:
@@ -140,6 +146,7 @@ def run_pipeline(
             force=force,
             report_samples=report_samples,
             save_scoremaps=save_scoremaps,
+            select=select,
             progress=progress,
         )
     finally:
@@ -157,8 +164,11 @@ def _run(
     force: bool,
     report_samples: int,
     save_scoremaps: bool,
+    select: Sequence[str],
     progress: bool,
 ) -> PipelineResult:
+    candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
+    selecting = any(len(options) > 1 for options in candidates.values())
     config_path = run_dir / "config.yaml"
     config = recipe_to_yaml(recipe)
     if config_path.exists() and config_path.read_text(encoding="utf-8") != config and not force:
@@ -177,40 +187,67 @@ def _run(
     if recipe.classifier.enabled:
         log.info("stage: classifier")
         classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
-    log.info("stage: CAM network (MFF-Net)")
-    cam_path = train_cam(recipe, dataset, run_dir / "cam", force=force)
-    log.info("stage: vanilla CAM baseline")
-    baseline_path = train_cam(recipe, dataset, run_dir / "baseline_cam", baseline=True, force=force)
-
-    log.info("stage: pseudo masks")
-    cam_model = load_exported_model(cam_path)
-    pseudo_dir = run_dir / "pseudo_masks"
-    section = recipe.pseudo_masks
-    report = generate_pseudo_masks(
-        cam_model,
-        dataset.split("train"),
-        pseudo_dir,
-        resize=section.resize,
-        batch_size=section.batch_size,
-        trainer=recipe.trainer,
-        num_workers=recipe.data.num_workers,
-        workers=section.workers,
-        force=force,
-        progress=progress,
-    )
-    if report.failed:
-        notes.append(f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})")
-    log.info("stage: segmentation network")
-    seg_path = train_seg(recipe, dataset, pseudo_dir, run_dir / "seg", force=force)
-
-    log.info("evaluation: score maps on val (%d) and test (%d)", len(val), len(test))
     input_size = recipe.evaluation.input_size
-    seg_model = load_exported_model(seg_path)
-    baseline_model = load_exported_model(baseline_path)
-    classifier_model = load_exported_model(classifier_path) if classifier_path else cam_model
     # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
     classifier_size = (recipe.classifier.crop or input_size) if classifier_path else input_size
+    classifier_model = load_exported_model(classifier_path) if classifier_path else None
     with_masks = all(r.mask_paths for r in test)
+    done: dict[Path, Path] = {}  # stage folder -> its model file (or itself), so candidates share a stage
+
+    def cam_network(candidate: Candidate) -> Path:
+        cam_dir = stage_root(run_dir, "cam", candidate) / "cam"
+        if cam_dir not in done:
+            log.info("stage: CAM network (MFF-Net)%s", f" [{candidate.label}]" if candidate.overrides else "")
+            done[cam_dir] = train_cam(candidate.recipe, dataset, cam_dir, force=force)
+        return done[cam_dir]
+
+    def pseudo_masks(candidate: Candidate) -> Path:
+        pseudo_dir = stage_root(run_dir, "pseudo_masks", candidate) / "pseudo_masks"
+        if pseudo_dir not in done:
+            cam_model = load_exported_model(cam_network(candidate))
+            section = candidate.recipe.pseudo_masks
+            log.info("stage: pseudo masks%s", f" [{candidate.label}]" if candidate.overrides else "")
+            report = generate_pseudo_masks(
+                cam_model,
+                dataset.split("train"),
+                pseudo_dir,
+                resize=section.resize,
+                batch_size=section.batch_size,
+                trainer=recipe.trainer,
+                num_workers=recipe.data.num_workers,
+                workers=section.workers,
+                force=force,
+                progress=progress,
+            )
+            if report.failed:
+                notes.append(f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})")
+            done[pseudo_dir] = pseudo_dir
+        return pseudo_dir
+
+    def seg_network(candidate: Candidate) -> Path:
+        seg_dir = stage_root(run_dir, "seg", candidate) / "seg"
+        if seg_dir not in done:
+            masks = pseudo_masks(candidate)
+            log.info("stage: segmentation network%s", f" [{candidate.label}]" if candidate.overrides else "")
+            done[seg_dir] = train_seg(candidate.recipe, dataset, masks, seg_dir, force=force)
+        return done[seg_dir]
+
+    def baseline_network(candidate: Candidate) -> Path:
+        baseline_dir = stage_root(run_dir, "baseline_cam", candidate) / "baseline_cam"
+        if baseline_dir not in done:
+            log.info("stage: vanilla CAM baseline%s", f" [{candidate.label}]" if candidate.overrides else "")
+            done[baseline_dir] = train_cam(candidate.recipe, dataset, baseline_dir, baseline=True, force=force)
+        return done[baseline_dir]
+
+    def systems(candidate: Candidate) -> tuple[ScoreMapSystem, ScoreMapSystem]:
+        """The method's networks on val (maps) and on test (maps and classes)."""
+        if candidate.method == "spol":
+            seg_model = load_exported_model(seg_network(candidate))
+            classes = classifier_model or load_exported_model(cam_network(candidate))
+            return ScoreMapSystem(seg_model, "seg"), ScoreMapSystem(seg_model, "seg", classifier=classes)
+        network = cam_network(candidate) if candidate.method == "mffcam" else baseline_network(candidate)
+        system = ScoreMapSystem(load_exported_model(network), "cam")
+        return system, system
 
     def score(system: ScoreMapSystem, records: list[ImageRecord], method: str, split: str) -> ProtocolCounts:
         return score_split(
@@ -222,26 +259,45 @@ def _run(
             masks=with_masks and split == "test",
             save_dir=run_dir / "scoremaps" / method / split if save_scoremaps else None,
             progress=progress,
-            description=f"{method.upper()} maps ({split})",
+            description=f"{METHOD_LABELS[method]} maps ({split})",
         )
 
-    spol_val = score(ScoreMapSystem(seg_model, "seg"), val, "spol", "val")
-    spol_test = score(ScoreMapSystem(seg_model, "seg", classifier=classifier_model), test, "spol", "test")
-    cam_val = score(ScoreMapSystem(baseline_model, "cam"), val, "cam", "val")
-    cam_test = score(ScoreMapSystem(baseline_model, "cam"), test, "cam", "test")
-    metrics = {
-        "spol": spol_test.summary(spol_val.best_threshold()),
-        "cam": cam_test.summary(cam_val.best_threshold()),
-    }
+    # The methods of metrics.json: SPOL, its stage-1 MFF-Net CAM alone, and the vanilla CAM baseline.
+    # Each candidate setting of a method is scored on val; the best alone sees the test split.
+    metrics: dict[str, dict] = {}
+    choices: list[dict] = []
+    winners: dict[str, Candidate] = {}
+    for method, options in candidates.items():
+        scored = []
+        for candidate in options:
+            val_system, _ = systems(candidate)
+            split = "val" if len(options) == 1 else f"val-{candidate.folder_name}"
+            counts = score(val_system, val, method, split)
+            scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"]))
+        best = max(range(len(scored)), key=lambda i: (scored[i][2], -i))  # the first of equal scores
+        candidate, val_counts, _ = scored[best]
+        winners[method] = candidate
+        choices += [
+            {"method": method, "settings": dict(c.overrides), "val_max_box_acc_v2": score_v2, "selected": i == best}
+            for i, (c, _, score_v2) in enumerate(scored)
+        ]
+        summary = score(systems(candidate)[1], test, method, "test").summary(val_counts.best_threshold())
+        sections = [name for name in ("cam", "pseudo_masks", "seg", "baseline") if name in METHOD_SECTIONS[method]]
+        metrics[method] = {**summary, "train": {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}}
+    if selecting:
+        notes.append("training settings chosen on val by MaxBoxAccV2 (see the table of candidates and selection.json)")
     if save_scoremaps:
         notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
     if is_global_zero():
         write_json_atomic(run_dir / "metrics.json", metrics)
+        if selecting:
+            write_json_atomic(run_dir / "selection.json", {"criterion": "max_box_acc_v2 on val", "candidates": choices})
+        spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
         write_localizer_config(
             run_dir,
             class_names=dataset.class_names,
-            classifier=(classifier_path or cam_path).relative_to(run_dir),
-            segmenter=seg_path.relative_to(run_dir),
+            classifier=(classifier_path or spol_cam).relative_to(run_dir),
+            segmenter=spol_seg.relative_to(run_dir),
             threshold=metrics["spol"]["threshold"],
             input_size=input_size,
             classifier_input_size=classifier_size,
@@ -250,44 +306,30 @@ def _run(
         )
         samples = build_report_samples(
             test,
-            seg_model=seg_model,
-            baseline_model=baseline_model,
-            cam_model=cam_model,
+            seg_model=load_exported_model(spol_seg),
+            baseline_model=load_exported_model(baseline_network(winners["cam"])),
+            cam_model=load_exported_model(spol_cam),
             thresholds={"spol": metrics["spol"]["threshold"], "cam": metrics["cam"]["threshold"]},
-            recipe=recipe,
+            recipe=winners["spol"].recipe,
             count=report_samples,
         )
-        write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes)
+        candidates_table = choices if selecting else []
+        write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes, candidates=candidates_table)
         log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "report.html")
     barrier()
     return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)
 
 
 def format_comparison(metrics: dict[str, dict]) -> str:
-    """A plain-text table of the metrics of both methods and their difference."""
-    rows = [
-        ("Top-1 Loc", "top1_loc"),
-        ("Top-5 Loc", "top5_loc"),
-        ("GT-known Loc", "gt_known_loc"),
-        ("MaxBoxAcc@30", ("max_box_acc", "30")),
-        ("MaxBoxAcc@50", ("max_box_acc", "50")),
-        ("MaxBoxAcc@70", ("max_box_acc", "70")),
-        ("MaxBoxAccV2", "max_box_acc_v2"),
-        ("PxAP", "pxap"),
-        ("Top-1 Cls", "cls_top1"),
-        ("threshold", "threshold"),
-    ]
-
-    def value(method: str, key: str | tuple[str, str]) -> float | None:
-        entry = metrics[method]
-        return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
-
-    def cell(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
-    lines = [f"{'metric':<14}{'SPOL':>9}{'CAM':>9}{'diff':>9}"]
-    for name, key in rows:
-        a, b = value("spol", key), value("cam", key)
-        diff = "" if a is None or b is None or key == "threshold" else f"{a - b:+.2f}"
-        lines.append(f"{name:<14}{cell(a):>9}{cell(b):>9}{diff:>9}")
+    """A plain-text table of every method's metrics and the difference between the first and the last."""
+    methods = list(metrics)
+    labels = [METHOD_LABELS.get(m, m) for m in methods]
+    difference = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
+    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{difference:>10}"]
+    for name, keys in METRIC_ROWS:
+        values = [metric_value(metrics[m], keys) for m in methods]
+        cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values)
+        first, last = values[0], values[-1]
+        diff = "" if first is None or last is None or keys == ("threshold",) or len(methods) < 2 else f"{first - last:+.2f}"
+        lines.append(f"{name:<14}{cells}{diff:>10}")
     return "\n".join(lines)

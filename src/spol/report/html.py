@@ -17,24 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from spol.evaluation import METRIC_ROWS, metric_value
 from spol.fileio import write_text_atomic
 from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
 
-METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Top-1 Loc", ("top1_loc",)),
-    ("Top-5 Loc", ("top5_loc",)),
-    ("GT-known Loc", ("gt_known_loc",)),
-    ("MaxBoxAcc@30", ("max_box_acc", "30")),
-    ("MaxBoxAcc@50", ("max_box_acc", "50")),
-    ("MaxBoxAcc@70", ("max_box_acc", "70")),
-    ("MaxBoxAccV2", ("max_box_acc_v2",)),
-    ("PxAP", ("pxap",)),
-    ("Top-1 Cls", ("cls_top1",)),
-    ("threshold", ("threshold",)),
-)
-"""Table rows: label and the key path into one method's metrics (all higher-is-better but the threshold)."""
-
-METHOD_LABELS = {"spol": "SPOL", "cam": "CAM"}
+METHOD_LABELS = {"spol": "SPOL", "mffcam": "MFF-CAM", "cam": "CAM"}
+"""Display names of the methods of ``metrics.json``."""
 
 
 @dataclass(frozen=True)
@@ -73,39 +61,29 @@ class ReportSample:
     methods: Mapping[str, MethodVisuals] = field(default_factory=dict)
 
 
-def _metric(entry: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
-    value: Any = entry
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        # JSON turns the IoU keys into strings; accept ints from Python callers too.
-        value = value.get(key, value.get(int(key)) if key.isdigit() else None)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _cell(value: float | None, css: str = "", *, signed: bool = False) -> str:
     text = "—" if value is None else f"{value:+.2f}" if signed else f"{value:.2f}"
     return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    """The HTML table: one row per metric, one column per method, and first − second when there are two."""
+    """The HTML table: one row per metric, one column per method, and first − last when there are several."""
     methods = list(metrics)
-    header = "".join(f"<th>{html.escape(METHOD_LABELS.get(m, m))}</th>" for m in methods)
-    with_difference = len(methods) == 2
+    labels = [METHOD_LABELS.get(m, m) for m in methods]
+    header = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    with_difference = len(methods) >= 2
     if with_difference:
-        labels = [METHOD_LABELS.get(m, m) for m in methods]
-        header += f"<th>{html.escape(labels[0])} − {html.escape(labels[1])}</th>"
+        header += f"<th>{html.escape(labels[0])} − {html.escape(labels[-1])}</th>"
     rows = [f"<tr><th>Metric</th>{header}</tr>"]
     for label, keys in METRIC_ROWS:
-        values = [_metric(metrics[m], keys) for m in methods]
+        values = [metric_value(metrics[m], keys) for m in methods]
         cells = "".join(_cell(v) for v in values)
         if with_difference:
-            first, second = values
-            if keys == ("threshold",) or first is None or second is None:
+            first, last = values[0], values[-1]
+            if keys == ("threshold",) or first is None or last is None:
                 cells += "<td></td>"
             else:
-                difference = first - second
+                difference = first - last
                 css = "better" if difference > 0 else "worse" if difference < 0 else ""
                 cells += _cell(difference, css, signed=True)
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
@@ -166,11 +144,29 @@ def samples_table(samples: Sequence[ReportSample]) -> str:
     return '<table class="samples">\n' + "\n".join(rows) + "\n</table>"
 
 
+def candidates_table(candidates: Sequence[Mapping[str, Any]]) -> str:
+    """The settings tried per method (``--select``): one row each with its val MaxBoxAccV2, the selected ones marked.
+
+    Each candidate is ``{"method", "settings": {key: value}, "val_max_box_acc_v2", "selected"}``.
+    """
+    rows = ["<tr><th>Method</th><th>Settings</th><th>MaxBoxAccV2 (val)</th><th>Selected</th></tr>"]
+    for candidate in candidates:
+        settings = ", ".join(f"{key}={value}" for key, value in candidate["settings"].items()) or "the recipe's"
+        mark = "✔" if candidate["selected"] else ""
+        css = ' class="better"' if candidate["selected"] else ""
+        rows.append(
+            f"<tr><td>{html.escape(METHOD_LABELS.get(candidate['method'], candidate['method']))}</td>"
+            f"<td>{html.escape(settings)}</td>{_cell(candidate['val_max_box_acc_v2'])}<td{css}>{mark}</td></tr>"
+        )
+    return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+
+
 def render_report(
     *,
     metrics: Mapping[str, Mapping[str, Any]],
     samples: Sequence[ReportSample],
     notes: Sequence[str] = (),
+    candidates: Sequence[Mapping[str, Any]] = (),
     title: str = "SPOL vs. CAM: weakly supervised object localization",
 ) -> str:
     """The report's HTML text (see `write_report`)."""
@@ -186,8 +182,15 @@ def render_report(
     return template.substitute(
         title=html.escape(title),
         metrics_table=metrics_table(metrics),
-        difference_label=html.escape(f"{methods[0]} − {methods[1]}" if len(methods) == 2 else "none"),
+        difference_label=html.escape(f"{methods[0]} − {methods[-1]}" if len(methods) >= 2 else "none"),
         notes=notes_html,
+        candidates=(
+            "<h2>Training settings chosen on val</h2>\n"
+            '<p class="muted">Every candidate was trained and scored on the validation split; only the selected '
+            "one of each method was evaluated on test.</p>\n" + candidates_table(candidates)
+            if candidates
+            else ""
+        ),
         samples=samples_table(samples),
         metrics_json=html.escape(json.dumps(metrics, indent=2, default=str)),
     )
@@ -199,32 +202,35 @@ def write_report(
     metrics: Mapping[str, Mapping[str, Any]],
     samples: Sequence[ReportSample],
     notes: Sequence[str] = (),
+    candidates: Sequence[Mapping[str, Any]] = (),
     title: str = "SPOL vs. CAM: weakly supervised object localization",
 ) -> Path:
     """Write the self-contained HTML report to `path` atomically (replacing it) and return the path.
 
     Args:
         path: output file (``.html``).
-        metrics: the ``metrics.json`` content, ``{"spol": {...}, "cam": {...}}`` with keys
+        metrics: the ``metrics.json`` content, ``{"spol": {...}, "mffcam": {...}, "cam": {...}}`` with keys
             ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``max_box_acc`` (``{"30", "50", "70"}``),
             ``max_box_acc_v2``, ``pxap`` (may be null), ``cls_top1``, ``threshold``; missing or
             null values show as a dash.
         samples: pictures to show, see `ReportSample`.
         notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
+        candidates: the training settings tried on val, see `candidates_table` (none: no such section).
         title: page title.
 
     Raises:
         ValueError: empty `metrics`, or a sample whose image or maps break the documented layout.
     """
     path = Path(path)
-    write_text_atomic(path, render_report(metrics=metrics, samples=samples, notes=notes, title=title))
+    write_text_atomic(path, render_report(metrics=metrics, samples=samples, notes=notes, candidates=candidates, title=title))
     return path
 
 
 __all__ = [
-    "METRIC_ROWS",
+    "METHOD_LABELS",
     "MethodVisuals",
     "ReportSample",
+    "candidates_table",
     "metrics_table",
     "render_report",
     "samples_table",

@@ -54,11 +54,11 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     """Train the CAM network on the dataset's "train" split; returns ``run_dir/model.pt``.
 
     Args:
-        recipe: the effective recipe (``backbone``, ``weights``, ``data``, ``cam``, ``trainer``).
+        recipe: the effective recipe (``backbone``, ``weights``, ``data``, ``cam`` or ``baseline``, ``trainer``).
         dataset: images with class labels; only the "train" split is used.
         run_dir: the stage's run folder (see `spol.stages.engine`).
         baseline: train the vanilla CAM network (`spol.models.build_vanilla_cam`) with plain
-            cross-entropy instead of MFF-Net.
+            cross-entropy instead of MFF-Net, at the recipe's ``baseline`` settings.
         force: start over even if the stage finished or has checkpoints.
 
     Raises:
@@ -71,9 +71,10 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         return done
     records = train_records(dataset)
     seed_everything(recipe.seed)
+    section = recipe.baseline if baseline else recipe.cam
     builder, kwargs = cam_model_kwargs(recipe, dataset.num_classes, baseline=baseline)
     net = MODEL_BUILDERS[builder](**kwargs, weights=recipe.weights)
-    if recipe.cam.freeze_stem:
+    if section.freeze_stem:
         frozen = freeze_stem(net.backbone)
         logger.info("froze the backbone stem: %s", ", ".join(frozen))
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
@@ -83,7 +84,7 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
-    return fit_stage(CamModule(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=run_dir, export=export, force=force)
+    return fit_stage(CamModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force)
 
 
 __all__ = ["CamModule", "cam_model_kwargs", "train_cam"]

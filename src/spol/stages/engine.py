@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from spol.config import Recipe, StageOptimConfig, TrainerConfig, recipe_to_yaml
+from spol.data.loaders import SeededShuffle
 from spol.fileio import write_json_atomic, write_text_atomic
 from spol.stages.distributed import barrier, is_global_zero
 
@@ -317,6 +318,10 @@ def per_device_batch_size(batch_size: int, *, world_size: int, accumulate: int, 
 def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, world_size: int = 1) -> DataLoader:
     """A shuffling DataLoader of per-device batches of `batch_size`.
 
+    The order and every sample's augmentation come from ``recipe.seed`` and the epoch
+    (`spol.data.loaders.SeededShuffle`), not from the loader processes: any ``data.num_workers``
+    gives the same batches.
+
     The last incomplete batch is dropped (BatchNorm needs > 1 sample) unless each device's share
     of the dataset is smaller than one batch, in which case the batch is that whole share.
     """
@@ -335,12 +340,21 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=True,
+        sampler=SeededShuffle(size, recipe.seed),
         drop_last=True,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available() and recipe.trainer.accelerator != "cpu",
     )
+
+
+class _ShuffleEpoch(Callback):
+    # Under DDP Lightning wraps the loader's sampler and sets the epoch on its wrapper only.
+    def __init__(self, sampler: SeededShuffle) -> None:
+        self.sampler = sampler
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.sampler.set_epoch(trainer.current_epoch)
 
 
 class ChannelsLast(Callback):
@@ -470,6 +484,7 @@ def fit_stage(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
         )
         loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
+        trainer.callbacks.append(_ShuffleEpoch(loader.sampler))  # type: ignore[arg-type]
         logger.info(
             "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s",
             type(system).__name__,
