@@ -19,9 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 SHIPPED_RECIPES: tuple[str, ...] = ("cub", "imagenet", "cpu")
 """Names accepted by `load_recipe` besides YAML paths."""
 
-Schedule = Literal["constant", "linear", "poly"]
+Schedule = Literal["constant", "linear", "poly", "onecycle"]
 """Learning-rate schedule over the stage's optimiser steps: ``constant``; ``linear``
-``lr * (1 - t/T)``; ``poly`` ``lr * (1 - t/T) ** 0.9``."""
+``lr * (1 - t/T)``; ``poly`` ``lr * (1 - t/T) ** 0.9``; ``onecycle`` torch's `OneCycleLR` (warm up
+to ``lr`` over the first 30 % of the steps, then cosine down; momentum cycled the other way)."""
+
+Optimizer = Literal["sgd", "adamw"]
+"""``sgd``: SGD with ``momentum``, ``nesterov``, L2 ``weight_decay`` (the paper's); ``adamw``: AdamW
+with decoupled ``weight_decay`` (``momentum`` and ``nesterov`` unused)."""
 
 
 class _Strict(BaseModel):
@@ -51,6 +56,7 @@ class StageOptimConfig(_Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum")
     weight_decay: float = Field(1e-4, ge=0.0, description="L2 weight decay")
+    optimizer: Optimizer = Field("sgd", description="'sgd' (the paper's) or 'adamw'")
     schedule: Schedule = Field("constant", description="learning-rate schedule over the stage's steps")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (None: run all epochs)")
 
@@ -71,17 +77,18 @@ class ClassifierConfig(StageOptimConfig):
     crop: int | None = Field(None, gt=0, description="train crop; null: data.crop")
 
 
-class CamConfig(StageOptimConfig):
-    """The CAM network (MFF-Net #1) trained on image labels."""
-
-    aux_branch: bool = Field(True, description="deep-only branch distilled into the fused head (CUB) or a single head (ImageNet)")
+class _LocalizerOptimConfig(StageOptimConfig):
     freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN (ImageNet recipe)")
 
 
-class BaselineConfig(StageOptimConfig):
-    """The vanilla CAM baseline, trained at its own settings (a fair comparison tunes every method)."""
+class CamConfig(_LocalizerOptimConfig):
+    """The CAM network (MFF-Net #1) trained on image labels."""
 
-    freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN")
+    aux_branch: bool = Field(True, description="deep-only branch distilled into the fused head (CUB) or a single head (ImageNet)")
+
+
+class BaselineConfig(_LocalizerOptimConfig):
+    """The vanilla CAM baseline, trained at its own settings (a fair comparison tunes every method)."""
 
 
 class PseudoMaskConfig(_Strict):
@@ -96,7 +103,7 @@ class PseudoMaskConfig(_Strict):
     )
 
 
-class SegConfig(StageOptimConfig):
+class SegConfig(_LocalizerOptimConfig):
     """The class-agnostic segmentation network (MFF-Net #2) trained on pseudo masks."""
 
     backbone_lr_mult: float = Field(1.0, ge=0.0, description="the release trains all parameters at lr")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from spol.config import Recipe, load_recipe
+from spol.config import Recipe, load_recipe, with_overrides
 from spol.data import Dataset
-from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, load_exported_model
+from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, build_vanilla_cam, load_exported_model
 from spol.stages import train_cam
 from spol.stages.engine import seed_everything
 
@@ -73,3 +73,26 @@ def test_empty_train_split_is_an_error(fast_recipe: Recipe, tiny_dataset: Datase
     with pytest.raises(ValueError, match="no 'train' images"):
         train_cam(fast_recipe, only_test, tmp_path / "cam")
     assert not (tmp_path / "cam" / "model.pt").exists()
+
+
+def test_adamw_with_one_cycle_and_a_frozen_stem(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    recipe = with_overrides(
+        fast_recipe,
+        ["baseline.optimizer=adamw", "baseline.lr=0.001", "baseline.schedule=onecycle", "baseline.freeze_stem=true",
+         "baseline.epochs=2"],
+    )
+    run = tmp_path / "baseline"
+    train_cam(recipe, tiny_dataset, run, baseline=True)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    states = checkpoint["optimizer_states"][0]
+    assert all("exp_avg" in state for state in states["state"].values())  # AdamW's moments
+    groups = {group["name"]: group for group in states["param_groups"]}
+    assert groups["new"]["max_lr"] == pytest.approx(0.001) and groups["backbone"]["max_lr"] == pytest.approx(0.0001)
+    rates = [float(row.split(",")[5]) for row in (run / "metrics.csv").read_text().splitlines()[1:] if row.startswith("step")]
+    assert max(rates) <= 0.001 and rates[-1] < 1e-6  # up to the new layers' lr, then annealed to nearly 0
+    trained = load_exported_model(run / "model.pt").state_dict()
+    seed_everything(recipe.seed)
+    initial = build_vanilla_cam(backbone=recipe.backbone, num_classes=2, weights=None).state_dict()
+    stem = [k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.")) and "running" not in k]
+    assert stem and all(torch.equal(initial[k], trained[k]) for k in stem if "num_batches" not in k)
+    assert not torch.equal(initial["classifier.weight"], trained["classifier.weight"])

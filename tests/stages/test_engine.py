@@ -15,19 +15,35 @@ from spol.stages import CamModule, train_cam
 from spol.stages.engine import (
     INPUTS_FILE,
     MODEL_FILE,
-    _schedule_factor,
+    build_scheduler,
     finished_model,
     make_train_loader,
     per_device_batch_size,
 )
 
 
+def _lrs(schedule: str, steps: int = 10) -> list[float]:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.5)
+    scheduler = build_scheduler(optimizer, schedule, steps)
+    rates = []
+    for _ in range(steps + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if len(rates) <= steps:
+            scheduler.step()
+    return rates
+
+
 def test_schedules() -> None:
-    assert [_schedule_factor("constant", 10)(t) for t in (0, 5, 10)] == [1.0, 1.0, 1.0]
-    assert [_schedule_factor("linear", 10)(t) for t in (0, 5, 10)] == [1.0, 0.5, 0.0]
-    assert _schedule_factor("poly", 10)(5) == pytest.approx(0.5**0.9)
+    assert _lrs("constant") == [0.5] * 11
+    assert _lrs("linear")[:6:5] == [0.5, 0.25] and _lrs("linear")[10] == 0.0
+    assert _lrs("poly")[5] == pytest.approx(0.5 * 0.5**0.9)
+    one_cycle = _lrs("onecycle", 20)
+    assert one_cycle[0] < 0.05 and max(one_cycle) == pytest.approx(0.5, rel=0.01) and one_cycle[-1] < 1e-3
+    assert one_cycle.index(max(one_cycle)) in (5, 6)  # the peak at 30 % of the steps
     with pytest.raises(ValueError, match="schedule"):
-        _schedule_factor("cosine", 10)
+        build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), "cosine", 10)
 
 
 def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe) -> None:

@@ -10,7 +10,7 @@ Run folder layout::
     RUN/pseudo_masks/          P/G pseudo masks of the training images
     RUN/seg/                   class-agnostic MFF-Net segmentation network
     RUN/select/<stage>/<settings>/  the stages of candidate settings (--select), chosen on val
-    RUN/selection.json         every candidate's val MaxBoxAccV2 and which was selected (--select)
+    RUN/selection.json         each method's val MaxBoxAccV2, per candidate with --select, and which was selected
     RUN/metrics.json           {"spol": {...}, "mffcam": {...}, "cam": {...}}
     RUN/report.html            metrics table and side-by-side samples
     RUN/localizer.json         what `spol localize` / `Localizer.from_run` needs
@@ -290,8 +290,7 @@ def _run(
         notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
     if is_global_zero():
         write_json_atomic(run_dir / "metrics.json", metrics)
-        if selecting:
-            write_json_atomic(run_dir / "selection.json", {"criterion": "max_box_acc_v2 on val", "candidates": choices})
+        write_json_atomic(run_dir / "selection.json", {"criterion": "max_box_acc_v2 on val", "candidates": choices})
         spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
         write_localizer_config(
             run_dir,

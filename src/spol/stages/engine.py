@@ -22,10 +22,11 @@ nodes (Lightning's launcher, torchrun, SLURM), mixed precision and channels_last
 batches (`per_device_batch_size`). Under DDP every process runs the stage; global rank 0 alone writes
 the run folder, and every rank returns once ``model.pt`` exists.
 
-Optimiser (the release's): SGD with momentum, Nesterov and weight decay in two parameter groups,
-new layers at ``lr`` and the pretrained backbone at ``lr * backbone_lr_mult``. Schedule, stepped
-per optimiser step over the whole run (T = Lightning's estimated stepping batches): ``constant``,
-``linear`` ``(1 - t/T)`` or ``poly`` ``(1 - t/T) ** 0.9``.
+Optimiser: SGD with momentum, Nesterov and weight decay (the release's) or AdamW, in two parameter
+groups, new layers at ``lr`` and the pretrained backbone at ``lr * backbone_lr_mult``. Schedule
+(`build_scheduler`, torch's schedulers), stepped per optimiser step over the whole run (T =
+Lightning's estimated stepping batches): ``constant``, ``linear`` ``(1 - t/T)``, ``poly``
+``(1 - t/T) ** 0.9`` or ``onecycle``.
 """
 
 from __future__ import annotations
@@ -75,15 +76,27 @@ class _DropAdvertising(logging.Filter):
 _DROP_ADVERTISING = _DropAdvertising()
 
 
-def _schedule_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The recipe's learning-rate schedule over `total_steps` optimiser steps (torch's schedulers).
+
+    ``constant``: the groups' learning rates throughout; ``linear``: ``lr * (1 - t/T)``; ``poly``:
+    ``lr * (1 - t/T) ** 0.9``; ``onecycle``: `OneCycleLR` up to each group's ``lr`` and down.
+    """
     total = max(int(total_steps), 1)
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     if schedule == "constant":
-        return lambda step: 1.0
-    if schedule == "linear":
-        return lambda step: max(0.0, 1.0 - step / total)
-    if schedule == "poly":
-        return lambda step: max(0.0, 1.0 - step / total) ** 0.9
-    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'linear' or 'poly'")
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif schedule == "linear":
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total)
+    elif schedule == "poly":
+        scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=0.9)
+    elif schedule == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        # One step of slack: OneCycleLR refuses a step beyond its total, and the estimate may be one short.
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total + 1)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'linear', 'poly' or 'onecycle'")
+    return scheduler
 
 
 def _collect_rng_states() -> dict[str, Any]:
@@ -110,13 +123,14 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
 
 
 class TrainingSystem(L.LightningModule):
-    """A LightningModule around a pure network: two-group SGD, the schedule, loss and accuracy logging.
+    """A LightningModule around a pure network: two-group SGD or AdamW, the schedule, loss and accuracy logging.
 
     Subclasses implement `compute_loss(batch) -> (loss, accuracy or None)`.
 
     Args:
         net: the network being trained (exported at the end).
-        optim: the stage's recipe section (lr, backbone_lr_mult, momentum, nesterov, weight_decay, schedule).
+        optim: the stage's recipe section (optimizer, lr, backbone_lr_mult, momentum, nesterov, weight_decay,
+            schedule).
         is_backbone: parameter name → True for pretrained parameters (trained at ``lr * backbone_lr_mult``).
     """
 
@@ -162,15 +176,18 @@ class TrainingSystem(L.LightningModule):
         return [group for group in groups if group["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.SGD(
-            self.parameter_groups(),
-            lr=self.optim.lr,
-            momentum=self.optim.momentum,
-            nesterov=self.optim.nesterov and self.optim.momentum > 0,
-            weight_decay=self.optim.weight_decay,
-        )
-        factor = _schedule_factor(self.optim.schedule, self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        optimizer: torch.optim.Optimizer
+        if self.optim.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                self.parameter_groups(),
+                lr=self.optim.lr,
+                momentum=self.optim.momentum,
+                nesterov=self.optim.nesterov and self.optim.momentum > 0,
+                weight_decay=self.optim.weight_decay,
+            )
+        scheduler = build_scheduler(optimizer, self.optim.schedule, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -524,6 +541,7 @@ __all__ = [
     "MODEL_FILE",
     "MetricsCSV",
     "TrainingSystem",
+    "build_scheduler",
     "build_trainer",
     "finished_model",
     "fit_stage",

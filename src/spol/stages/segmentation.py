@@ -25,7 +25,7 @@ from spol.data import Dataset, ImageRecord
 from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
-from spol.stages._common import backbone_predicate, train_records
+from spol.stages._common import backbone_predicate, freeze_stem, train_records
 from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
@@ -111,6 +111,8 @@ def fit_segmentation(
     seed_everything(recipe.seed)
     kwargs = {"backbone": recipe.backbone}
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
+    if recipe.seg.freeze_stem:
+        logger.info("froze the backbone stem: %s", ", ".join(freeze_stem(net.backbone)))
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
     images = ImageMaskDataset(records, read_labels, transform)
     logger.info("training the segmentation network on %d images", len(records))

@@ -1,0 +1,113 @@
+"""Choosing the CPU recipe on val across several generated datasets, never on test and never on one dataset.
+
+For each dataset and each recipe family (a set of overrides of the ``cpu`` recipe), runs
+``spol pipeline`` (optionally with ``--select``) and prints every method's val MaxBoxAccV2 per
+candidate (``selection.json``), the wall time, and, for information only, the test numbers of the
+selected candidates. A family is chosen by its mean val MaxBoxAccV2 over the datasets.
+
+    .venv/bin/python benchmarks/recipe_search.py --out /tmp/spol_search --datasets few15 large15 \\
+        --families sgd adamw
+
+Datasets (the synthetic benchmark's generator, different object sizes, image sizes, clutter and data
+sizes): ``demo`` (the demo's data), ``robust`` (its robust preset), ``few15`` (15 classes x 30 train
+images, as small as CUB per class), ``large15`` (15 classes x 30, large objects on larger images
+with more clutter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from spol.data import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
+
+DATASETS: dict[str, SyntheticConfig] = {
+    "demo": dataclasses.replace(SYNTHETIC_PRESETS["demo"], train_per_class=180),
+    "robust": SYNTHETIC_PRESETS["robust"],
+    "few15": SyntheticConfig(num_classes=15, train_per_class=30, test_per_class=30, image_size=(160, 224), seed=7),
+    "large15": SyntheticConfig(
+        num_classes=15,
+        train_per_class=30,
+        test_per_class=30,
+        image_size=(192, 288),
+        object_area=(0.2, 0.6),
+        clutter=(3, 8),
+        seed=11,
+    ),
+}
+
+
+def _stage(section: str, **values: object) -> list[str]:
+    return [f"{section}.{key}={value}" for key, value in values.items()]
+
+
+FAMILIES: dict[str, list[str]] = {
+    # The CPU recipe as shipped.
+    "sgd": [],
+    # AdamW with a one-cycle schedule and a frozen stem for all three networks.
+    "adamw": [
+        *_stage("cam", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=5),
+        *_stage("baseline", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=5),
+        *_stage("seg", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=3),
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/spol_search"))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the recipe's seed)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
+    parser.add_argument("--select", action="append", default=[], help="passed to spol pipeline --select")
+    args = parser.parse_args()
+    spol = Path(sys.executable).with_name("spol")
+    rows = []
+    for name in args.datasets:
+        data = args.out / "data" / name
+        if not (data / "synthetic_config.json").is_file():
+            generate_synthetic(data, DATASETS[name], progress=False)
+        for family in args.families:
+            run = args.out / name / f"{family}-seed{args.seed}"
+            overrides = [*FAMILIES[family], *args.extra, f"seed={args.seed}"]
+            command = [str(spol), "pipeline", "--recipe", "cpu", "--data", str(data), "--format", "cub", "--out", str(run)]
+            command += [arg for override in overrides for arg in ("--set", override)]
+            command += [arg for spec in args.select for arg in ("--select", spec)]
+            start = time.perf_counter()
+            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            seconds = time.perf_counter() - start
+            if result.returncode != 0:
+                print(f"{name} {family}: failed\n{result.stderr[-2000:]}", flush=True)
+                continue
+            selection = json.loads((run / "selection.json").read_text())["candidates"]
+            metrics = json.loads((run / "metrics.json").read_text())
+            for candidate in selection:
+                settings = ", ".join(f"{k}={v}" for k, v in candidate["settings"].items()) or "-"
+                test = metrics[candidate["method"]] if candidate["selected"] else None
+                rows.append((name, family, candidate["method"], settings, candidate["val_max_box_acc_v2"], test, seconds))
+                print(
+                    f"{name:8} {family:7} {candidate['method']:6} {settings:30} val V2 {candidate['val_max_box_acc_v2']:6.2f}"
+                    + (f" | test GT-known {test['gt_known_loc']:6.2f} V2 {test['max_box_acc_v2']:6.2f}" if test else "")
+                    + f" | run {seconds / 60:5.1f} min",
+                    flush=True,
+                )
+    print("\nMean val MaxBoxAccV2 of the selected candidate per family and method, over the datasets:")
+    for family in args.families:
+        for method in ("spol", "mffcam", "cam"):
+            best = {}
+            for name, fam, meth, _, val, _, _ in rows:
+                if fam == family and meth == method:
+                    best[name] = max(best.get(name, 0.0), val)
+            if best:
+                print(f"  {family:7} {method:6} {sum(best.values()) / len(best):6.2f}  ({', '.join(f'{k} {v:.1f}' for k, v in best.items())})")
+
+
+if __name__ == "__main__":
+    main()
