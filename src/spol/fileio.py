@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The format of every log spol writes (run logs, stage logs, the console)."""
 
 
 def _umask() -> int:
@@ -38,29 +47,102 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def image_id_path(root: str | os.PathLike[str], image_id: str, suffix: str) -> Path:
-    """Where a per-image output of `image_id` lives: ``root / (image_id + suffix)``.
+OUTSIDE_IDS = "_outside"
+"""Sub-folder of per-image outputs whose image ids point outside the dataset (absolute or ``..`` paths)."""
 
-    Sub-folders of the id are kept (``"001.Albatross/x.jpg"`` -> ``root/001.Albatross/x.jpg.png``).
+
+def image_id_path(root: str | os.PathLike[str], image_id: str, suffix: str) -> Path:
+    """Where a per-image output of `image_id` lives: ``root / (image_id + suffix)``, always inside `root`.
+
+    Sub-folders of the id are kept (``"001.Albatross/x.jpg"`` -> ``root/001.Albatross/x.jpg.png``). An
+    id that would leave `root` (absolute, or holding ``..``, as a CSV dataset may list its images)
+    is stored flat under ``root/_outside/``, named after its parts and a digest of the whole id, so
+    distinct ids never share a file.
 
     Raises:
-        ValueError: `image_id` is empty, absolute or contains ``..`` (it would leave `root`).
+        ValueError: `image_id` is empty.
     """
-    parts = PurePosixPath(image_id.replace("\\", "/")).parts
-    if not image_id or image_id.startswith(("/", "\\")) or ".." in parts:
-        raise ValueError(f"image id {image_id!r} must be a non-empty relative path without '..'")
-    return Path(root) / (image_id + suffix)
+    if not image_id:
+        raise ValueError("an image id must not be empty")
+    posix = image_id.replace("\\", "/")
+    parts = PurePosixPath(posix).parts
+    if not posix.startswith("/") and ".." not in parts and not re.match(r"^[A-Za-z]:", posix):
+        return Path(root) / (image_id + suffix)
+    readable = "__".join(part for part in parts if part not in ("/", "..")).replace(":", "")[-80:]
+    digest = hashlib.sha256(image_id.encode()).hexdigest()[:12]
+    return Path(root) / OUTSIDE_IDS / f"{readable}-{digest}{suffix}"
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically, checking that every byte reached the file.
+
+    A full disk raises ``OSError(ENOSPC)`` here rather than leaving a short file under the final
+    name (encoders that write through their own buffers may not report a short write).
+    """
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as file:
+            file.write(data)  # raises OSError(ENOSPC) on a full disk, as does the flush at close
+        if tmp.stat().st_size != len(data):
+            raise OSError(errno.ENOSPC, f"only {tmp.stat().st_size} of {len(data)} bytes were written", str(path))
+
+
+def save_image_atomic(path: str | os.PathLike[str], image: Any, format: str, **params: Any) -> None:
+    """Encode a PIL image in memory (`format`, Pillow's save `params`), then `write_bytes_atomic`."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **params)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+"""The names `atomic_path` gives its temporary files (``.<name>.<8 random characters>.tmp``)."""
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete the temporary files that killed runs left under `folder` (only `atomic_path`'s names).
+
+    Call it when no other process writes into `folder`. Returns the number of files removed.
+    """
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file() and _TEMPORARY.match(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def explain_os_error(error: OSError) -> str:
+    """One line naming the path, the cause in plain words and the fix (disk full, permissions, a file in the way)."""
+    path = error.filename or "the output"
+    if error.errno == errno.ENOSPC:
+        return f"disk full while writing {path}: free some space or choose an output on another disk"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: permission denied or read-only file system; choose another output folder"
+    if error.errno == errno.ENOTDIR:
+        return f"{path} is not a folder (a file is in the way); choose another output folder"
+    if error.errno == errno.EISDIR:
+        return f"{path} is a folder, not a file"
+    return f"{path}: {error.strerror or error}"
+
+
+def disk_full(path: str | os.PathLike[str], *, margin: int = 1 << 20) -> bool:
+    """True when the file system holding `path` (or its nearest existing parent) has less than `margin` bytes free."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def ensure_writable(path: str | os.PathLike[str], *, force: bool) -> None:

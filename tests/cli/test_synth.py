@@ -29,12 +29,13 @@ def test_synth_writes_the_asked_dataset(tmp_path):
     assert split.count("1") == 4 and split.count("0") == 2
 
 
-def test_synth_refuses_a_non_empty_folder_without_force(tmp_path):
+def test_synth_refuses_another_generation_without_force(tmp_path):
     out = tmp_path / "synthetic"
     assert runner.invoke(app, ["data", "synth", str(out), *ARGS]).exit_code == 0
-    result = runner.invoke(app, ["data", "synth", str(out), *ARGS])
+    assert runner.invoke(app, ["data", "synth", str(out), *ARGS]).exit_code == 0  # twice in a row: already there
+    result = runner.invoke(app, ["data", "synth", str(out), *ARGS, "--seed", "5"])
     assert result.exit_code == 2 and "--force" in result.stderr
-    assert runner.invoke(app, ["data", "synth", str(out), *ARGS, "--force"]).exit_code == 0
+    assert runner.invoke(app, ["data", "synth", str(out), *ARGS, "--seed", "5", "--force"]).exit_code == 0
 
 
 def test_synth_reports_bad_options_by_name(tmp_path):

@@ -171,18 +171,32 @@ def test_robust_preset_draws_varied_sizes_and_smaller_objects():
     assert all(config.object_area[0] <= s.mask.mean() <= config.object_area[1] for s in samples)
 
 
-def test_refuses_a_non_empty_folder_without_force(tmp_path):
-    config = dataclasses.replace(SMALL, num_classes=1, train_per_class=1, test_per_class=0)
+def test_refuses_other_content_without_force_and_completes_an_interrupted_generation(tmp_path):
+    config = dataclasses.replace(SMALL, num_classes=1, train_per_class=2, test_per_class=0)
     out = tmp_path / "out"
     out.mkdir()  # an empty folder is fine
     generate_synthetic(out, config, progress=False)
-    with pytest.raises(FileExistsError, match="--force"):
-        generate_synthetic(out, config, progress=False)
+    first = out / "images" / "001.red_disc" / "red_disc_0001.jpg"
+    stamp = first.stat().st_mtime_ns
+    generate_synthetic(out, config, progress=False)  # the same generation: nothing to do
+    assert first.stat().st_mtime_ns == stamp
+    with pytest.raises(FileExistsError, match="other settings.*--force"):
+        generate_synthetic(out, dataclasses.replace(config, seed=1), progress=False)
+    # Killed midway: no stamp, an image missing, a temporary left. The rerun finishes the job.
+    (out / "synthetic_config.json").unlink()
+    first.unlink()
+    (first.parent / ".red_disc_0002.jpg.abcd1234.tmp").write_bytes(b"partial")
+    generate_synthetic(out, config, progress=False)
+    assert first.is_file() and (out / "synthetic_config.json").is_file()
+    assert not list(out.rglob("*.tmp"))
     mine = out / "notes.txt"
     mine.write_text("keep me")
+    (out / "synthetic_config.json").unlink()
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        generate_synthetic(out, config, progress=False)
     generate_synthetic(out, dataclasses.replace(config, seed=1), force=True, progress=False)
     assert mine.read_text() == "keep me"
-    assert (out / "images.txt").read_text() == "1 001.red_disc/red_disc_0001.jpg\n"
+    assert (out / "images.txt").read_text().splitlines()[0] == "1 001.red_disc/red_disc_0001.jpg"
     with pytest.raises(NotADirectoryError):
         generate_synthetic(mine, config, progress=False)
 

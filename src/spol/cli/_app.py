@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
+
+from spol.fileio import LOG_FORMAT
 
 app = typer.Typer(
     name="spol",
@@ -22,7 +25,7 @@ app.add_typer(data_app, name="data")
 def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         datefmt="%H:%M:%S",
     )
     # Lightning prints its messages with its own console handler; passing them on to ours too would
@@ -36,6 +39,25 @@ def quiet_other_ranks() -> None:
 
     if not is_global_zero():
         logging.getLogger().setLevel(logging.WARNING)
+
+
+def explain_failure(error: BaseException, out: Path | None = None) -> str | None:
+    """The one line that tells a user what went wrong and what to do, or None for an unexpected error.
+
+    Errors the library raises for bad input (ValueError, OSError with our message, a folder in use)
+    keep their message; system errors on a path (disk full, permissions, a file in the way) are
+    explained; any error while `out`'s disk is full is reported as that (torch's "unexpected pos").
+    """
+    from spol.fileio import disk_full, explain_os_error
+    from spol.rundir import FolderInUseError
+
+    if out is not None and disk_full(out):
+        return f"disk full under {out}: free some space or choose an output on another disk"
+    if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
+        return explain_os_error(error)
+    if isinstance(error, ValueError | OSError | FolderInUseError):
+        return str(error)
+    return None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, fail, quiet_other_ranks
+from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
 
 RECIPE_HELP = "A shipped recipe name (cub, imagenet, cpu) or the path of a YAML recipe."
 SET_HELP = "Override a recipe value, e.g. --set cam.epochs=2 (repeatable)."
@@ -19,7 +19,12 @@ def pipeline_command(
     data_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
     out: Path = typer.Option(..., "--out", help="Run folder (created; finished stages in it are skipped)."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
-    force: bool = typer.Option(False, "--force", help="Redo every stage even when its output exists."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Redo every stage even when its output exists: the old results are removed first, then only "
+        "files spol wrote are replaced or deleted.",
+    ),
     select: list[str] = typer.Option(
         [],
         "--select",
@@ -27,6 +32,12 @@ def pipeline_command(
         "(repeatable): every method trains each of its candidates (cam.* changes SPOL and MFF-CAM, seg.* and "
         "pseudo_masks.* SPOL, baseline.* CAM; data.*, backbone, weights all), keeps the best by val MaxBoxAccV2 "
         "and evaluates only that one on test.",
+    ),
+    overwrite_foreign: bool = typer.Option(
+        False,
+        "--overwrite-foreign",
+        help="Write into an --out folder that holds files spol did not write (they are never deleted; "
+        "same-named results are replaced). Without it such a folder is refused.",
     ),
     save_scoremaps: bool = typer.Option(
         False,
@@ -51,10 +62,20 @@ def pipeline_command(
     try:
         loaded = load_recipe(recipe, overrides)
         result = run_pipeline(
-            loaded, data, data_format, out, force=force, save_scoremaps=save_scoremaps, select=select
+            loaded,
+            data,
+            data_format,
+            out,
+            force=force,
+            save_scoremaps=save_scoremaps,
+            select=select,
+            overwrite_foreign=overwrite_foreign,
         )
-    except (ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from error
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from error
     if is_global_zero():
         typer.echo(format_comparison(result.metrics))
         typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
@@ -71,8 +92,11 @@ def demo_command(
 
     try:
         result = run_demo(out, quick=quick, force=force)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        raise fail(str(error)) from error
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from error
     typer.echo(format_comparison(result.metrics))
     for note in result.notes:
         typer.echo(f"note: {note}")

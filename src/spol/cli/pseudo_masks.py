@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, fail
-
-MODEL_FILE = "model.pt"
+from spol.rundir import MODEL_FILE
 
 
 @app.command("pseudo-masks")

@@ -8,13 +8,17 @@ from typing import Any, Optional
 
 import typer
 
-from spol.cli._app import data_app, fail
+from spol.cli._app import data_app, explain_failure, fail
 from spol.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic
 
 
 @data_app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Output folder; must be empty or missing unless --force."),
+    out: Path = typer.Argument(
+        ...,
+        help="Output folder: empty or missing, or holding this same generation (left as is) or an interrupted "
+        "one (completed); anything else needs --force.",
+    ),
     preset: str = typer.Option(
         "demo",
         help=f"Starting config: {', '.join(sorted(SYNTHETIC_PRESETS))} ('demo': 10 classes x (150 train + 50 test), "
@@ -73,6 +77,9 @@ def synth(
     try:
         config = dataclasses.replace(base, **changes)
         generate_synthetic(out, config, force=force, progress=progress, workers=workers)
-    except (ValueError, FileExistsError, NotADirectoryError) as error:
-        raise fail(str(error)) from None
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from None
     typer.echo(f"wrote {config.num_classes * (config.train_per_class + config.test_per_class)} images to {out}")

@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "DatasetFormatError": "spol.data.records",
     "ImageRecord": "spol.data.records",
     "Problem": "spol.data.records",
+    "dataset_fingerprint": "spol.data.records",
+    "records_digest": "spol.data.records",
     "FORMATS": "spol.data.summary",
     "read_dataset": "spol.data.summary",
     "summarize": "spol.data.summary",
@@ -43,7 +45,16 @@ if TYPE_CHECKING:
     from spol.data.holdout import hold_out_val
     from spol.data.imagenet import read_imagenet
     from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
-    from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem
+    from spol.data.records import (
+        SPLITS,
+        Box,
+        Dataset,
+        DatasetFormatError,
+        ImageRecord,
+        Problem,
+        dataset_fingerprint,
+        records_digest,
+    )
     from spol.data.summary import FORMATS, read_dataset, summarize
     from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
     from spol.data.wsol import read_wsol, read_wsol_metadata

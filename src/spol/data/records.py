@@ -8,6 +8,9 @@ these to the protocol resolution (see ``spol.evaluation``).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -100,3 +103,41 @@ class Dataset:
 
 class DatasetFormatError(ValueError):
     """The folder is not a dataset of the asked format (missing or unreadable index files)."""
+
+
+def records_digest(records: Sequence[ImageRecord]) -> str:
+    """SHA-256 of what the stages read of `records`: ids, files, labels, splits, sizes, boxes and masks, in order."""
+    digest = hashlib.sha256()
+    for r in records:
+        masks = ",".join(str(p) for p in r.mask_paths)
+        digest.update(f"{r.image_id}|{r.path}|{r.label}|{r.split}|{r.size}|{r.boxes}|{masks}|{r.ignore_path}\n".encode())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Dataset, *, workers: int = 16) -> dict[str, object]:
+    """What identifies a dataset on disk: format, root, counts, and digests of its index and of its files.
+
+    ``index_sha256`` is `records_digest` of every record (the index files as read: ids, labels,
+    splits, sizes, boxes); ``files_sha256`` digests every image file's byte size and modification
+    time (read with `workers` threads), so images replaced under the same names are noticed.
+    """
+    paths = [record.path for record in dataset.records]
+
+    def stamp(path: Path) -> str:
+        try:
+            status = path.stat()
+        except OSError:
+            return "missing"
+        return f"{status.st_size}:{status.st_mtime_ns}"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        stamps = list(pool.map(stamp, paths, chunksize=256))
+    files = hashlib.sha256("\n".join(f"{p}|{s}" for p, s in zip(paths, stamps, strict=True)).encode()).hexdigest()
+    return {
+        "format": dataset.format,
+        "root": str(Path(dataset.root).resolve()),
+        "images": len(dataset.records),
+        "classes": dataset.num_classes,
+        "index_sha256": records_digest(dataset.records),
+        "files_sha256": files,
+    }

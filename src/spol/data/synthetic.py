@@ -39,6 +39,7 @@ scikit-image versions, which supply the pixels and the encoders).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -53,7 +54,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from spol.fileio import atomic_path, write_json_atomic, write_text_atomic
+from spol.fileio import remove_stale_temporaries, save_image_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -241,11 +242,13 @@ def generate_synthetic(
     """Write the synthetic benchmark of `config` to `out_dir` in the CUB-200-2011 layout.
 
     Every file is written atomically; ``synthetic_config.json`` comes last, so its presence
-    means a finished generation. With `force`, files of an earlier generation are
-    overwritten; those this one does not produce stay, unlisted in the index files.
+    means a finished generation. A folder that already holds this generation is left as it is;
+    one holding only the files of an interrupted generation is completed. With `force`, files of
+    an earlier generation are overwritten; those this one does not produce stay, unlisted in the
+    index files.
 
     Args:
-        out_dir: Output folder; created if missing, must be empty unless `force`.
+        out_dir: Output folder; created if missing; must be empty, finished or interrupted unless `force`.
         config: What to draw.
         force: Write into a non-empty `out_dir`.
         progress: Show a tqdm bar on stderr.
@@ -256,14 +259,32 @@ def generate_synthetic(
         `out_dir` as a Path.
 
     Raises:
-        FileExistsError: `out_dir` is not empty and `force` is false (the message names --force).
+        FileExistsError: `out_dir` holds other files or another generation and `force` is false
+            (the message names --force).
         NotADirectoryError: `out_dir` is a file.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; give a folder for the synthetic dataset")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} is not empty; pass --force (force=True) to write into it")
+        stamp = out / CONFIG_STAMP
+        if stamp.is_file():
+            if json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(dataclasses.asdict(config))):
+                logger.info("%s already holds this synthetic benchmark; nothing to do", out)
+                return out
+            raise FileExistsError(
+                f"{out} holds a synthetic benchmark made with other settings ({stamp}); pass --force to "
+                "regenerate it, or choose another folder"
+            )
+        foreign = [entry.name for entry in out.iterdir() if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")]
+        if foreign:
+            raise FileExistsError(
+                f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
+                "or pass --force to write into it"
+            )
+        # Only files of a generation killed midway (no stamp yet): finish it, over them.
+        logger.info("%s holds an unfinished synthetic benchmark; completing it", out)
+        remove_stale_temporaries(out)
     workers = min(os.cpu_count() or 1, 4) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -297,9 +318,18 @@ def generate_synthetic(
         ("train_test_split.txt", split_lines),
     ):
         write_text_atomic(out / name, "".join(line + "\n" for line in lines))
-    write_json_atomic(out / "synthetic_config.json", dataclasses.asdict(config))
+    write_json_atomic(out / CONFIG_STAMP, dataclasses.asdict(config))
     return out
 
+
+CONFIG_STAMP = "synthetic_config.json"
+"""Written last: its presence means a finished generation, and which config made it."""
+
+GENERATED_NAMES = frozenset(
+    {"images", "segmentations", "classes.txt", "images.txt", "image_class_labels.txt", "bounding_boxes.txt",
+     "train_test_split.txt", CONFIG_STAMP}
+)
+"""Everything `generate_synthetic` writes at the top of its folder."""
 
 _Job = tuple[str, SyntheticConfig, int, int, str]
 
@@ -319,11 +349,11 @@ def _run_jobs(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[int, int, in
 def _draw_and_write(job: _Job) -> tuple[int, int, int, int]:
     out, config, label, number, relpath = job
     sample = render_synthetic_sample(config, label=label, number=number)
-    with atomic_path(Path(out) / "images" / relpath) as tmp:
-        # subsampling=0 (4:4:4): 4:2:0 chroma would smear a part only a few pixels wide.
-        Image.fromarray(sample.image).save(tmp, format="JPEG", quality=config.jpeg_quality, subsampling=0)
-    with atomic_path(Path(out) / "segmentations" / Path(relpath).with_suffix(".png")) as tmp:
-        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+    # subsampling=0 (4:4:4): 4:2:0 chroma would smear a part only a few pixels wide.
+    image = Image.fromarray(sample.image)
+    save_image_atomic(Path(out) / "images" / relpath, image, "JPEG", quality=config.jpeg_quality, subsampling=0)
+    mask = Image.fromarray(sample.mask.astype(np.uint8) * 255)
+    save_image_atomic(Path(out) / "segmentations" / Path(relpath).with_suffix(".png"), mask, "PNG")
     return sample.box
 
 

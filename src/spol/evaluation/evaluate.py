@@ -25,6 +25,7 @@ from spol.data.records import ImageRecord
 from spol.evaluation._pool import MapPool, MapSettings, MapTask
 from spol.evaluation.box_accuracy import DEFAULT_IOU_THRESHOLDS, BoxAccuracy, cam_thresholds, rescale_boxes_to_protocol
 from spol.evaluation.pixel_accuracy import PixelAccuracy
+from spol.fileio import OUTSIDE_IDS, image_id_path
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,15 @@ class NpyScoreMaps:
         self.root = Path(root)
 
     def path(self, image_id: str) -> Path:
-        """The file holding `image_id`'s map (the first candidate when none exists)."""
-        candidates = [self.root / (image_id + ".npy"), (self.root / image_id).with_suffix(".npy")]
+        """The file holding `image_id`'s map (the first candidate when none exists); always inside the root.
+
+        Ids that would leave the root (absolute, ``..``) map to ``<root>/_outside/...``, where
+        ``spol pipeline --save-scoremaps`` writes them (`spol.fileio.image_id_path`).
+        """
+        first = image_id_path(self.root, image_id, ".npy")
+        candidates = [first]
+        if first.parent.name != OUTSIDE_IDS or first.parent.parent != self.root:
+            candidates.append((self.root / image_id).with_suffix(".npy"))
         return next((p for p in candidates if p.is_file()), candidates[0])
 
     def __call__(self, image_id: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from spol.data import UnreadableImageError, load_image_rgb
-from spol.fileio import atomic_path
+from spol.fileio import atomic_path, save_image_atomic
 from spol.localization.localizer import Localization, Localizer
 from spol.localization.overlay import localization_overlay
 
@@ -121,8 +121,7 @@ def _check_outputs(out_dir: Path, stems: Sequence[str], force: bool) -> None:
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    save_image_atomic(path, Image.fromarray(array), "PNG")
 
 
 def _write_outputs(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 from pathlib import Path
 
 from spol.config import load_recipe
 from spol.data.synthetic import SyntheticConfig, generate_synthetic
 from spol.pipeline.run import PipelineResult, run_pipeline
-
-log = logging.getLogger(__name__)
+from spol.rundir import claim_folder
 
 DEMO_DATA = SyntheticConfig(num_classes=10, train_per_class=180, test_per_class=50, seed=0)
 """1800 training images (of which the pipeline holds out a validation share) and 500 test images."""
@@ -27,37 +23,6 @@ QUICK_OVERRIDES = (
 """Recipe overrides of `spol demo --quick`."""
 
 
-_GENERATED_NAMES = {
-    "images",
-    "segmentations",
-    "classes.txt",
-    "images.txt",
-    "image_class_labels.txt",
-    "bounding_boxes.txt",
-    "train_test_split.txt",
-}
-
-
-def _prepare_data(data_dir: Path, config: SyntheticConfig, *, force: bool) -> None:
-    """Generate the benchmark into `data_dir` unless the same one is already there."""
-    stamp = data_dir / "synthetic_config.json"
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))
-    if stamp.exists() and not force:
-        if json.loads(stamp.read_text()) == wanted:
-            log.info("synthetic benchmark found in %s; reusing it", data_dir)
-            return
-        raise FileExistsError(
-            f"{data_dir} holds a synthetic benchmark made with other settings; "
-            "pass --force to regenerate it, or choose another --out"
-        )
-    # A generation killed midway leaves only its own files and no stamp: finish it over them.
-    # Anything else in the folder may be the user's, so it is refused without --force.
-    interrupted = data_dir.is_dir() and all(
-        entry.name in _GENERATED_NAMES or entry.name.startswith(".") for entry in data_dir.iterdir()
-    )
-    generate_synthetic(data_dir, config, force=force or interrupted)
-
-
 def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, force: bool = False) -> PipelineResult:
     """Make the synthetic benchmark in ``OUT/data`` and run the CPU recipe's pipeline into ``OUT``.
 
@@ -67,6 +32,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, force: b
         force: regenerate the data and redo every stage.
     """
     out_dir = Path(out_dir)
-    _prepare_data(out_dir / "data", QUICK_DATA if quick else DEMO_DATA, force=force)
+    claim_folder(out_dir)  # before the data goes in: a folder of the user's is refused, not filled
+    # The same benchmark already there is reused; an interrupted generation is completed.
+    generate_synthetic(out_dir / "data", QUICK_DATA if quick else DEMO_DATA, force=force)
     recipe = load_recipe("cpu", QUICK_OVERRIDES if quick else ())
     return run_pipeline(recipe, out_dir / "data", "cub", out_dir, force=force)

@@ -2,6 +2,7 @@
 
 Run folder layout::
 
+    RUN/run.json               marks a spol run folder; the fingerprint of its dataset
     RUN/config.yaml            the effective recipe
     RUN/pipeline.log           this run's log
     RUN/classifier/            classifier stage (when the recipe enables one)
@@ -20,15 +21,16 @@ Each stage skips itself when its output exists; ``force`` redoes every stage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spol.config import Recipe, recipe_to_yaml
-from spol.data import Dataset, ImageRecord, hold_out_val, read_dataset
+from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset
 from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_value
-from spol.fileio import write_json_atomic, write_text_atomic
+from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
 from spol.models import load_exported_model
 from spol.pipeline.inference import ScoreMapSystem, score_split
@@ -36,6 +38,21 @@ from spol.pipeline.samples import build_report_samples
 from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
 from spol.report import METHOD_LABELS, write_report
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
+from spol.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    PIPELINE_LOG,
+    REPORT_FILE,
+    RESULT_FILES,
+    RUN_RECORD,
+    SELECTION_FILE,
+    STAGE_FOLDERS,
+    RunLock,
+    check_record,
+    claim_folder,
+    remove_owned,
+    update_record,
+)
 from spol.stages.distributed import barrier, is_global_zero
 
 log = logging.getLogger(__name__)
@@ -54,11 +71,11 @@ class PipelineResult:
 
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / "metrics.json"
+        return self.run_dir / METRICS_FILE
 
     @property
     def report_path(self) -> Path:
-        return self.run_dir / "report.html"
+        return self.run_dir / REPORT_FILE
 
 
 def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Dataset, list[str]]:
@@ -104,9 +121,14 @@ def run_pipeline(
     report_samples: int = 12,
     save_scoremaps: bool = False,
     select: Sequence[str] = (),
+    overwrite_foreign: bool = False,
     progress: bool = True,
 ) -> PipelineResult:
     """Train every SPOL stage and the CAM baseline on `data_root`, evaluate both, write the report.
+
+    The run folder is spol's (`spol.rundir`): a folder holding other files is refused unless
+    `overwrite_foreign`; a rerun with another dataset or recipe is refused unless `force`, which
+    first removes the old results and then only the files spol wrote; one pipeline at a time uses it.
 
     Under DDP (``trainer.devices`` / ``trainer.num_nodes`` > 1) every process runs this: training
     and inference are sharded, the evaluation counts summed, and global rank 0 alone writes the run
@@ -123,7 +145,14 @@ def run_pipeline(
             ``RUN/scoremaps/<method>/<split>/<image_id>.npy`` (``spol evaluate-maps`` reads them).
         select: ``"KEY=V1,V2,..."`` training settings to choose on val, per method
             (`spol.pipeline.selection`); the report and ``RUN/selection.json`` list every candidate.
+        overwrite_foreign: write into a folder that holds files spol did not write (never deleting them).
         progress: show progress bars.
+
+    Raises:
+        ValueError: bad settings, a dataset without the needed splits, or a run folder made from
+            another dataset or recipe (without `force`).
+        FileExistsError / NotADirectoryError: the run folder holds foreign files or is a file.
+        RuntimeError: another pipeline uses the run folder.
     """
     if THRESHOLD_IOU not in recipe.evaluation.iou_thresholds:
         raise ValueError(
@@ -131,28 +160,32 @@ def run_pipeline(
             f"threshold best at IoU 0.5 on val (got {list(recipe.evaluation.iou_thresholds)})"
         )
     run_dir = Path(run_dir)
-    handler: logging.Handler | None = None
-    if is_global_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(run_dir / "pipeline.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("spol").addHandler(handler)
-    try:
-        return _run(
-            recipe,
-            Path(data_root),
-            data_format,
-            run_dir,
-            force=force,
-            report_samples=report_samples,
-            save_scoremaps=save_scoremaps,
-            select=select,
-            progress=progress,
-        )
-    finally:
-        if handler is not None:
-            logging.getLogger("spol").removeHandler(handler)
-            handler.close()
+    owner = is_global_zero()
+    if owner:
+        claim_folder(run_dir, overwrite_foreign=overwrite_foreign)
+    with RunLock(run_dir) if owner else contextlib.nullcontext():
+        handler: logging.Handler | None = None
+        if owner:
+            remove_stale_temporaries(run_dir)
+            handler = logging.FileHandler(run_dir / PIPELINE_LOG)
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logging.getLogger("spol").addHandler(handler)
+        try:
+            return _run(
+                recipe,
+                Path(data_root),
+                data_format,
+                run_dir,
+                force=force,
+                report_samples=report_samples,
+                save_scoremaps=save_scoremaps,
+                select=select,
+                progress=progress,
+            )
+        finally:
+            if handler is not None:
+                logging.getLogger("spol").removeHandler(handler)
+                handler.close()
 
 
 def _run(
@@ -169,17 +202,25 @@ def _run(
 ) -> PipelineResult:
     candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
     selecting = any(len(options) > 1 for options in candidates.values())
-    config_path = run_dir / "config.yaml"
+    # Outputs of an earlier invocation are reused only when it made some; a failed one blocks nothing.
+    started = any((run_dir / name).is_dir() for name in STAGE_FOLDERS)
+    config_path = run_dir / CONFIG_FILE
     config = recipe_to_yaml(recipe)
-    if config_path.exists() and config_path.read_text(encoding="utf-8") != config and not force:
+    if config_path.exists() and config_path.read_text(encoding="utf-8") != config and started and not force:
         # Finished stages would be reused as they are: refuse rather than mix two recipes in one run.
         raise ValueError(
             f"{run_dir} holds a run made with another recipe (see {config_path}); "
             "pass --force to redo it with this one, or choose another --out"
         )
-    if is_global_zero():
-        write_text_atomic(config_path, config)
     dataset, notes = prepare_dataset(data_root, data_format, recipe)
+    fingerprint = dataset_fingerprint(dataset)
+    check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
+    if is_global_zero():
+        if force:
+            # The old results go first: a rerun killed midway must not leave them beside new models.
+            remove_owned(run_dir, RESULT_FILES)
+        write_text_atomic(config_path, config)
+        update_record(run_dir / RUN_RECORD, "dataset", fingerprint)
     val, test = dataset.split("val"), dataset.split("test")
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
 
@@ -289,8 +330,8 @@ def _run(
     if save_scoremaps:
         notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
     if is_global_zero():
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        write_json_atomic(run_dir / "selection.json", {"criterion": "max_box_acc_v2 on val", "candidates": choices})
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        write_json_atomic(run_dir / SELECTION_FILE, {"criterion": "max_box_acc_v2 on val", "candidates": choices})
         spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
         write_localizer_config(
             run_dir,
@@ -313,8 +354,8 @@ def _run(
             count=report_samples,
         )
         candidates_table = choices if selecting else []
-        write_report(run_dir / "report.html", metrics=metrics, samples=samples, notes=notes, candidates=candidates_table)
-        log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "report.html")
+        write_report(run_dir / REPORT_FILE, metrics=metrics, samples=samples, notes=notes, candidates=candidates_table)
+        log.info("wrote %s and %s", run_dir / METRICS_FILE, run_dir / REPORT_FILE)
     barrier()
     return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)
 

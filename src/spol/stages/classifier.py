@@ -20,8 +20,8 @@ from spol.data.transforms import train_transform
 from spol.models import build_classifier, export_model
 from spol.stages._common import not_head_predicate, train_records
 from spol.stages.distributed import barrier, is_global_zero
+from spol.rundir import MODEL_FILE
 from spol.stages.engine import (
-    MODEL_FILE,
     TrainingSystem,
     finished_model,
     fit_stage,

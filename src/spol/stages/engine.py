@@ -35,7 +35,6 @@ import csv
 import json
 import logging
 import random
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,19 +51,22 @@ from torch.utils.data import DataLoader, Dataset
 
 from spol.config import Recipe, StageOptimConfig, TrainerConfig, recipe_to_yaml
 from spol.data.loaders import SeededShuffle
-from spol.fileio import write_json_atomic, write_text_atomic
+from spol.fileio import LOG_FORMAT, write_json_atomic, write_text_atomic
+from spol.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    INPUTS_FILE,
+    LAST_CHECKPOINT,
+    METRICS_CSV,
+    MODEL_FILE,
+    STAGE_LOG,
+    TENSORBOARD_DIR,
+    remove_owned,
+)
 from spol.stages.distributed import barrier, is_global_zero
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "train.log"
-METRICS_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tb"
-INPUTS_FILE = "inputs.json"
 
 
 class _DropAdvertising(logging.Filter):
@@ -255,7 +257,7 @@ def _log_to_file(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     loggers = [logging.getLogger("spol"), logging.getLogger("lightning.pytorch")]
     levels = [log.level for log in loggers]
     for log in loggers:
@@ -305,10 +307,27 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
 
 
 def _clear_stage_outputs(run_dir: Path) -> None:
-    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-    for name in (MODEL_FILE, METRICS_FILE):
-        (run_dir / name).unlink(missing_ok=True)
+    """Delete what a stage wrote (model, metrics, Lightning's checkpoints and TensorBoard files), nothing else."""
+    remove_owned(
+        run_dir,
+        [MODEL_FILE, METRICS_CSV],
+        [(CHECKPOINT_DIR, "epoch-*.ckpt"), (CHECKPOINT_DIR, LAST_CHECKPOINT), (TENSORBOARD_DIR, "events.out.tfevents.*"),
+         (TENSORBOARD_DIR, "hparams.yaml")],
+    )
+
+
+def _check_checkpoint(path: Path) -> None:
+    """Refuse a resume point that does not load (a truncated or foreign ``last.ckpt``), naming the fix."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated file
+        raise ValueError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}); delete it to resume from an "
+            f"earlier checkpoint renamed to {LAST_CHECKPOINT} (epoch-NNN.ckpt beside it), or pass --force to train "
+            "this stage again"
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint of this stage; delete it or pass --force")
 
 
 def per_device_batch_size(batch_size: int, *, world_size: int, accumulate: int, key: str = "batch_size") -> int:
@@ -459,7 +478,7 @@ def fit_stage(
     model_path = run_dir / MODEL_FILE
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     last = checkpoint_dir / LAST_CHECKPOINT
-    with _log_to_file(run_dir / LOG_FILE):
+    with _log_to_file(run_dir / STAGE_LOG):
         if is_global_zero():
             if force:
                 logger.info("force: removing the previous outputs of this stage in %s", run_dir)
@@ -493,7 +512,7 @@ def fit_stage(
                     save_on_train_epoch_end=True,
                     enable_version_counter=False,
                 ),
-                MetricsCSV(run_dir / METRICS_FILE, t.log_every_n_steps),
+                MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
             ],
             num_sanity_val_steps=0,
         )
@@ -515,11 +534,12 @@ def fit_stage(
         )
         ckpt_path = last if last.is_file() else None
         if ckpt_path is not None:
+            _check_checkpoint(ckpt_path)
             logger.info("resuming from %s", ckpt_path)
         else:
             logger.info("training from scratch in %s", run_dir)
         with quiet_lightning():
-            trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path)
+            trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
         logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)

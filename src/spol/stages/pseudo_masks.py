@@ -32,7 +32,7 @@ from spol.config import TrainerConfig
 from spol.data.images import decode_image
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
-from spol.fileio import atomic_path, image_id_path, write_json_atomic
+from spol.fileio import image_id_path, save_image_atomic, write_json_atomic
 from spol.models import state_digest
 from spol.stages.distributed import barrier, gather_objects, is_global_zero
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
@@ -151,10 +151,11 @@ def double_threshold(
 
 
 def pseudo_mask_path(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")`` (`spol.fileio.image_id_path`).
+    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")``, or under
+    ``out_dir/_outside/`` for ids that would leave it (`spol.fileio.image_id_path`).
 
     Raises:
-        ValueError: `image_id` is empty, absolute or contains ``..`` (it would leave `out_dir`).
+        ValueError: `image_id` is empty.
     """
     return image_id_path(out_dir, image_id, ".png")
 
@@ -186,8 +187,7 @@ def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray
     if channels[0].shape != channels[1].shape:
         raise ValueError(f"P and G must have the same shape, got {channels[0].shape} and {channels[1].shape}")
     rgb = np.stack([channels[0], channels[1], np.zeros_like(channels[0])], axis=-1)
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    save_image_atomic(path, Image.fromarray(rgb), "PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def read_pseudo_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -449,7 +449,7 @@ def generate_pseudo_masks(
         if record.image_id in seen:
             raise ValueError(f"duplicate image id {record.image_id!r}: each image needs its own pseudo mask")
         seen.add(record.image_id)
-        pseudo_mask_path(out_dir, record.image_id)  # refuses ids that would leave out_dir
+        pseudo_mask_path(out_dir, record.image_id)  # refuses empty ids
 
     source = {"cam_model_sha256": state_digest(cam_model), "resize": resize}
     # Every process checks (read only) before any writes, so they all refuse alike.

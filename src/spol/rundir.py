@@ -1,0 +1,272 @@
+"""A run folder's contract: its file names, what it was made from, what it owns, and who is using it.
+
+* **Names.** Every file and folder a run writes is named here, once.
+* **Ownership.** ``RUN/run.json`` marks a folder as spol's. A folder that holds anything else than
+  the names below (and spol's temporaries) is refused unless the user allows it
+  (``--overwrite-foreign``); ``--force`` deletes only files spol names (`remove_owned`).
+* **Records of inputs.** A run and each of its stages record what they were made from (`check_record`:
+  the dataset's fingerprint, recipe sections, the digests of upstream models); a rerun with other
+  inputs is refused with a message naming what changed, instead of reusing outputs made from them.
+* **One user at a time.** `RunLock` keeps a second pipeline off a folder in use; a lock left by a
+  killed process is noticed and taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from spol.fileio import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+RUN_RECORD = "run.json"
+"""Marks a spol run folder; records the dataset it was made from."""
+CONFIG_FILE = "config.yaml"
+PIPELINE_LOG = "pipeline.log"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+LOCALIZER_FILE = "localizer.json"
+SELECTION_FILE = "selection.json"
+LOCK_FILE = ".spol.lock"
+
+RESULT_FILES = (METRICS_FILE, REPORT_FILE, LOCALIZER_FILE, SELECTION_FILE)
+"""What a pipeline run concludes with; removed first when a ``--force`` rerun starts, so that a killed
+rerun never leaves new models beside old results."""
+
+STAGE_FOLDERS = ("classifier", "cam", "baseline_cam", "pseudo_masks", "seg", "select", "scoremaps")
+"""Folders of a pipeline run (the demo adds its generated ``data``)."""
+
+RUN_ENTRIES = frozenset(
+    {RUN_RECORD, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"}
+)
+"""Everything a pipeline run may hold at its top level."""
+
+# One training stage's folder (spol.stages.engine).
+MODEL_FILE = "model.pt"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+STAGE_LOG = "train.log"
+METRICS_CSV = "metrics.csv"
+TENSORBOARD_DIR = "tb"
+INPUTS_FILE = "inputs.json"
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def foreign_entries(folder: Path, known: Iterable[str]) -> list[str]:
+    """Names at the top of `folder` that are neither in `known` nor spol temporaries, sorted."""
+    allowed = set(known)
+    return sorted(entry.name for entry in folder.iterdir() if entry.name not in allowed and not _is_temporary(entry.name))
+
+
+def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_foreign: bool = False) -> None:
+    """Make `folder` a spol run folder, or check that it is one; refuse what could lose a user's files.
+
+    An empty or missing folder is created and marked (``run.json``). A folder without the mark
+    that holds anything, or a marked one that holds names spol does not write, is refused unless
+    `overwrite_foreign` (spol then writes beside those files; it never deletes them).
+
+    Raises:
+        NotADirectoryError: `folder` is a file.
+        FileExistsError: foreign files (names a few and the two ways out).
+        PermissionError: the folder cannot be created or written (the message names it).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder; choose another output folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    marked = (folder / RUN_RECORD).is_file() or _legacy_run(folder)
+    foreign = foreign_entries(folder, known if marked else ())
+    if foreign and not overwrite_foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        what = "files spol did not write" if marked else "files, and is not a spol run folder"
+        raise FileExistsError(
+            f"{folder} holds {what} ({shown}); choose an empty or new output folder, or pass "
+            "--overwrite-foreign to write beside them (spol never deletes them)"
+        )
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(13, "permission denied", str(folder))
+    if not (folder / RUN_RECORD).is_file():
+        write_json_atomic(folder / RUN_RECORD, {"created_by": "spol"})
+
+
+def _legacy_run(folder: Path) -> bool:
+    # Run folders of spol 0.1 had no run.json: a config.yaml beside a pipeline.log marks them.
+    return (folder / CONFIG_FILE).is_file() and (folder / PIPELINE_LOG).is_file()
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path`, or None when there is none (an unreadable record counts as none)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two records, as ``key (recorded X, now Y)``."""
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        if recorded.get(key) != current.get(key):
+            before, now = recorded.get(key, "nothing"), current.get(key, "nothing")
+            if isinstance(before, dict | list) or isinstance(now, dict | list) or len(f"{before}{now}") > 120:
+                out.append(key)
+            else:
+                out.append(f"{key} (recorded {before}, now {now})")
+    return out
+
+
+def check_record(path: Path, key: str, current: Any, *, what: str, force: bool) -> bool:
+    """Compare `current` with ``record[key]`` of the JSON record at `path`.
+
+    Returns:
+        True when the record holds the same value (outputs made from it can be reused); False
+        when there is no such value yet, or `force`.
+
+    Raises:
+        ValueError: the record holds another value and not `force`; the message names `what`
+            changed, the record, and ``--force``.
+    """
+    recorded = (read_record(path) or {}).get(key)
+    if recorded is None or force:
+        return False
+    if recorded == current:
+        return True
+    changed = differences(recorded, current) if isinstance(recorded, dict) and isinstance(current, dict) else []
+    detail = f": {'; '.join(changed)}" if changed else ""
+    raise ValueError(
+        f"{path.parent} was made from another {what} than now{detail} (see {path}); pass --force to redo it "
+        "with this one, or choose another output folder"
+    )
+
+
+def update_record(path: Path, key: str, value: Any) -> None:
+    """Set ``record[key] = value`` in the JSON record at `path` (created when missing), atomically."""
+    record = read_record(path) or {}
+    record[key] = value
+    write_json_atomic(path, record)
+
+
+def remove_owned(folder: Path, names: Iterable[str], patterns: Iterable[tuple[str, str]] = ()) -> list[Path]:
+    """Delete the files spol owns in `folder`, and nothing else; returns what was deleted.
+
+    Args:
+        names: file names directly in `folder`.
+        patterns: ``(sub-folder, glob)`` pairs of files spol writes there (e.g. Lightning's
+            ``("checkpoints", "epoch-*.ckpt")``); a sub-folder left empty is removed, one holding
+            other files is kept.
+    """
+    removed = []
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    subfolders = set()
+    for subfolder, pattern in patterns:
+        subfolders.add(folder / subfolder)
+        for path in (folder / subfolder).glob(pattern):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    for subfolder in sorted(subfolders, key=lambda p: len(p.parts), reverse=True):
+        if subfolder.is_dir() and not any(subfolder.iterdir()):
+            subfolder.rmdir()
+    return removed
+
+
+class FolderInUseError(RuntimeError):
+    """Another spol process holds the run folder's lock."""
+
+
+class RunLock:
+    """``with RunLock(folder):`` — the folder is this process's until the block ends.
+
+    The lock is ``folder/.spol.lock`` (pid and host). A lock whose process is gone (same host) is
+    stale and taken over with a warning; one held by a live process, or from another host, is refused.
+
+    Raises:
+        FolderInUseError: another process holds the lock (names it and how to clear a wrong lock).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._held = False
+
+    def __enter__(self) -> RunLock:
+        owner = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = read_record(self.path) or {}
+                if not self._stale(holder):
+                    raise FolderInUseError(
+                        f"{self.path.parent} is in use by another spol process (pid {holder.get('pid', '?')} on "
+                        f"{holder.get('host', '?')}); wait for it to finish, or delete {self.path} if no such "
+                        "process runs"
+                    ) from None
+                logger.warning("%s was left by a process that is gone (pid %s); taking it over", self.path, holder.get("pid"))
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(owner, file)
+            self._held = True
+            return self
+        raise FolderInUseError(f"could not take {self.path}; delete it if no spol process uses {self.path.parent}")
+
+    @staticmethod
+    def _stale(holder: dict[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+            return not holder  # an empty or unreadable lock file was never finished: stale
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, under another user
+        return False
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._held:
+            self.path.unlink(missing_ok=True)
+            self._held = False
+
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CONFIG_FILE",
+    "INPUTS_FILE",
+    "LAST_CHECKPOINT",
+    "LOCALIZER_FILE",
+    "LOCK_FILE",
+    "METRICS_CSV",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "PIPELINE_LOG",
+    "REPORT_FILE",
+    "RESULT_FILES",
+    "RUN_ENTRIES",
+    "RUN_RECORD",
+    "SELECTION_FILE",
+    "STAGE_FOLDERS",
+    "STAGE_LOG",
+    "TENSORBOARD_DIR",
+    "FolderInUseError",
+    "RunLock",
+    "check_record",
+    "claim_folder",
+    "differences",
+    "foreign_entries",
+    "read_record",
+    "remove_owned",
+    "update_record",
+]
