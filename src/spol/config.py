@@ -42,6 +42,9 @@ class DataConfig(_Strict):
         0.1, ge=0.0, lt=1.0, description="share of train images held out as val when the dataset has no val split"
     )
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
+    bad_images: Literal["skip", "refuse"] = Field(
+        "skip", description="images that do not decode (checked before training): 'skip' them, counted and reported, or 'refuse' the run"
+    )
 
 
 class StageOptimConfig(_Strict):

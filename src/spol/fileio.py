@@ -80,8 +80,11 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     name (encoders that write through their own buffers may not report a short write).
     """
     with atomic_path(path) as tmp:
-        with tmp.open("wb") as file:
-            file.write(data)  # raises OSError(ENOSPC) on a full disk, as does the flush at close
+        try:
+            with tmp.open("wb") as file:
+                file.write(data)  # raises OSError(ENOSPC) on a full disk, as does the flush at close
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(path)) from error  # name the file, not the temporary
         if tmp.stat().st_size != len(data):
             raise OSError(errno.ENOSPC, f"only {tmp.stat().st_size} of {len(data)} bytes were written", str(path))
 
@@ -125,6 +128,8 @@ def explain_os_error(error: OSError) -> str:
     path = error.filename or "the output"
     if error.errno == errno.ENOSPC:
         return f"disk full while writing {path}: free some space or choose an output on another disk"
+    if error.errno == errno.EFBIG:
+        return f"file too large for the file system or the process's size limit while writing {path}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: permission denied or read-only file system; choose another output folder"
     if error.errno == errno.ENOTDIR:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, fail
+from spol.cli._app import app, explain_failure, fail
 
 DEFAULT_OUT = Path("localize")
 
@@ -78,8 +78,11 @@ def localize(
         report = localize_files(
             localizer, paths, out, batch_size=batch_size, force=force, on_result=on_result, on_skip=on_skip
         )
-    except (FileExistsError, ValueError) as error:
-        raise fail(str(error)) from error
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from error
     typer.echo(
         f"localized {report.localized} image(s) into {report.out_dir} ({report.predictions.name}); "
         f"skipped {len(report.skipped)}",

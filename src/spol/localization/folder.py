@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from spol.data import UnreadableImageError, load_image_rgb
-from spol.fileio import atomic_path, save_image_atomic
+from spol.fileio import atomic_path, remove_stale_temporaries, save_image_atomic
 from spol.localization.localizer import Localization, Localizer
 from spol.localization.overlay import localization_overlay
 
@@ -174,6 +174,7 @@ def localize_files(
     stems = output_stems(paths)
     _check_outputs(out_dir, stems, force)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)  # left by a localize run that was killed
     report = LocalizeFilesReport(out_dir=out_dir, predictions=out_dir / PREDICTIONS_FILE)
 
     with atomic_path(report.predictions) as tmp, tmp.open("w", encoding="utf-8") as predictions:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spol.config import Recipe, recipe_to_yaml
-from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset
+from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset, verify_images
 from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_value
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
@@ -50,6 +50,7 @@ from spol.rundir import (
     RunLock,
     check_record,
     claim_folder,
+    read_record,
     remove_owned,
     update_record,
 )
@@ -80,7 +81,54 @@ class PipelineResult:
 
 def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Dataset, list[str]]:
     """Read the dataset and hold out a validation split from train when it has none."""
-    dataset = read_dataset(root, data_format)
+    return prepare_splits(read_dataset(root, data_format), recipe)
+
+
+def drop_unreadable_images(
+    dataset: Dataset, recipe: Recipe, *, record: Path, fingerprint: dict, progress: bool = True
+) -> tuple[Dataset, list[str]]:
+    """Decode every image once before any training; leave out (and count) or refuse those that fail.
+
+    The result is recorded in `record` (``run.json``) with the dataset's fingerprint, so a rerun on
+    the same files does not decode them again. ``data.bad_images`` decides: ``skip`` leaves them out
+    and says so in the report, ``refuse`` stops with the list's first entry.
+
+    Raises:
+        ValueError: unreadable images (or images of another size than the dataset states) and
+            ``data.bad_images`` is ``refuse``.
+    """
+    recorded = (read_record(record) or {}).get("verified")
+    same_files = {key: fingerprint[key] for key in ("index_sha256", "files_sha256")}
+    if isinstance(recorded, dict) and {k: recorded.get(k) for k in same_files} == same_files:
+        unreadable = dict(recorded.get("unreadable", {}))
+    else:
+        log.info("checking that the %d images decode", len(dataset.records))
+        problems = verify_images(
+            [r.path for r in dataset.records], sizes=[r.size for r in dataset.records], progress=progress
+        )
+        unreadable = {problem.path: problem.problem for problem in problems if problem.path}
+        if is_global_zero():
+            update_record(record, "verified", {**same_files, "unreadable": unreadable})
+    if not unreadable:
+        return dataset, []
+    first, reason = next(iter(unreadable.items()))
+    if recipe.data.bad_images == "refuse":
+        raise ValueError(
+            f"{len(unreadable)} image(s) cannot be used, e.g. {first}: {reason}; repair or remove them, or set "
+            "data.bad_images=skip to leave them out"
+        )
+    note = f"{len(unreadable)} unreadable image(s) left out, e.g. {first}: {reason} (all listed in {record})"
+    log.warning(note)
+    return replace(dataset, records=[r for r in dataset.records if str(r.path) not in unreadable]), [note]
+
+
+def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[Dataset, list[str]]:
+    """Hold out a validation split from train when the dataset has none; leave out val/test images without a box.
+
+    Raises:
+        ValueError: no train or test images, or no boxed val or test image.
+    """
+    root = dataset.root
     notes: list[str] = []
     if dataset.problems:
         log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
@@ -212,7 +260,7 @@ def _run(
             f"{run_dir} holds a run made with another recipe (see {config_path}); "
             "pass --force to redo it with this one, or choose another --out"
         )
-    dataset, notes = prepare_dataset(data_root, data_format, recipe)
+    dataset = read_dataset(data_root, data_format)
     fingerprint = dataset_fingerprint(dataset)
     check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
     if is_global_zero():
@@ -221,6 +269,9 @@ def _run(
             remove_owned(run_dir, RESULT_FILES)
         write_text_atomic(config_path, config)
         update_record(run_dir / RUN_RECORD, "dataset", fingerprint)
+    dataset, skipped = drop_unreadable_images(dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress)
+    dataset, notes = prepare_splits(dataset, recipe)
+    notes += skipped
     val, test = dataset.split("val"), dataset.split("test")
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
 
