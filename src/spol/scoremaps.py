@@ -30,6 +30,11 @@ def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
         )
 
 
+def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
+    """``uint8(s * 255)`` computed in float64 (truncation), the protocol's 8-bit map."""
+    return (np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8)
+
+
 def normalize_minmax(scoremap: np.ndarray) -> np.ndarray:
     """Rescale a map to [0, 1] by its min and max (an all-constant map becomes zeros)."""
     scoremap = scoremap.astype(np.float32, copy=False)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -65,14 +66,20 @@ def test_batched_equals_one_by_one(localizer: Localizer) -> None:
 
 
 def test_scoremap_follows_the_test_time_protocol(localizer: Localizer) -> None:
-    # At the input size the final resize is the identity: the map is sigmoid(logits) upsampled.
+    # The evaluation's map: logits upsampled to the 224 grid, then the sigmoid; then resized to the image.
     image = _images(2)[1]
     assert image.shape[:2] == (INPUT_SIZE, INPUT_SIZE)
     x = eval_transform(resize=INPUT_SIZE, normalization=localizer.segmenter.normalization)(Image.fromarray(image))
     with torch.inference_mode():
         logits = localizer.segmenter(x[None]).maps
-    expected = F.interpolate(torch.sigmoid(logits), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear")[0, 0].numpy()
-    np.testing.assert_allclose(localizer(image).scoremap, expected, atol=1e-6)
+    protocol = torch.sigmoid(F.interpolate(logits, size=(224, 224), mode="bilinear"))[0, 0].numpy()
+    expected = cv2.resize(protocol, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    found = localizer(image)
+    np.testing.assert_allclose(found.scoremap, expected, atol=1e-6)
+    # Its box is found on the protocol grid, as scored, and scaled to the image.
+    assert found.protocol_box == mask_to_box(localizer.binarize(protocol))
+    if found.protocol_box is not None:
+        assert found.box == tuple(min(round(v * INPUT_SIZE / 224), INPUT_SIZE - 1) for v in found.protocol_box)
 
 
 def test_pil_array_and_path_inputs_agree(localizer: Localizer, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from spol.data.records import Box
 from spol.evaluation.level_components import contour_boxes_at_cuts
-from spol.scoremaps import PROTOCOL_SIZE, check_scoremap
+from spol.scoremaps import PROTOCOL_SIZE, check_scoremap, scoremap_to_uint8
 
 DEFAULT_IOU_THRESHOLDS: tuple[int, ...] = (30, 50, 70)
 """IoU levels (percent) of MaxBoxAccV2."""
@@ -141,11 +141,6 @@ def compute_iou(boxes_a: np.ndarray | Sequence[Box], boxes_b: np.ndarray | Seque
     check_box_convention(a)
     check_box_convention(b)
     return _iou(np.ascontiguousarray(a), np.ascontiguousarray(b))
-
-
-def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
-    """``uint8(s * 255)`` computed in float64 (truncation), the protocol's 8-bit map."""
-    return (np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -96,8 +96,9 @@ class ProtocolCounts:
         """Images counted."""
         return self.box.num_images
 
-    def add(self, outcome: MapOutcome, label: int, top5: np.ndarray | None) -> None:
-        """Add one image: its per-image outcome (both contour modes), true class and top-5 classes (or None)."""
+    def add(self, outcome: MapOutcome, class_hits: tuple[bool, bool] | None) -> None:
+        """Add one image: its per-image outcome (both contour modes) and whether its true class is the
+        classifier's first / among its five first (None without classes)."""
         if outcome.correct is None or len(outcome.correct) != 2:
             raise ValueError("ProtocolCounts needs the box outcome of both contour modes (largest, every)")
         single, multi = outcome.correct
@@ -107,9 +108,8 @@ class ProtocolCounts:
             if outcome.histograms is None:
                 raise ValueError("ProtocolCounts counts PxAP but the outcome has no mask histograms")
             self.pixel.add(*outcome.histograms)
-        if top5 is not None:
-            top1_hit = bool(top5[0] == label)
-            top5_hit = bool((top5[:TOP_K] == label).any())
+        if class_hits is not None:
+            top1_hit, top5_hit = (bool(hit) for hit in class_hits)
             right = single[self._loc_row]
             self.top1_loc_hits += right & top1_hit
             self.top5_loc_hits += right & top5_hit
@@ -211,30 +211,43 @@ class StreamingEvaluator:
         self.counts = ProtocolCounts(thresholds, iou_thresholds, masks=masks)
         settings = MapSettings(thresholds, self.counts.iou_thresholds, (False, True), masks)
         self._pool = MapPool(settings, (os.cpu_count() or 1) if workers is None else workers)
-        self._waiting: deque[tuple[int, np.ndarray | None]] = deque()
+        self._waiting: deque[tuple[bool, bool] | None] = deque()
 
-    def add(self, records: Sequence[ImageRecord], scoremaps: np.ndarray, top5: np.ndarray | None = None) -> None:
-        """Add a batch: the records, their ``B x H x W`` maps and, when known, ``B x 5`` top classes.
+    def add(
+        self,
+        records: Sequence[ImageRecord],
+        scoremaps: np.ndarray,
+        top5: np.ndarray | None = None,
+        *,
+        class_hits: np.ndarray | None = None,
+    ) -> None:
+        """Add a batch: the records, their ``B x H x W`` maps and, when known, their classes.
+
+        Classes come as ``B x 5`` top classes (best first), or as `class_hits`, bool ``B x 2``:
+        the true class is first / among the five first (a classifier's saved results).
 
         Raises:
             ScoreMapError: an invalid map (names the image).
             ValueError: a record without a ground-truth box, or lengths that disagree.
         """
-        if len(scoremaps) != len(records) or (top5 is not None and len(top5) != len(records)):
-            raise ValueError(f"{len(records)} records but {len(scoremaps)} maps / top-5 rows")
+        rows = [len(a) for a in (scoremaps, top5, class_hits) if a is not None]
+        if any(n != len(records) for n in rows) or (top5 is not None and class_hits is not None):
+            raise ValueError(f"{len(records)} records but {rows} maps / class rows (give top5 or class_hits)")
         tasks = []
         for i, record in enumerate(records):
             if not record.boxes:
                 raise ValueError(f"image {record.image_id} has no ground-truth box; box accuracy needs one")
             scoremap, _ = prepare_scoremap(scoremaps[i], record.image_id)
             tasks.append(MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path))
-            self._waiting.append((record.label, None if top5 is None else np.asarray(top5[i])))
+            if top5 is not None:
+                self._waiting.append((bool(top5[i][0] == record.label), bool((top5[i][:TOP_K] == record.label).any())))
+            else:
+                self._waiting.append(None if class_hits is None else (bool(class_hits[i][0]), bool(class_hits[i][1])))
         for outcome in self._pool.submit(tasks):
             self._count(outcome)
 
     def _count(self, outcome: MapOutcome) -> None:
-        label, top5 = self._waiting.popleft()
-        self.counts.add(outcome, label, top5)
+        self.counts.add(outcome, self._waiting.popleft())
 
     def finish(self) -> ProtocolCounts:
         """Wait for the outstanding images and return the counts."""

@@ -13,6 +13,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from spol.scoremaps import scoremap_to_uint8
+
 IntBox = tuple[int, int, int, int]
 """``(x0, y0, x1, y1)`` integer pixels, protocol convention (``x1 = min(x + w, W - 1)``)."""
 
@@ -44,7 +46,7 @@ def threshold_mask(scoremap: np.ndarray, threshold: float, *, rule: ThresholdRul
             chosen by `spol.evaluation`.
     """
     if rule == "protocol":
-        scaled = (np.asarray(scoremap) * 255).astype(np.uint8)
+        scaled = scoremap_to_uint8(scoremap)
         return scaled > int(threshold * scaled.max(initial=0))
     if rule == "absolute":
         return np.asarray(scoremap) > threshold

@@ -1,11 +1,12 @@
 """Inference: class, object mask and box for new images, from a trained run folder.
 
-Test-time protocol (SPOL's, without its centre crop): the image is resized (not cropped) to
-``input_size x input_size``; the segmentation network's object logits go through a sigmoid
-and are upsampled bilinearly (``align_corners=False``) to that size; the map is resized
-bilinearly to the original image size; ``mask = map > threshold``; the box is `mask_to_box` of
-the mask, in original pixels. The classifier sees the image resized to
-``classifier_input_size`` (default ``input_size``) and gives the top-5 classes (softmax).
+Test-time protocol (the evaluation's, `spol.models.maps.seg_scoremaps`): the image is resized (not
+cropped) to ``input_size x input_size``; the segmentation network's object logits are upsampled
+bilinearly to the 224 x 224 protocol grid and go through a sigmoid; the box is that of the largest
+contour of the map thresholded on this grid (`threshold_rule`), which is the box the evaluation
+scored, then scaled to the image. The map, resized bilinearly to the image, gives the mask and the
+returned score map. The classifier sees the image resized to ``classifier_input_size`` (default
+``input_size``) and gives the top-5 classes (softmax).
 
 A run folder holds ``localizer.json`` (see `LocalizerConfig`, written by
 `write_localizer_config`) and the two model files it names (`spol.models.export_model`);
@@ -26,7 +27,6 @@ from typing import Any, Union
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor, nn
@@ -36,6 +36,8 @@ from spol.data.transforms import eval_transform
 from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
 from spol.models import MFFNetOutput, load_exported_model, resolve_device
+from spol.models.maps import seg_scoremaps
+from spol.scoremaps import PROTOCOL_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +96,12 @@ class Localization:
         class_name: its name.
         score: its softmax probability in [0, 1].
         top5: ``(name, probability)`` of the best ``min(5, K)`` classes, best first.
-        box: ``(x0, y0, x1, y1)`` ints in original pixels (EXIF orientation applied), protocol
-            convention (``x1 = min(x + w, W - 1)``); None when the mask is empty (no object).
-        mask: H x W bool object mask at the original size.
+        box: ``(x0, y0, x1, y1)`` ints in original pixels (EXIF orientation applied): `protocol_box`
+            scaled to the image; None when the mask is empty (no object).
+        mask: H x W bool object mask at the original size (the map resized, then the threshold).
         scoremap: H x W float32 object probability in [0, 1] at the original size.
+        protocol_box: the box on the 224 x 224 protocol grid, protocol convention (``x1 = min(x + w,
+            223)``), found on the map the evaluation scores: the box that was scored; None when empty.
     """
 
     class_index: int
@@ -107,6 +111,7 @@ class Localization:
     box: IntBox | None
     mask: np.ndarray
     scoremap: np.ndarray
+    protocol_box: IntBox | None = None
 
     @property
     def width(self) -> int:
@@ -119,7 +124,8 @@ class Localization:
         return int(self.mask.shape[0])
 
     def to_json(self) -> dict[str, Any]:
-        """``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...], "box": [..] | null}``."""
+        """``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...], "box", "protocol_box"}``
+        (boxes as lists, or null)."""
         return {
             "width": self.width,
             "height": self.height,
@@ -128,6 +134,7 @@ class Localization:
             "score": self.score,
             "top5": [[name, score] for name, score in self.top5],
             "box": None if self.box is None else list(self.box),
+            "protocol_box": None if self.protocol_box is None else list(self.protocol_box),
         }
 
 
@@ -300,9 +307,9 @@ class Localizer:
         if not isinstance(maps, Tensor) or maps.ndim != 4 or maps.shape[1] != 1:
             shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
             raise ValueError(f"the segmenter must return B x 1 x h x w object logits, got {shape}")
-        size = (self.input_size, self.input_size)
-        probabilities = F.interpolate(torch.sigmoid(maps.float()), size=size, mode="bilinear", align_corners=False)
-        probabilities = probabilities[:, 0].clamp(0, 1).cpu().numpy()
+        # The evaluation's map (logits upsampled to the protocol grid, then the sigmoid): the box
+        # found on it at the run's threshold is the box that was scored.
+        protocol_maps = seg_scoremaps(maps).cpu().numpy()
 
         if self._shared_input:
             classifier_input = segmenter_input
@@ -321,21 +328,34 @@ class Localizer:
         results = []
         for i, image in enumerate(images):
             width, height = image.size
-            scoremap = cv2.resize(probabilities[i], (width, height), interpolation=cv2.INTER_LINEAR)
+            protocol_box = mask_to_box(self.binarize(protocol_maps[i]))
+            scoremap = cv2.resize(protocol_maps[i], (width, height), interpolation=cv2.INTER_LINEAR)
             scoremap = np.clip(scoremap, 0.0, 1.0).astype(np.float32, copy=False)
-            mask = self.binarize(scoremap)
             results.append(
                 Localization(
                     class_index=int(top_indices[i][0]),
                     class_name=self.class_names[top_indices[i][0]],
                     score=float(top_scores[i][0]),
                     top5=[(self.class_names[c], float(s)) for c, s in zip(top_indices[i], top_scores[i], strict=True)],
-                    box=mask_to_box(mask),
-                    mask=mask,
+                    box=None if protocol_box is None else _to_image_pixels(protocol_box, width, height),
+                    mask=self.binarize(scoremap),
                     scoremap=scoremap,
+                    protocol_box=protocol_box,
                 )
             )
         return results
+
+
+def _to_image_pixels(box: IntBox, width: int, height: int) -> IntBox:
+    """A box of the 224 x 224 protocol grid in the image's pixels (each coordinate scaled, rounded, clipped)."""
+    x0, y0, x1, y1 = box
+    sx, sy = width / PROTOCOL_SIZE, height / PROTOCOL_SIZE
+    return (
+        min(round(x0 * sx), width - 1),
+        min(round(y0 * sy), height - 1),
+        min(round(x1 * sx), width - 1),
+        min(round(y1 * sy), height - 1),
+    )
 
 
 def _relative_to_run(run_dir: Path, path: str | os.PathLike[str]) -> str:

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -28,49 +27,13 @@ from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform
 from spol.evaluation import ProtocolCounts, StreamingEvaluator
 from spol.fileio import atomic_path, image_id_path
-from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError
+from spol.models.maps import cam_scoremaps, seg_scoremaps
 from spol.stages.distributed import all_reduce_sum
 from spol.stages.inference import InferenceSystem, run_inference
 
 TOP_K = 5
 
 MapKind = Literal["cam", "seg"]
-
-
-def _to_protocol_size(maps: Tensor) -> Tensor:
-    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
-
-
-def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
-    """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation).
-
-    Args:
-        maps: ``B x K x h x w`` class maps; labels: ``B`` int64 classes.
-
-    Returns:
-        ``B x 224 x 224`` float32 in [0, 1] (an all-constant CAM gives zeros).
-    """
-    picked = maps[torch.arange(len(labels), device=maps.device), labels].unsqueeze(1).float()
-    picked = _to_protocol_size(picked).squeeze(1)
-    if torch.isnan(picked).any():
-        raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
-    low = picked.amin(dim=(1, 2), keepdim=True)
-    high = picked.amax(dim=(1, 2), keepdim=True)
-    span = high - low
-    normalised = torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked))
-    return normalised.clamp_(0, 1)
-
-
-def seg_scoremaps(maps: Tensor) -> Tensor:
-    """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
-
-    Returns:
-        ``B x 224 x 224`` float32 in [0, 1].
-    """
-    probs = torch.sigmoid(_to_protocol_size(maps.float())).squeeze(1)
-    if torch.isnan(probs).any():
-        raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
-    return probs
 
 
 def scoremaps_of(net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -159,6 +122,8 @@ def score_split(
     classifier_input_size: int | None = None,
     masks: bool = False,
     save_dir: Path | None = None,
+    class_hits: np.ndarray | None = None,
+    class_hits_out: np.ndarray | None = None,
     progress: bool = True,
     description: str = "score maps",
 ) -> ProtocolCounts:
@@ -173,6 +138,10 @@ def score_split(
             classifier's (None: `input_size`).
         masks: also count PxAP (every record needs its masks).
         save_dir: save each map as ``save_dir/<image_id>.npy`` (float32, 224 x 224), or None.
+        class_hits: bool ``[N, 2]`` per record, top-1 / top-5 right (a classifier's saved results),
+            instead of the system's classes.
+        class_hits_out: int64 ``[N, 2]`` zeros, filled with the system's top-1 / top-5 hits per
+            record (summed over processes, so every process gets them all).
 
     Raises:
         ScoreMapError: a network produced NaN maps.
@@ -204,7 +173,15 @@ def score_split(
                 with atomic_path(image_id_path(save_dir, record.image_id, ".npy")) as tmp:
                     with tmp.open("wb") as file:
                         np.save(file, scoremap)
-        evaluator.add(batch_records, maps_np, None if top5 is None else top5.cpu().numpy())
+        indices = batch[0].tolist()
+        top5_np = None if top5 is None else top5.cpu().numpy()
+        if class_hits_out is not None and top5_np is not None:
+            for row, (index, record) in enumerate(zip(indices, batch_records, strict=True)):
+                class_hits_out[index] = (top5_np[row][0] == record.label, (top5_np[row][:5] == record.label).any())
+        if class_hits is not None:
+            evaluator.add(batch_records, maps_np, class_hits=class_hits[indices])
+        else:
+            evaluator.add(batch_records, maps_np, top5_np)
 
     try:
         run_inference(
@@ -220,7 +197,9 @@ def score_split(
         counts = evaluator.finish()
     finally:
         evaluator.close()
+    if class_hits_out is not None:
+        class_hits_out[:] = all_reduce_sum(class_hits_out)
     return counts.summed(all_reduce_sum)
 
 
-__all__ = ["ScoreMapSystem", "cam_scoremaps", "evaluation_workers", "scoremaps_of", "score_split", "seg_scoremaps"]
+__all__ = ["ScoreMapSystem", "evaluation_workers", "scoremaps_of", "score_split"]

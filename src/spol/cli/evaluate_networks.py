@@ -1,0 +1,106 @@
+"""`spol evaluate`: trained networks on a dataset's test split, without training (ours or the authors' files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
+from spol.config import SHIPPED_RECIPES
+from spol.data.summary import FORMATS
+
+
+@app.command("evaluate")
+def evaluate_command(
+    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
+    data_format: str = typer.Option(..., "--format", help=f"Dataset format: {', '.join(FORMATS)}."),
+    segmenter: Path = typer.Option(
+        ..., "--segmenter", help="Segmentation network: a spol model.pt, or with --release the authors' file."
+    ),
+    release: bool = typer.Option(
+        False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
+    ),
+    classifier: Optional[Path] = typer.Option(
+        None, "--classifier", help="Classifier model file (spol.models.export_model) for Top-1/Top-5 Loc."
+    ),
+    class_predictions: Optional[Path] = typer.Option(
+        None,
+        "--class-predictions",
+        help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
+        "read without running pickled code.",
+    ),
+    threshold: Optional[float] = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Score-map threshold to apply instead of choosing it on val (the protocol's cut relative to each "
+        "map's maximum); the release protocol uses it as its fixed 'map > T' (default there 0.2, CUB's).",
+    ),
+    release_protocol: bool = typer.Option(
+        False,
+        "--release-protocol",
+        help="Also compute the numbers exactly as the release's cub200-seg/test.py: OpenCV decoding, normalise, "
+        "resize 256, centre crop 224, align_corners=True, fixed threshold, IoU > 0.5 without the +1, images "
+        "without a contour skipped (key release_protocol).",
+    ),
+    recipe: str = typer.Option(
+        "cub",
+        "--recipe",
+        "-r",
+        help=f"Recipe for the protocol settings, input size, val hold-out, devices ({', '.join(SHIPPED_RECIPES)} "
+        "or a YAML file).",
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.devices=1."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write OUT/metrics.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Evaluate a trained segmentation network (and classes) on the test split, without training.
+
+    The fair protocol's numbers (threshold chosen on val unless --threshold, MaxBoxAcc, MaxBoxAccV2, PxAP,
+    GT-known / Top-1 / Top-5 Loc), and with --release-protocol the release's own numbers beside them.
+    """
+    from spol.config import load_recipe
+    from spol.pipeline.evaluate import evaluate_networks
+    from spol.stages.distributed import is_global_zero
+
+    quiet_other_ranks()
+    if data_format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
+    for name, path in (("--data", data), ("--segmenter", segmenter), ("--classifier", classifier),
+                       ("--class-predictions", class_predictions)):
+        if path is not None and not path.exists():
+            raise fail(f"{name} {path} does not exist")
+    if classifier is not None and class_predictions is not None:
+        raise fail("give --classifier or --class-predictions, not both")
+    try:
+        result = evaluate_networks(
+            data,
+            data_format,
+            load_recipe(recipe, overrides),
+            segmenter=segmenter,
+            release=release,
+            classifier=classifier,
+            class_predictions=class_predictions,
+            threshold=threshold,
+            release_protocol=release_protocol,
+            out_dir=out,
+        )
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from error
+    if not is_global_zero():
+        return
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key in ("top1_loc", "top5_loc", "gt_known_loc", "max_box_acc_v2", "pxap", "threshold"):
+        value = result.get(key)
+        typer.echo(f"{key:<16}{'-' if value is None else f'{value:.2f}'}")
+    if "release_protocol" in result:
+        typer.echo("release protocol: " + json.dumps(result["release_protocol"]))

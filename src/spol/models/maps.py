@@ -1,0 +1,53 @@
+"""Network outputs to score maps on the WSOL protocol's grid: the one place both are computed.
+
+The protocol scores a map per image at 224 x 224, the image resized (not cropped) before the
+network. Evaluation (`spol.pipeline.inference`), the report, `spol.Localizer` and the exported
+localizer all make their maps here, so the box `spol localize` draws is the box that was scored.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError
+
+
+def _to_protocol_size(maps: Tensor) -> Tensor:
+    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
+
+
+def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
+    """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation).
+
+    Args:
+        maps: ``B x K x h x w`` class maps; labels: ``B`` int64 classes.
+
+    Returns:
+        ``B x 224 x 224`` float32 in [0, 1] (an all-constant CAM gives zeros).
+    """
+    picked = maps[torch.arange(len(labels), device=maps.device), labels].unsqueeze(1).float()
+    picked = _to_protocol_size(picked).squeeze(1)
+    if torch.isnan(picked).any():
+        raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
+    low = picked.amin(dim=(1, 2), keepdim=True)
+    high = picked.amax(dim=(1, 2), keepdim=True)
+    span = high - low
+    normalised = torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked))
+    return normalised.clamp_(0, 1)
+
+
+def seg_scoremaps(maps: Tensor) -> Tensor:
+    """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
+
+    Returns:
+        ``B x 224 x 224`` float32 in [0, 1].
+    """
+    probs = torch.sigmoid(_to_protocol_size(maps.float())).squeeze(1)
+    if torch.isnan(probs).any():
+        raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
+    return probs
+
+
+__all__ = ["cam_scoremaps", "seg_scoremaps"]

@@ -1,0 +1,125 @@
+"""`spol evaluate`: trained networks (ours or the authors' released files) on a dataset's test split, no training.
+
+The fair protocol's numbers are those of ``spol pipeline`` for SPOL: the score-map threshold chosen on
+a validation split (the dataset's, or one held out from train as the pipeline does), MaxBoxAcc,
+MaxBoxAccV2, PxAP where masks exist, GT-known / Top-1 / Top-5 Loc at the chosen threshold. With
+``release_protocol`` the release's own numbers are added (`spol.evaluation.release_protocol`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spol.config import Recipe
+from spol.data import read_dataset
+from spol.evaluation.release_protocol import (
+    RELEASE_THRESHOLD,
+    class_hits_for,
+    evaluate_release_protocol,
+    read_release_class_hits,
+)
+from spol.fileio import write_json_atomic
+from spol.models import from_release, load_exported_model
+from spol.pipeline.inference import ScoreMapSystem, score_split
+from spol.pipeline.run import prepare_splits
+from spol.stages.distributed import is_global_zero
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_networks(
+    data_root: str | Path,
+    data_format: str,
+    recipe: Recipe,
+    *,
+    segmenter: str | Path,
+    release: bool = False,
+    classifier: str | Path | None = None,
+    class_predictions: str | Path | None = None,
+    threshold: float | None = None,
+    release_protocol: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a segmentation network (and the classes of a classifier or of saved predictions) on test.
+
+    Args:
+        data_root, data_format: the dataset (`spol.data.read_dataset`).
+        recipe: ``evaluation`` (protocol settings, input size, batch size), ``trainer`` (devices),
+            ``data`` (val share, loader processes) and ``seed`` (the held-out val split).
+        segmenter: our ``model.pt``, or with `release` a state dict of the authors' release
+            (``cub200-seg/out/model-*``).
+        classifier: a classifier model file (``spol.models.export_model``), seen at
+            ``classifier.crop`` (or the input size).
+        class_predictions: the release's ``top1top5.npy`` (per image: top-1 and top-5 right).
+        threshold: apply this score-map threshold instead of choosing it on val (the release
+            protocol's fixed ``map > threshold`` too; default 0.2 there).
+        release_protocol: add ``release_protocol``: the numbers as ``cub200-seg/test.py`` computes them.
+        out_dir: write ``metrics.json`` there (created), or None.
+
+    Returns:
+        The fair protocol's keys of ``metrics.json`` (one method), plus ``release_protocol`` when asked.
+
+    Raises:
+        ValueError: both or an unusable class source, a bad model file, or a dataset without test images.
+        FileNotFoundError: a file is missing.
+    """
+    if classifier is not None and class_predictions is not None:
+        raise ValueError("give either a classifier or class predictions, not both")
+    dataset = read_dataset(Path(data_root), data_format)
+    if not dataset.split("test"):
+        raise ValueError(f"{data_root}: the dataset has no test images to evaluate")
+    dataset, notes = prepare_splits(dataset, recipe) if threshold is None else (dataset, [])
+    test = [r for r in dataset.split("test") if r.boxes]
+    seg = from_release(segmenter, "seg").network if release else load_exported_model(Path(segmenter))
+    classes = load_exported_model(Path(classifier)) if classifier is not None else None
+    hits = None
+    if class_predictions is not None:
+        hits = class_hits_for(test, read_release_class_hits(class_predictions), str(class_predictions))
+    input_size = recipe.evaluation.input_size
+    kwargs: dict[str, Any] = {"recipe": recipe, "input_size": input_size, "progress": progress}
+
+    if threshold is None:
+        val = [r for r in dataset.split("val") if r.boxes]
+        chosen = score_split(ScoreMapSystem(seg, "seg"), val, description="SPOL maps (val)", **kwargs).best_threshold()
+    else:
+        chosen = threshold
+    predicted = np.zeros((len(test), 2), dtype=np.int64) if classes is not None and release_protocol else None
+    counts = score_split(
+        ScoreMapSystem(seg, "seg", classifier=classes),
+        test,
+        classifier_input_size=(recipe.classifier.crop or input_size) if classes is not None else None,
+        masks=all(r.mask_paths for r in test),
+        class_hits=hits,
+        class_hits_out=predicted,
+        description="SPOL maps (test)",
+        **kwargs,
+    )
+    result: dict[str, Any] = counts.summary(chosen)
+    result["threshold_from"] = "given" if threshold is not None else ("val" if not notes else "val held out from train")
+    if release_protocol:
+        release_hits = hits if hits is not None else predicted if predicted is not None else None
+        if release_hits is None:
+            log.warning("no classifier or class predictions: the release protocol's Top-1/Top-5 Loc count no image")
+            release_hits = np.zeros((len(test), 2), dtype=bool)
+        outcome = evaluate_release_protocol(
+            seg,
+            test,
+            np.asarray(release_hits, dtype=bool),
+            threshold=threshold if threshold is not None else RELEASE_THRESHOLD,
+            trainer=recipe.trainer,
+            num_workers=recipe.data.num_workers,
+            batch_size=recipe.evaluation.batch_size,
+            progress=progress,
+        )
+        result["release_protocol"] = outcome.to_json()
+    if out_dir is not None and is_global_zero():
+        write_json_atomic(Path(out_dir) / "metrics.json", result)
+    return result
+
+
+__all__ = ["evaluate_networks"]
