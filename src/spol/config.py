@@ -78,6 +78,9 @@ class ClassifierConfig(StageOptimConfig):
     weights: str | None = Field("default", description="'default' (bundled, lite0 only), a local file, or null (random)")
     resize: int | None = Field(None, gt=0, description="train resize; null: data.resize")
     crop: int | None = Field(None, gt=0, description="train crop; null: data.crop")
+    test_size: int | None = Field(
+        None, gt=0, description="test images resized (no crop) to test_size x test_size; null: the train crop"
+    )
 
 
 class _LocalizerOptimConfig(StageOptimConfig):
@@ -119,6 +122,9 @@ class EvaluationConfig(_Strict):
     iou_thresholds: tuple[int, ...] = Field((30, 50, 70), description="IoU thresholds (percent) of MaxBoxAccV2")
     input_size: int = Field(224, gt=0, description="test images are resized (no crop) to input_size x input_size for the networks")
     batch_size: int = Field(64, ge=1, description="images per forward pass per device for score maps and classes")
+    align_corners: bool = Field(
+        False, description="upsample segmentation logits to the protocol grid with align_corners (the release: true)"
+    )
     workers: int | None = Field(
         None, ge=0, description="threads computing boxes and histograms per process; null: the CPU count / devices"
     )

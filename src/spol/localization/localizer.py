@@ -67,6 +67,7 @@ class LocalizerConfig(BaseModel):
             MaxBoxAcc best threshold, which is relative to each map's maximum.
         precision: the networks' precision when the run was evaluated (a Lightning precision:
             ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``); mixed ones run under autocast on GPU.
+        align_corners: of the upsampling of the segmentation logits (``evaluation.align_corners``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,6 +80,7 @@ class LocalizerConfig(BaseModel):
     classifier_input_size: int | None = Field(default=None, ge=16)
     threshold_rule: ThresholdRule = "absolute"
     precision: str = "32-true"
+    align_corners: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> LocalizerConfig:
@@ -187,6 +189,7 @@ class Localizer:
         threshold_rule: ``"absolute"`` or ``"protocol"``, see `LocalizerConfig`.
         precision: ``"32-true"``, or ``"bf16-mixed"`` / ``"16-mixed"`` for autocast on GPU (the
             precision the run was trained and evaluated with).
+        align_corners: of the segmentation logits' upsampling, as the run was evaluated.
         device: where the networks run: a torch device, or ``"auto"`` (a GPU when there is one).
     """
 
@@ -201,6 +204,7 @@ class Localizer:
         classifier_input_size: int | None = None,
         threshold_rule: ThresholdRule = "absolute",
         precision: str = "32-true",
+        align_corners: bool = False,
         device: str | torch.device = "auto",
     ) -> None:
         # The same rules as localizer.json; the two model entries are placeholders here.
@@ -213,8 +217,10 @@ class Localizer:
             classifier_input_size=classifier_input_size,
             threshold_rule=threshold_rule,
             precision=precision,
+            align_corners=align_corners,
         )
         self.class_names = list(config.class_names)
+        self.align_corners = config.align_corners
         self.threshold = config.threshold
         self.threshold_rule = config.threshold_rule
         self.input_size = config.input_size
@@ -265,6 +271,7 @@ class Localizer:
             classifier_input_size=config.classifier_input_size,
             threshold_rule=config.threshold_rule,
             precision=config.precision,
+            align_corners=config.align_corners,
             device=device,
         )
 
@@ -309,7 +316,7 @@ class Localizer:
             raise ValueError(f"the segmenter must return B x 1 x h x w object logits, got {shape}")
         # The evaluation's map (logits upsampled to the protocol grid, then the sigmoid): the box
         # found on it at the run's threshold is the box that was scored.
-        protocol_maps = seg_scoremaps(maps).cpu().numpy()
+        protocol_maps = seg_scoremaps(maps, align_corners=self.align_corners).cpu().numpy()
 
         if self._shared_input:
             classifier_input = segmenter_input
@@ -379,6 +386,7 @@ def write_localizer_config(
     classifier_input_size: int | None = None,
     threshold_rule: ThresholdRule = "absolute",
     precision: str = "32-true",
+    align_corners: bool = False,
 ) -> Path:
     """Write ``run_dir/localizer.json`` atomically (replacing it) and return its path.
 
@@ -400,6 +408,7 @@ def write_localizer_config(
             classifier_input_size=classifier_input_size,
             threshold_rule=threshold_rule,
             precision=precision,
+            align_corners=align_corners,
         )
     except ValidationError as error:
         raise ValueError(f"invalid localizer description for {run_dir}: {error}") from error

@@ -14,8 +14,8 @@ from torch import Tensor
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError
 
 
-def _to_protocol_size(maps: Tensor) -> Tensor:
-    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
+def _to_protocol_size(maps: Tensor, align_corners: bool = False) -> Tensor:
+    return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=align_corners)
 
 
 def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
@@ -38,13 +38,17 @@ def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
     return normalised.clamp_(0, 1)
 
 
-def seg_scoremaps(maps: Tensor) -> Tensor:
+def seg_scoremaps(maps: Tensor, *, align_corners: bool = False) -> Tensor:
     """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
+
+    Args:
+        maps: the segmentation network's logits.
+        align_corners: of the bilinear upsampling (the release's test scripts: True).
 
     Returns:
         ``B x 224 x 224`` float32 in [0, 1].
     """
-    probs = torch.sigmoid(_to_protocol_size(maps.float())).squeeze(1)
+    probs = torch.sigmoid(_to_protocol_size(maps.float(), align_corners)).squeeze(1)
     if torch.isnan(probs).any():
         raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
     return probs

@@ -54,7 +54,7 @@ def evaluate_networks(
         segmenter: our ``model.pt``, or with `release` a state dict of the authors' release
             (``cub200-seg/out/model-*``).
         classifier: a classifier model file (``spol.models.export_model``), seen at
-            ``classifier.crop`` (or the input size).
+            ``classifier.test_size`` (else ``classifier.crop``, else the input size).
         class_predictions: the release's ``top1top5.npy`` (per image: top-1 and top-5 right).
         threshold: apply this score-map threshold instead of choosing it on val (the release
             protocol's fixed ``map > threshold`` too; default 0.2 there).
@@ -81,18 +81,20 @@ def evaluate_networks(
     if class_predictions is not None:
         hits = class_hits_for(test, read_release_class_hits(class_predictions), str(class_predictions))
     input_size = recipe.evaluation.input_size
+    align = recipe.evaluation.align_corners
     kwargs: dict[str, Any] = {"recipe": recipe, "input_size": input_size, "progress": progress}
 
     if threshold is None:
         val = [r for r in dataset.split("val") if r.boxes]
-        chosen = score_split(ScoreMapSystem(seg, "seg"), val, description="SPOL maps (val)", **kwargs).best_threshold()
+        val_system = ScoreMapSystem(seg, "seg", align_corners=align)
+        chosen = score_split(val_system, val, description="SPOL maps (val)", **kwargs).best_threshold()
     else:
         chosen = threshold
     predicted = np.zeros((len(test), 2), dtype=np.int64) if classes is not None and release_protocol else None
     counts = score_split(
-        ScoreMapSystem(seg, "seg", classifier=classes),
+        ScoreMapSystem(seg, "seg", classifier=classes, align_corners=align),
         test,
-        classifier_input_size=(recipe.classifier.crop or input_size) if classes is not None else None,
+        classifier_input_size=(recipe.classifier.test_size or recipe.classifier.crop or input_size) if classes else None,
         masks=all(r.mask_paths for r in test),
         class_hits=hits,
         class_hits_out=predicted,

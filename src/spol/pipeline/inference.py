@@ -36,7 +36,9 @@ TOP_K = 5
 MapKind = Literal["cam", "seg"]
 
 
-def scoremaps_of(net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
+def scoremaps_of(
+    net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor, *, align_corners: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """A network's protocol-size score maps of a batch, and its class logits when it has them.
 
     Args:
@@ -46,7 +48,7 @@ def scoremaps_of(net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor) 
     """
     output = net(images)
     if kind == "seg":
-        return seg_scoremaps(output.maps), None
+        return seg_scoremaps(output.maps, align_corners=align_corners), None
     return cam_scoremaps(output.maps, labels), getattr(output, "logits", None)
 
 
@@ -81,19 +83,23 @@ class ScoreMapSystem(InferenceSystem):
         kind: ``"cam"`` or ``"seg"``.
         classifier: a separate classifier for the classes (logits, or an output with ``.logits``),
             fed the batch's second input; None: the classes of `net` (a CAM network), if any.
+        align_corners: of the segmentation logits' upsampling (``evaluation.align_corners``).
     """
 
-    def __init__(self, net: nn.Module, kind: MapKind, classifier: nn.Module | None = None) -> None:
+    def __init__(
+        self, net: nn.Module, kind: MapKind, classifier: nn.Module | None = None, *, align_corners: bool = False
+    ) -> None:
         super().__init__()
         if kind not in ("cam", "seg"):
             raise ValueError(f"kind must be 'cam' or 'seg', not {kind!r}")
         self.net = net
         self.kind: MapKind = kind
         self.classifier = classifier
+        self.align_corners = align_corners
 
     def predict_step(self, batch: tuple[Tensor, Tensor, list[Tensor]], batch_idx: int) -> tuple[Tensor, Tensor | None]:
         _, labels, inputs = batch
-        maps, logits = scoremaps_of(self.net, self.kind, inputs[0], labels)
+        maps, logits = scoremaps_of(self.net, self.kind, inputs[0], labels, align_corners=self.align_corners)
         if self.classifier is not None:
             logits = _logits_of(self.classifier(inputs[-1]))
             if logits is None:

@@ -281,7 +281,9 @@ def _run(
         classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
     input_size = recipe.evaluation.input_size
     # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
-    classifier_size = (recipe.classifier.crop or input_size) if classifier_path else input_size
+    section = recipe.classifier
+    classifier_size = (section.test_size or section.crop or input_size) if classifier_path else input_size
+    align = recipe.evaluation.align_corners
     classifier_model = load_exported_model(classifier_path) if classifier_path else None
     with_masks = all(r.mask_paths for r in test)
     done: dict[Path, Path] = {}  # stage folder -> its model file (or itself), so candidates share a stage
@@ -336,7 +338,10 @@ def _run(
         if candidate.method == "spol":
             seg_model = load_exported_model(seg_network(candidate))
             classes = classifier_model or load_exported_model(cam_network(candidate))
-            return ScoreMapSystem(seg_model, "seg"), ScoreMapSystem(seg_model, "seg", classifier=classes)
+            return (
+                ScoreMapSystem(seg_model, "seg", align_corners=align),
+                ScoreMapSystem(seg_model, "seg", classifier=classes, align_corners=align),
+            )
         network = cam_network(candidate) if candidate.method == "mffcam" else baseline_network(candidate)
         system = ScoreMapSystem(load_exported_model(network), "cam")
         return system, system
@@ -394,6 +399,7 @@ def _run(
             classifier_input_size=classifier_size,
             threshold_rule="protocol",
             precision=recipe.trainer.precision,
+            align_corners=align,
         )
         samples = build_report_samples(
             test,

@@ -27,9 +27,9 @@ def _evenly_spaced(n: int, count: int) -> list[int]:
 
 
 @torch.inference_mode()
-def _protocol_map(net: nn.Module, kind: MapKind, image: Image.Image, label: int, input_size: int) -> np.ndarray:
-    tensor = eval_transform(resize=input_size, normalization=net.normalization)(image).unsqueeze(0)
-    maps, _ = scoremaps_of(net.eval(), kind, tensor, torch.tensor([label]))
+def _protocol_map(net: nn.Module, kind: MapKind, image: Image.Image, label: int, recipe: Recipe) -> np.ndarray:
+    tensor = eval_transform(resize=recipe.evaluation.input_size, normalization=net.normalization)(image).unsqueeze(0)
+    maps, _ = scoremaps_of(net.eval(), kind, tensor, torch.tensor([label]), align_corners=recipe.evaluation.align_corners)
     return maps[0].cpu().numpy()
 
 
@@ -56,7 +56,6 @@ def build_report_samples(
     map and box. The maps are computed as the evaluation computes them (`scoremaps_of`); boxes
     come from each method's threshold chosen on val, cut as the protocol cuts.
     """
-    input_size = recipe.evaluation.input_size
     samples = []
     for index in _evenly_spaced(len(test), count):
         record = test[index]
@@ -67,8 +66,8 @@ def build_report_samples(
         pseudo = double_threshold(
             p, g, foreground=recipe.pseudo_masks.foreground, background=recipe.pseudo_masks.background
         )
-        spol_map = _protocol_map(seg_model, "seg", image, record.label, input_size)
-        cam_map = _protocol_map(baseline_model, "cam", image, record.label, input_size)
+        spol_map = _protocol_map(seg_model, "seg", image, record.label, recipe)
+        cam_map = _protocol_map(baseline_model, "cam", image, record.label, recipe)
         samples.append(
             ReportSample(
                 image_id=record.image_id,
