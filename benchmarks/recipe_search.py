@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +57,14 @@ FAMILIES: dict[str, list[str]] = {
         *_stage("baseline", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=5),
         *_stage("seg", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=3),
     ],
+    # The shipped CAM networks (SGD), the segmentation network with AdamW / one-cycle.
+    "mixed": [
+        *_stage("seg", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=3),
+    ],
 }
+
+SHARED_STAGES = {"mixed": ("sgd", ("cam", "baseline_cam", "pseudo_masks"))}
+"""Families that train the same CAM networks as another: its finished stages are copied, not retrained."""
 
 
 def main() -> None:
@@ -76,6 +84,12 @@ def main() -> None:
             generate_synthetic(data, DATASETS[name], progress=False)
         for family in args.families:
             run = args.out / name / f"{family}-seed{args.seed}"
+            if family in SHARED_STAGES and not run.exists():
+                source, stages = SHARED_STAGES[family]
+                for stage in stages:
+                    origin = args.out / name / f"{source}-seed{args.seed}" / stage
+                    if origin.is_dir():
+                        shutil.copytree(origin, run / stage)
             overrides = [*FAMILIES[family], *args.extra, f"seed={args.seed}"]
             command = [str(spol), "pipeline", "--recipe", "cpu", "--data", str(data), "--format", "cub", "--out", str(run)]
             command += [arg for override in overrides for arg in ("--set", override)]

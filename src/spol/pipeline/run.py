@@ -251,15 +251,10 @@ def _run(
     candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
     selecting = any(len(options) > 1 for options in candidates.values())
     # Outputs of an earlier invocation are reused only when it made some; a failed one blocks nothing.
+    # Each stage checks the recipe settings it was made with (its inputs.json) and refuses others, so
+    # a recipe that changes only later stages (or the evaluation) reuses the finished ones.
     started = any((run_dir / name).is_dir() for name in STAGE_FOLDERS)
-    config_path = run_dir / CONFIG_FILE
-    config = recipe_to_yaml(recipe)
-    if config_path.exists() and config_path.read_text(encoding="utf-8") != config and started and not force:
-        # Finished stages would be reused as they are: refuse rather than mix two recipes in one run.
-        raise ValueError(
-            f"{run_dir} holds a run made with another recipe (see {config_path}); "
-            "pass --force to redo it with this one, or choose another --out"
-        )
+    config_path, config = run_dir / CONFIG_FILE, recipe_to_yaml(recipe)
     dataset = read_dataset(data_root, data_format)
     fingerprint = dataset_fingerprint(dataset)
     check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
@@ -267,7 +262,6 @@ def _run(
         if force:
             # The old results go first: a rerun killed midway must not leave them beside new models.
             remove_owned(run_dir, RESULT_FILES)
-        write_text_atomic(config_path, config)
         update_record(run_dir / RUN_RECORD, "dataset", fingerprint)
     dataset, skipped = drop_unreadable_images(dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress)
     dataset, notes = prepare_splits(dataset, recipe)
@@ -386,6 +380,7 @@ def _run(
     if save_scoremaps:
         notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
     if is_global_zero():
+        write_text_atomic(config_path, config)  # the recipe the results below come from
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         write_json_atomic(run_dir / SELECTION_FILE, {"criterion": "max_box_acc_v2 on val", "candidates": choices})
         spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])

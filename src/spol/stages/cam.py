@@ -20,7 +20,7 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything
+from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,11 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         FileNotFoundError: the backbone weights file does not exist.
     """
     run_dir = Path(run_dir)
-    done = finished_model(run_dir, force=force)
+    records = train_records(dataset)
+    name = "baseline" if baseline else "cam"
+    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, (name,), records))
     if done is not None:
         return done
-    records = train_records(dataset)
     seed_everything(recipe.seed)
     section = recipe.baseline if baseline else recipe.cam
     builder, kwargs = cam_model_kwargs(recipe, dataset.num_classes, baseline=baseline)

@@ -26,6 +26,7 @@ from spol.stages.engine import (
     finished_model,
     fit_stage,
     seed_everything,
+    stage_inputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,11 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         FileNotFoundError: the classifier weights file does not exist.
     """
     run_dir = Path(run_dir)
-    done = finished_model(run_dir, force=force)
+    section = recipe.classifier
+    trained_on = train_records(dataset) if section.epochs else []
+    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
     if done is not None:
         return done
-    section = recipe.classifier
     kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
         net = build_classifier(**kwargs, weights=section.weights, require_head=True)
@@ -79,7 +81,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
             logger.info("classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE)
         barrier()
         return run_dir / MODEL_FILE
-    records = train_records(dataset)
+    records = trained_on
     seed_everything(recipe.seed)
     net = build_classifier(**kwargs, weights=section.weights)
     resize = section.resize or recipe.data.resize

@@ -36,7 +36,7 @@ import json
 import logging
 import random
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spol.config import Recipe, StageOptimConfig, TrainerConfig, recipe_to_yaml
 from spol.data.loaders import SeededShuffle
+from spol.data.records import ImageRecord, records_digest
 from spol.fileio import LOG_FORMAT, write_json_atomic, write_text_atomic
 from spol.rundir import (
     CHECKPOINT_DIR,
@@ -61,6 +62,8 @@ from spol.rundir import (
     MODEL_FILE,
     STAGE_LOG,
     TENSORBOARD_DIR,
+    differences,
+    read_record,
     remove_owned,
 )
 from spol.stages.distributed import barrier, is_global_zero
@@ -273,15 +276,37 @@ def _log_to_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def stage_inputs(recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any) -> dict[str, Any]:
+    """What a training stage's outputs depend on, as recorded in its ``inputs.json``.
+
+    The recipe's shared model and training settings, the stage's own `sections`, a digest of its
+    training images (`spol.data.records_digest`) and what it consumes from other stages (`upstream`,
+    e.g. the pseudo masks' source). Loader processes, logging and the evaluation are left out: they
+    change no weight.
+    """
+    trainer = recipe.trainer.model_dump(mode="json")
+    trainer.pop("log_every_n_steps")
+    return {
+        "backbone": recipe.backbone,
+        "weights": recipe.weights,
+        "seed": recipe.seed,
+        "data": {"resize": recipe.data.resize, "crop": recipe.data.crop},
+        "trainer": trainer,
+        **{name: getattr(recipe, name).model_dump(mode="json") for name in sections},
+        "train_images": records_digest(records),
+        **upstream,
+    }
+
+
 def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
     """``run_dir/model.pt`` when the stage already finished and `force` is off, else None.
 
     Args:
         run_dir: the stage's run folder.
         force: the stage will start over: never reuse its model.
-        inputs: what the stage trains from, beyond the recipe (e.g. the pseudo masks' source),
-            recorded in ``run_dir/inputs.json``. A finished or started stage recorded with other
-            inputs is refused rather than reused or resumed.
+        inputs: what the stage trains from (`stage_inputs`), recorded in ``run_dir/inputs.json``. A
+            finished or started stage recorded with other inputs is refused rather than reused or
+            resumed, naming what changed.
 
     Raises:
         ValueError: `inputs` differ from those the stage's outputs were made from (and not `force`).
@@ -291,19 +316,31 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
     if inputs is not None:
         inputs_path = run_dir / INPUTS_FILE
         started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
-        if started and not force and inputs_path.is_file():
-            recorded = json.loads(inputs_path.read_text(encoding="utf-8"))
-            if recorded != inputs:
-                raise ValueError(
-                    f"{run_dir} was trained from other inputs than now ({inputs_path} records {recorded}, "
-                    f"now {inputs}); pass force=True / --force to train it again"
-                )
+        recorded, compared = read_record(inputs_path), inputs
+        if started and not model_path.is_file() and recorded is not None:
+            # An interrupted stage may resume with another length (train longer): compare the rest.
+            recorded, compared = _without_length(recorded), _without_length(inputs)
+        if started and not force and recorded is not None and recorded != compared:
+            raise ValueError(
+                f"{run_dir} was trained from other inputs than now (changed: {'; '.join(differences(recorded, compared))}; "
+                f"see {inputs_path}); pass --force to train it again, or choose another output folder"
+            )
         if (force or not model_path.is_file()) and is_global_zero():
             write_json_atomic(inputs_path, inputs)
     if model_path.is_file() and not force:
         logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
         return model_path
     return None
+
+
+_LENGTH_KEYS = ("epochs", "max_steps")
+
+
+def _without_length(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: {k: v for k, v in value.items() if k not in _LENGTH_KEYS} if isinstance(value, dict) else value
+        for key, value in inputs.items()
+    }
 
 
 def _clear_stage_outputs(run_dir: Path) -> None:
@@ -568,4 +605,5 @@ __all__ = [
     "make_train_loader",
     "per_device_batch_size",
     "seed_everything",
+    "stage_inputs",
 ]

@@ -10,10 +10,10 @@ label (nearest-neighbour resize, so 255 survives; the crop never pads because cr
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything
+from spol.rundir import read_record
+from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     SOURCE_NAME,
@@ -98,14 +99,16 @@ def fit_segmentation(
     run_dir: Path,
     *,
     force: bool = False,
+    inputs: dict[str, Any] | None = None,
 ) -> Path:
     """Train the segmentation network on `records` with labels from `read_labels`; returns ``run_dir/model.pt``.
 
     `read_labels(record)` gives the ``H x W`` uint8 label mask (1 object, 0 background, 255 ignored)
-    at the image's original size. `train_seg` calls this with the pseudo-mask reader.
+    at the image's original size. `train_seg` calls this with the pseudo-mask reader and the stage's
+    `inputs` record (`spol.stages.engine.stage_inputs`).
     """
     run_dir = Path(run_dir)
-    done = finished_model(run_dir, force=force)
+    done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
     seed_everything(recipe.seed)
@@ -141,14 +144,14 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
     """
     run_dir = Path(run_dir)
     pseudo_mask_dir = Path(pseudo_mask_dir)
-    source_path = pseudo_mask_dir / SOURCE_NAME
-    inputs = {"pseudo_masks": json.loads(source_path.read_text(encoding="utf-8"))} if source_path.is_file() else None
+    records = train_records(dataset)
+    source = read_record(pseudo_mask_dir / SOURCE_NAME)
+    inputs = stage_inputs(recipe, ("pseudo_masks", "seg"), records, pseudo_mask_source=source)
     done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
     if not pseudo_mask_dir.is_dir():
         raise FileNotFoundError(f"pseudo-mask folder {pseudo_mask_dir} does not exist; generate the pseudo masks first")
-    records = train_records(dataset)
     reader = PseudoLabelReader(
         pseudo_mask_dir, foreground=recipe.pseudo_masks.foreground, background=recipe.pseudo_masks.background
     )
@@ -158,7 +161,7 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
             f"{len(missing)} of {len(records)} train images have no pseudo mask in {pseudo_mask_dir} "
             f"(first: {', '.join(missing[:3])}); generate the pseudo masks for this dataset again"
         )
-    return fit_segmentation(recipe, records, reader, run_dir, force=force)
+    return fit_segmentation(recipe, records, reader, run_dir, force=force, inputs=inputs)
 
 
 __all__ = ["IGNORE_LABEL", "PseudoLabelReader", "SegmentationModule", "fit_segmentation", "masked_bce_loss", "train_seg"]
