@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -21,8 +22,35 @@ data_app = typer.Typer(help="Inspect and generate datasets.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 
 
+DEBUG_VARIABLE = "SPOL_DEBUG"
+"""Set to 1 (or pass --debug) to see the traceback of an unexpected error."""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"spol {version('spol-wsol')}")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            from spol import __version__
+
+            typer.echo(f"spol {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    debug: bool = typer.Option(
+        False, "--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)."
+    ),
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    if debug:
+        os.environ[DEBUG_VARIABLE] = "1"
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=LOG_FORMAT,

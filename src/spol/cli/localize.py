@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, explain_failure, fail
+from spol.rundir import LOCALIZER_FILE
 
 DEFAULT_OUT = Path("localize")
 
@@ -52,6 +53,8 @@ def localize(
 
     if not run.is_dir():
         raise fail(f"--run {run} is not a folder; pass the run folder of `spol pipeline`")
+    if not (run / LOCALIZER_FILE).is_file():
+        raise fail(f"{run / LOCALIZER_FILE} does not exist; pass a run folder made by `spol pipeline`")
     try:
         paths = collect_images(inputs, exclude=out)
     except FileNotFoundError as error:

@@ -56,9 +56,13 @@ def pipeline_command(
     from spol.pipeline import format_comparison, run_pipeline
     from spol.stages.distributed import is_global_zero
 
+    from spol.data.summary import FORMATS
+
     quiet_other_ranks()
     if not data.exists():
         raise fail(f"{data}: no such dataset folder")
+    if data_format not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
     try:
         loaded = load_recipe(recipe, overrides)
         result = run_pipeline(

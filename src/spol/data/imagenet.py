@@ -283,7 +283,7 @@ def _read_split(
 
     pending = []
     for path, wnid in tqdm(
-        folder_label.items(), desc=f"reading {split} annotations", disable=not progress, leave=False
+        folder_label.items(), desc=f"reading {split} annotations", disable=None if progress else True, leave=False
     ):
         stem = path.stem
         annotation = None

@@ -226,7 +226,8 @@ def _map(function, items, *, workers: int | None, progress: bool, desc: str) -> 
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress or not items, leave=False)
+    # disable=None: shown on a terminal only (a pipe or a log file gets no bar).
+    bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress and items else True, leave=False)
     try:
         if workers == 1 or len(items) < 2 * workers:
             results = []

@@ -298,7 +298,7 @@ def generate_synthetic(
     ]
     logger.info("drawing %d synthetic images into %s with %d worker(s)", len(jobs), out, workers)
     boxes: list[tuple[int, int, int, int]] = []
-    bar = tqdm(total=len(jobs), desc="synthetic images", unit="img", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="synthetic images", unit="img", disable=None if progress else True)
     with bar:
         for box in _run_jobs(jobs, workers):
             boxes.append(box)

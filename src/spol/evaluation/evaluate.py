@@ -238,7 +238,7 @@ def evaluate_scoremaps(
     if workers is None:
         workers = os.cpu_count() or 1
     pool = MapPool(settings, workers, executor)
-    bar = tqdm(total=len(records), desc="evaluating score maps", unit="map", disable=not progress, leave=False)
+    bar = tqdm(total=len(records), desc="evaluating score maps", unit="map", disable=None if progress else True, leave=False)
     try:
         for outcome in itertools.chain(pool.submit(tasks()), pool.finish()):
             if outcome.correct is not None:

@@ -37,12 +37,13 @@ from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
 from spol.models import MFFNetOutput, load_exported_model, resolve_device
 from spol.models.maps import seg_scoremaps
+from spol.rundir import LOCALIZER_FILE
 from spol.scoremaps import PROTOCOL_SIZE
 
 logger = logging.getLogger(__name__)
 
-LOCALIZER_CONFIG = "localizer.json"
-"""Name of the localizer description inside a run folder."""
+LOCALIZER_CONFIG = LOCALIZER_FILE
+"""Name of the localizer description inside a run folder (`spol.rundir.LOCALIZER_FILE`)."""
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 """A PIL image, an H x W x 3 uint8 RGB array, or the path of an image file."""

@@ -35,6 +35,8 @@ import csv
 import json
 import logging
 import random
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -194,6 +196,61 @@ class TrainingSystem(L.LightningModule):
             )
         scheduler = build_scheduler(optimizer, self.optim.schedule, self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class EpochProgress(Callback):
+    """One log line per epoch (rank 0): its mean loss and accuracy, images/s and the time left.
+
+    Progress bars only show on a terminal; these lines reach a pipe, a CI log and ``train.log`` too.
+    """
+
+    def __init__(self, name: str, images_per_epoch: int) -> None:
+        self.name = name
+        self.images_per_epoch = images_per_epoch
+        self._started = 0.0
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started, self._sums, self._count = time.perf_counter(), {}, 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if isinstance(outputs, dict):
+            for key in ("loss", "accuracy"):
+                if isinstance(outputs.get(key), Tensor):
+                    self._sums[key] = self._sums.get(key, 0.0) + float(outputs[key])
+            self._count += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self._count == 0:
+            return
+        seconds = time.perf_counter() - self._started
+        images = self._count * trainer.world_size * _batch_size(trainer)
+        left = max(int(trainer.max_epochs or 0) - trainer.current_epoch - 1, 0) * seconds
+        means = ", ".join(f"{key} {value / self._count:.3f}" for key, value in self._sums.items())
+        logger.info(
+            "%s epoch %d/%d: %s; %d images in %.0f s (%.1f img/s), about %s left",
+            self.name,
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            means,
+            images,
+            seconds,
+            images / max(seconds, 1e-9),
+            _duration(left),
+        )
+
+
+def _batch_size(trainer: L.Trainer) -> int:
+    loader = trainer.train_dataloader
+    return int(getattr(loader, "batch_size", None) or 1)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
 
 
 class MetricsCSV(Callback):
@@ -550,8 +607,10 @@ def fit_stage(
                     enable_version_counter=False,
                 ),
                 MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
+                EpochProgress(type(system).__name__, len(dataset)),  # type: ignore[arg-type]
             ],
             num_sanity_val_steps=0,
+            enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,7 @@ class _Progress(TQDMProgressBar):
         return Tqdm(
             desc=self.description,
             position=2 * self.process_position,
-            disable=self.is_disabled,
+            disable=self.is_disabled or not sys.stderr.isatty(),  # off a terminal: the summary line only
             leave=False,
             dynamic_ncols=True,
             file=sys.stderr,
@@ -147,8 +148,11 @@ def run_inference(
         collate_fn=collate_fn,
         pin_memory=torch.cuda.is_available() and trainer.accelerator != "cpu",
     )
+    started = time.perf_counter()
     with quiet_lightning():
         lightning_trainer.predict(system, dataloaders=loader, return_predictions=False)
+    seconds = time.perf_counter() - started
+    logger.info("%s: %d images in %.0f s (%.1f img/s)", description, size, seconds, size / max(seconds, 1e-9))
 
 
 __all__ = ["InferenceSystem", "run_inference", "trainer_for_device"]

@@ -1,0 +1,48 @@
+"""What a user sees when something is wrong: one line, the path and the fix, exit 2; a traceback only when asked."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import spol
+import spol.cli
+from spol.cli._app import app
+
+runner = CliRunner()
+
+
+def test_version_is_printed():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"spol {spol.__version__}"
+
+
+def test_a_wrong_format_or_missing_folder_is_one_line_and_creates_nothing(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path), "--format", "coco", "--out", str(out)])
+    assert result.exit_code == 2 and "--format must be one of cub, wsol, imagenet, csv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    result = runner.invoke(app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path / "no"), "--format", "cub", "--out", str(out)])
+    assert result.exit_code == 2 and "no such dataset folder" in result.stderr and not out.exists()
+    result = runner.invoke(app, ["localize", str(tmp_path), "--run", str(tmp_path)])
+    assert result.exit_code == 2 and "localizer.json does not exist" in result.stderr
+
+
+def test_an_unforeseen_error_is_one_line_unless_debugging(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr("spol.cli.data.read_dataset", broken)
+    monkeypatch.setattr(sys, "argv", ["spol", "data", "summary", str(tmp_path), "--format", "cub"])
+    monkeypatch.delenv("SPOL_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        spol.cli.main()
+    assert stopped.value.code == 1
+    message = capsys.readouterr().err
+    assert "RuntimeError: something nobody planned for" in message and "--debug" in message
+    assert "Traceback" not in message and len(message.strip().splitlines()) == 1
+    monkeypatch.setenv("SPOL_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="nobody planned"):
+        spol.cli.main()
