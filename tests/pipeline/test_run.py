@@ -82,6 +82,9 @@ def test_run_folder_holds_every_stage_the_report_and_the_localizer(finished_run)
     assert any((run / "pseudo_masks").rglob("*.png"))
     html = (run / "report.html").read_text()
     assert "SPOL" in html and "CAM" in html and "data:image/png;base64," in html
+    # Curves: box accuracy per method (3), the pixel PR curves, training loss and accuracy; pseudo-mask shares.
+    assert html.count("<svg") == 6 and "chosen on val" in html and "Pixel precision-recall" in html
+    assert "Pseudo masks (" in html and "foreground recall vs ground-truth masks" in html
     assert any("held out from train" in note for note in result.notes)
     assert "GT-known Loc" in format_comparison(result.metrics)
 

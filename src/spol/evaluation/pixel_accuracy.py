@@ -94,8 +94,12 @@ def score_histograms(scoremap: np.ndarray, gt_mask: np.ndarray, thresholds: np.n
     return fg.astype(np.int64), bg.astype(np.int64)
 
 
-def compute_pxap(foreground_hist: np.ndarray, background_hist: np.ndarray) -> float:
-    """PxAP in percent from accumulated histograms (ascending bins).
+def precision_recall(foreground_hist: np.ndarray, background_hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel precision-recall curve behind PxAP, from the highest threshold down.
+
+    Returns:
+        ``(precision, recall, defined)``: float64 arrays over the reversed bins; precision is
+        NaN where no pixel is predicted positive (``defined`` False there).
 
     Raises:
         ValueError: no foreground pixel at all, or no positive prediction at any threshold.
@@ -110,11 +114,20 @@ def compute_pxap(foreground_hist: np.ndarray, background_hist: np.ndarray) -> fl
     if ((tp + fp) <= 0).all():
         raise ValueError("PxAP: no positive prediction at any threshold (no pixel left out of the ignore region)")
     predicted = tp + fp
-    nonzero = predicted != 0
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = tp / predicted
         recall = tp / (tp + fn)
-    return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+    return precision, recall, predicted != 0
+
+
+def compute_pxap(foreground_hist: np.ndarray, background_hist: np.ndarray) -> float:
+    """PxAP in percent from accumulated histograms (ascending bins).
+
+    Raises:
+        ValueError: no foreground pixel at all, or no positive prediction at any threshold.
+    """
+    precision, recall, defined = precision_recall(foreground_hist, background_hist)
+    return float((precision[1:] * np.diff(recall))[defined[1:]].sum() * 100)
 
 
 class PixelAccuracy:

@@ -37,9 +37,12 @@ from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.samples import build_report_samples
 from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
 from spol.report import METHOD_LABELS, write_report
+from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recall_chart, training_charts
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
+from spol.stages.pseudo_masks import pseudo_mask_statistics
 from spol.rundir import (
     CONFIG_FILE,
+    METRICS_CSV,
     METRICS_FILE,
     PIPELINE_LOG,
     REPORT_FILE,
@@ -358,6 +361,7 @@ def _run(
     metrics: dict[str, dict] = {}
     choices: list[dict] = []
     winners: dict[str, Candidate] = {}
+    curves: list[MethodCurves] = []
     for method, options in candidates.items():
         scored = []
         for candidate in options:
@@ -372,7 +376,9 @@ def _run(
             {"method": method, "settings": dict(c.overrides), "val_max_box_acc_v2": score_v2, "selected": i == best}
             for i, (c, _, score_v2) in enumerate(scored)
         ]
-        summary = score(systems(candidate)[1], test, method, "test").summary(val_counts.best_threshold())
+        test_counts = score(systems(candidate)[1], test, method, "test")
+        summary = test_counts.summary(val_counts.best_threshold())
+        curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, val_counts.best_threshold()))
         sections = [name for name in ("cam", "pseudo_masks", "seg", "baseline") if name in METHOD_SECTIONS[method]]
         metrics[method] = {**summary, "train": {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}}
     if selecting:
@@ -405,8 +411,28 @@ def _run(
             recipe=winners["spol"].recipe,
             count=report_samples,
         )
-        candidates_table = choices if selecting else []
-        write_report(run_dir / REPORT_FILE, metrics=metrics, samples=samples, notes=notes, candidates=candidates_table)
+        charts = [box_accuracy_chart(c) for c in curves]
+        charts += [chart for chart in [precision_recall_chart(curves)] if chart is not None]
+        stage_logs = {"CAM network": spol_cam.parent, "segmentation": spol_seg.parent, "vanilla CAM": baseline_network(winners["cam"]).parent}
+        if classifier_path is not None:
+            stage_logs["classifier"] = classifier_path.parent
+        charts += training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
+        spol_recipe = winners["spol"].recipe
+        statistics = pseudo_mask_statistics(
+            dataset.split("train"),
+            pseudo_masks(winners["spol"]),
+            foreground=spol_recipe.pseudo_masks.foreground,
+            background=spol_recipe.pseudo_masks.background,
+        )
+        write_report(
+            run_dir / REPORT_FILE,
+            metrics=metrics,
+            samples=samples,
+            notes=notes,
+            candidates=choices if selecting else [],
+            charts=charts,
+            pseudo_masks=statistics,
+        )
         log.info("wrote %s and %s", run_dir / METRICS_FILE, run_dir / REPORT_FILE)
     barrier()
     return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)

@@ -19,6 +19,7 @@ import numpy as np
 
 from spol.evaluation import METRIC_ROWS, metric_value
 from spol.fileio import write_text_atomic
+from spol.report.plots import Chart, render_svg
 from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
 
 METHOD_LABELS = {"spol": "SPOL", "mffcam": "MFF-CAM", "cam": "CAM"}
@@ -161,12 +162,35 @@ def candidates_table(candidates: Sequence[Mapping[str, Any]]) -> str:
     return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
 
 
+def plots_section(charts: Sequence[Chart], pseudo_masks: Mapping[str, Any] | None) -> str:
+    """The curves (inline SVG) and the pseudo masks' statistics; empty without either."""
+    parts = []
+    if charts:
+        parts.append('<div class="charts">' + "".join(f"<figure>{render_svg(chart)}</figure>" for chart in charts) + "</div>")
+    if pseudo_masks:
+        rows = [
+            ("foreground", pseudo_masks["foreground"]),
+            ("background", pseudo_masks["background"]),
+            ("ignored (conflict region)", pseudo_masks["ignored"]),
+            ("foreground precision vs ground-truth masks", pseudo_masks.get("precision")),
+            ("foreground recall vs ground-truth masks", pseudo_masks.get("recall")),
+        ]
+        table = "".join(f"<tr><td>{html.escape(label)}</td>{_cell(value)}</tr>" for label, value in rows)
+        parts.append(
+            f"<h3>Pseudo masks ({pseudo_masks['images']} training images, % of pixels)</h3>"
+            f'<table class="metrics">{table}</table>'
+        )
+    return "<h2>Curves</h2>\n" + "\n".join(parts) if parts else ""
+
+
 def render_report(
     *,
     metrics: Mapping[str, Mapping[str, Any]],
     samples: Sequence[ReportSample],
     notes: Sequence[str] = (),
     candidates: Sequence[Mapping[str, Any]] = (),
+    charts: Sequence[Chart] = (),
+    pseudo_masks: Mapping[str, Any] | None = None,
     title: str = "SPOL vs. CAM: weakly supervised object localization",
 ) -> str:
     """The report's HTML text (see `write_report`)."""
@@ -191,6 +215,7 @@ def render_report(
             if candidates
             else ""
         ),
+        plots=plots_section(charts, pseudo_masks),
         samples=samples_table(samples),
         metrics_json=html.escape(json.dumps(metrics, indent=2, default=str)),
     )
@@ -203,6 +228,8 @@ def write_report(
     samples: Sequence[ReportSample],
     notes: Sequence[str] = (),
     candidates: Sequence[Mapping[str, Any]] = (),
+    charts: Sequence[Chart] = (),
+    pseudo_masks: Mapping[str, Any] | None = None,
     title: str = "SPOL vs. CAM: weakly supervised object localization",
 ) -> Path:
     """Write the self-contained HTML report to `path` atomically (replacing it) and return the path.
@@ -216,13 +243,24 @@ def write_report(
         samples: pictures to show, see `ReportSample`.
         notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
         candidates: the training settings tried on val, see `candidates_table` (none: no such section).
+        charts: curves to draw (`spol.report.charts`), inline SVG.
+        pseudo_masks: `spol.stages.pseudo_masks.pseudo_mask_statistics` of the run, or None.
         title: page title.
 
     Raises:
         ValueError: empty `metrics`, or a sample whose image or maps break the documented layout.
     """
     path = Path(path)
-    write_text_atomic(path, render_report(metrics=metrics, samples=samples, notes=notes, candidates=candidates, title=title))
+    text = render_report(
+        metrics=metrics,
+        samples=samples,
+        notes=notes,
+        candidates=candidates,
+        charts=charts,
+        pseudo_masks=pseudo_masks,
+        title=title,
+    )
+    write_text_atomic(path, text)
     return path
 
 
