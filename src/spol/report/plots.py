@@ -63,10 +63,10 @@ def render_svg(chart: Chart, *, width: int = 440, height: int = 280) -> str:
     ]
     for value in _ticks(x0, x1):
         parts.append(f'<line x1="{px(value):.1f}" y1="{top + plot_h}" x2="{px(value):.1f}" y2="{top + plot_h + 4}" stroke="#999"/>')
-        parts.append(f'<text x="{px(value):.1f}" y="{top + plot_h + 15}" text-anchor="middle">{value:g}</text>')
+        parts.append(f'<text x="{px(value):.1f}" y="{top + plot_h + 15}" text-anchor="middle">{value:.3g}</text>')
     for value in _ticks(y0, y1):
         parts.append(f'<line x1="{left}" y1="{py(value):.1f}" x2="{left + plot_w}" y2="{py(value):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 4}" y="{py(value) + 4:.1f}" text-anchor="end">{value:g}</text>')
+        parts.append(f'<text x="{left - 4}" y="{py(value) + 4:.1f}" text-anchor="end">{value:.3g}</text>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{html.escape(chart.x_label)}</text>')
     parts.append(
         f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 12 {top + plot_h / 2})">'
