@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from spol.cli._app import app
+from PIL import Image
+from skimage import data as photos
+
 from spol.data import load_image_rgb, read_dataset
 from spol.data.transforms import eval_transform
 from spol.evaluation import scoremap_to_boxes
@@ -17,12 +23,19 @@ from spol.models import load_exported_model
 from spol.pipeline.inference import scoremaps_of
 
 
-@pytest.mark.slow
-def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The folder of one `spol demo --quick` run and what it printed."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "GT-known Loc" in result.output and str(out / "report.html") in result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(quick_demo: tuple[Path, str]) -> None:
+    out, output = quick_demo
+    assert "GT-known Loc" in output and str(out / "report.html") in output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"spol", "mffcam", "cam"}
     assert metrics["spol"]["pxap"] is not None  # the synthetic data has masks
@@ -43,6 +56,50 @@ def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(tmp_path
     for scoremap, result in zip(maps.numpy(), found, strict=True):
         (scored,) = scoremap_to_boxes(scoremap, [threshold])[0].tolist()
         assert list(result.protocol_box or (0, 0, 0, 0)) == scored
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_example() -> str:
+    """The README's lines that turn the exported file's outputs into a mask, a box and a class."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- exported-localizer-example.*?-->\n```python\n(.*?)```", text, flags=re.DOTALL)
+    assert match, "README.md lost its exported-localizer example"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_exported_onnx_file_run_by_onnxruntime_gives_spol_localize_results(
+    quick_demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    run, _ = quick_demo
+    onnx_file = tmp_path / "localizer.onnx"
+    result = CliRunner().invoke(app, ["export", "--run", str(run), "--format", "onnx", "--out", str(onnx_file)])
+    assert result.exit_code == 0, result.output
+
+    # Images the networks have not seen: photographs of other sizes and shapes, and a fresh synthetic image.
+    images = {"cat.png": photos.chelsea(), "rocket.png": photos.rocket(), "coffee.png": photos.coffee()[:120, :300]}
+    images["test.png"] = np.asarray(Image.open(sorted((run / "data" / "images").rglob("*.jpg"))[-1]).convert("RGB"))
+    localizer = Localizer.from_run(run, device="cpu")
+    example = _readme_example()
+    for name, pixels in images.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+        found = localizer(tmp_path / name)
+        code = (
+            example.replace("runs/cub/localizer.json", str(run / "localizer.json"))
+            .replace('"localizer.onnx"', repr(str(onnx_file)))
+            .replace('"bird.jpg"', repr(str(tmp_path / name)))
+        )
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own lines
+        assert np.abs(namespace["scoremap"] - found.scoremap).max() < 1e-3, name
+        assert namespace["box"] == found.box, name
+        # The maps agree to float precision (ONNX Runtime's kernels are not torch's), so a pixel
+        # lying on the threshold may fall on either side: the masks agree on all but a few.
+        assert np.mean(namespace["mask"] != found.mask) < 1e-3, name
+        assert namespace["label"] == found.class_name, name
 
 
 def test_demo_refuses_a_data_folder_it_did_not_make(tmp_path):

@@ -5,5 +5,6 @@ from spol.cli import data  # noqa: F401
 from spol.cli import synth  # noqa: F401
 from spol.cli import evaluate  # noqa: F401
 from spol.cli import evaluate_networks  # noqa: F401
+from spol.cli import export  # noqa: F401
 from spol.cli import train  # noqa: F401
 from spol.cli import pipeline  # noqa: F401

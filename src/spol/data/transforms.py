@@ -50,11 +50,20 @@ def train_transform(*, resize: int, crop: int, normalization: str) -> v2.Compose
 
 
 def eval_transform(*, resize: int, normalization: str, crop: int | None = None) -> v2.Compose:
-    """Resize to ``resize x resize`` (the WSOL protocol: no crop), optionally centre-crop, normalise."""
-    steps: list[v2.Transform] = [v2.ToImage(), v2.Resize((resize, resize), antialias=True)]
+    """Resize to ``resize x resize`` (the WSOL protocol: no crop), optionally centre-crop, normalise.
+
+    The resize (bilinear, antialiased) runs on float pixels in [0, 1], not on uint8 ones: the same
+    operation as the exported localizer's (`spol.localization.export`), which must give the maps
+    `spol localize` gives, and which ONNX has only in float.
+    """
+    steps: list[v2.Transform] = [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Resize((resize, resize), antialias=True),
+    ]
     if crop is not None:
         steps.append(v2.CenterCrop(crop))
-    steps += [v2.ToDtype(torch.float32, scale=True), _normalize(normalization)]
+    steps.append(_normalize(normalization))
     return v2.Compose(steps)
 
 

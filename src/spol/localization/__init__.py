@@ -1,4 +1,4 @@
-"""Inference: the box extractor, the run-folder localizer (class, mask, box) and its file outputs."""
+"""Inference: the box extractor, the run-folder localizer (class, mask, box), its file outputs and its export."""
 
 from spol.localization.boxes import (
     EMPTY_PROTOCOL_BOX,
@@ -8,6 +8,7 @@ from spol.localization.boxes import (
     mask_to_protocol_box,
     threshold_mask,
 )
+from spol.localization.export import EXPORT_FORMATS, export_localizer
 from spol.localization.folder import (
     PREDICTIONS_FILE,
     LocalizeFilesReport,
@@ -26,6 +27,7 @@ from spol.localization.overlay import GREEN, RED, draw_boxes, localization_overl
 
 __all__ = [
     "EMPTY_PROTOCOL_BOX",
+    "EXPORT_FORMATS",
     "GREEN",
     "LOCALIZER_CONFIG",
     "PREDICTIONS_FILE",
@@ -39,6 +41,7 @@ __all__ = [
     "ThresholdRule",
     "collect_images",
     "draw_boxes",
+    "export_localizer",
     "localization_overlay",
     "localize_files",
     "mask_to_box",

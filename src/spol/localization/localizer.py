@@ -231,14 +231,15 @@ class Localizer:
         self._autocast_dtype = _AUTOCAST_DTYPES.get(config.precision) if self.device.type == "cuda" else None
         self.classifier = classifier.to(self.device).eval()
         self.segmenter = segmenter.to(self.device).eval()
-        segmenter_normalization = _normalization(segmenter, "segmenter")
-        classifier_normalization = _normalization(classifier, "classifier")
-        self._segmenter_transform = eval_transform(resize=self.input_size, normalization=segmenter_normalization)
+        self.segmenter_normalization = _normalization(segmenter, "segmenter")
+        self.classifier_normalization = _normalization(classifier, "classifier")
+        self._segmenter_transform = eval_transform(resize=self.input_size, normalization=self.segmenter_normalization)
         self._classifier_transform = eval_transform(
-            resize=self.classifier_input_size, normalization=classifier_normalization
+            resize=self.classifier_input_size, normalization=self.classifier_normalization
         )
         self._shared_input = (
-            self.classifier_input_size == self.input_size and classifier_normalization == segmenter_normalization
+            self.classifier_input_size == self.input_size
+            and self.classifier_normalization == self.segmenter_normalization
         )
 
     @classmethod

@@ -38,6 +38,11 @@ def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
     return normalised.clamp_(0, 1)
 
 
+def seg_probabilities(maps: Tensor, *, align_corners: bool = False) -> Tensor:
+    """`seg_scoremaps` without the NaN check: traceable, for the exported localizer (`spol.localization.export`)."""
+    return torch.sigmoid(_to_protocol_size(maps.float(), align_corners)).squeeze(1)
+
+
 def seg_scoremaps(maps: Tensor, *, align_corners: bool = False) -> Tensor:
     """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
 
@@ -48,10 +53,10 @@ def seg_scoremaps(maps: Tensor, *, align_corners: bool = False) -> Tensor:
     Returns:
         ``B x 224 x 224`` float32 in [0, 1].
     """
-    probs = torch.sigmoid(_to_protocol_size(maps.float(), align_corners)).squeeze(1)
+    probs = seg_probabilities(maps, align_corners=align_corners)
     if torch.isnan(probs).any():
         raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
     return probs
 
 
-__all__ = ["cam_scoremaps", "seg_scoremaps"]
+__all__ = ["cam_scoremaps", "seg_probabilities", "seg_scoremaps"]

@@ -1,0 +1,60 @@
+"""`spol export`: the localizer as one TorchScript file, and the command's refusals.
+
+The ONNX file of a trained run, run with onnxruntime through the README's lines, is checked in
+tests/cli/test_demo.py (it needs the quick demo's trained networks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from typer.testing import CliRunner
+
+from spol.cli import app
+from spol.localization import Localizer
+from spol.localization.export import export_localizer
+
+
+def _photos() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [
+        data.chelsea(),  # 300 x 451, downscaled
+        data.coffee()[:97, :300],  # wide
+        rng.integers(0, 256, size=(41, 29, 3), dtype=np.uint8),  # upscaled
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_file_gives_the_localizers_maps_and_classes(localizer: Localizer, tmp_path: Path) -> None:
+    path = export_localizer(localizer, tmp_path / "localizer.pt", export_format="torchscript")
+    exported = torch.jit.load(str(path))
+    for image in _photos():
+        found = localizer(image)
+        with torch.no_grad():
+            scoremap, class_scores, grid = exported(torch.from_numpy(image))
+        assert scoremap.shape == image.shape[:2] and grid.shape == (224, 224)
+        assert np.abs(scoremap.numpy() - found.scoremap).max() < 1e-3
+        assert int(class_scores.argmax()) == found.class_index
+        assert class_scores.sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert float(class_scores.max()) == pytest.approx(found.score, abs=1e-4)
+
+
+def test_export_refuses_what_it_cannot_do(tiny_run: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    wrong_format = runner.invoke(app, ["export", "--run", str(tiny_run), "--format", "tflite", "--out", "x.tflite"])
+    assert wrong_format.exit_code == 2 and "choose one of onnx, torchscript" in wrong_format.output
+    not_a_run = runner.invoke(app, ["export", "--run", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
+    assert not_a_run.exit_code == 2 and "localizer.json does not exist" in not_a_run.output
+    existing = tmp_path / "mine.pt"
+    existing.write_bytes(b"the user's file")
+    refused = runner.invoke(
+        app, ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(existing)]
+    )
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert existing.read_bytes() == b"the user's file"
+    into_folder = runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path)])
+    assert into_folder.exit_code == 2 and "is a folder" in into_folder.output
