@@ -103,7 +103,7 @@ class TimmBackbone(FeatureBackbone):
 
 
 def read_state_dict(path: str | Path, *, what: str) -> dict[str, Tensor]:
-    """Read a plain ``{name: tensor}`` state dict from a local ``torch.save`` file.
+    """Read a plain ``{name: tensor}`` state dict from a local ``torch.save`` (or ``.safetensors``) file.
 
     Args:
         path: the file.
@@ -117,7 +117,12 @@ def read_state_dict(path: str | Path, *, what: str) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist; check the path (nothing is downloaded)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's hub files; safetensors comes with timm
+            from safetensors.torch import load_file
+
+            obj = load_file(path, device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise ValueError(f"{what} file {path} could not be read as a PyTorch state dict: {error}") from error
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
@@ -212,31 +217,36 @@ def efficientnet_lite0_package_file() -> Path:
     return path
 
 
-def _timm_lite0_reference() -> dict[str, Tensor]:
+def _timm_reference(model_name: str) -> dict[str, Tensor]:
     # Shapes only: building on the meta device allocates nothing.
     with torch.device("meta"):
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        model = timm.create_model(model_name, pretrained=False)
     return model.state_dict()
 
 
-def convert_efficientnet_lite0_state_dict(state_dict: Mapping[str, Tensor], *, source: str) -> dict[str, Tensor]:
-    """Map an efficientnet_pytorch-layout Lite0 state dict to timm ``tf_efficientnet_lite0`` names.
+def convert_efficientnet_pytorch_state_dict(
+    state_dict: Mapping[str, Tensor], model_name: str, *, source: str
+) -> dict[str, Tensor]:
+    """Map an efficientnet_pytorch-layout state dict to the names of timm's `model_name` (e.g. ``tf_efficientnet_b7``).
 
     Both layouts list the same tensors in the same order (stem, blocks, head, classifier), so the
     i-th entry of one is the i-th entry of the other. Every pair is checked: same shape and same
-    kind of tensor (``weight``, ``bias``, ``running_mean``, ...). A state dict already in timm's
-    layout is returned unchanged.
+    kind of tensor (``weight``, ``bias``, ``running_mean``, ...). BatchNorm counters
+    (``num_batches_tracked``) may be absent from the file. A state dict already in timm's layout
+    is returned unchanged.
 
     Raises:
         ValueError: the entries disagree; the message names `source` and the first pair that differs.
     """
-    reference = _timm_lite0_reference()
-    if set(state_dict) == set(reference):
+    reference = _timm_reference(model_name)
+    if set(state_dict) <= set(reference) and all(k in state_dict for k in reference if not k.endswith("num_batches_tracked")):
         return dict(state_dict)
+    if not any(k.endswith("num_batches_tracked") for k in state_dict):
+        reference = {k: v for k, v in reference.items() if not k.endswith("num_batches_tracked")}
     if len(state_dict) != len(reference):
         raise ValueError(
-            f"{source} has {len(state_dict)} entries but timm's tf_efficientnet_lite0 has {len(reference)}; "
-            "it is not an EfficientNet-Lite0 state dict"
+            f"{source} has {len(state_dict)} entries but timm's {model_name} has {len(reference)}; "
+            f"it is not a {model_name} state dict"
         )
     converted: dict[str, Tensor] = {}
     for (src_key, src_value), (dst_key, dst_value) in zip(state_dict.items(), reference.items(), strict=True):
@@ -244,10 +254,15 @@ def convert_efficientnet_lite0_state_dict(state_dict: Mapping[str, Tensor], *, s
         if src_value.shape != dst_value.shape or not same_kind:
             raise ValueError(
                 f"{source}: entry {src_key} {tuple(src_value.shape)} does not match timm's {dst_key} "
-                f"{tuple(dst_value.shape)}; the file is not an EfficientNet-Lite0 state dict in the expected order"
+                f"{tuple(dst_value.shape)}; the file is not a {model_name} state dict in the expected order"
             )
         converted[dst_key] = src_value
     return converted
+
+
+def convert_efficientnet_lite0_state_dict(state_dict: Mapping[str, Tensor], *, source: str) -> dict[str, Tensor]:
+    """`convert_efficientnet_pytorch_state_dict` for timm's ``tf_efficientnet_lite0``."""
+    return convert_efficientnet_pytorch_state_dict(state_dict, "tf_efficientnet_lite0", source=source)
 
 
 def efficientnet_lite0_state_dict(weights: str | Path | Literal["default"]) -> dict[str, Tensor]:

@@ -19,6 +19,7 @@ from spol.models.backbones import (
     resnet50_state_dict,
     timm_model_name,
 )
+from spol.models.efficientnet_b7 import B7_MODEL_NAME, efficientnet_b7_state_dict, is_efficientnet_b7
 
 _HEADS = {"resnet50": "fc.", "efficientnet_lite0": "classifier."}
 
@@ -53,6 +54,9 @@ def build_classifier(
     num_classes: int,
     weights: WeightsArg | Literal["default"] = "default",
     require_head: bool = False,
+    dropout: float = 0.0,
+    drop_connect: float = 0.0,
+    weights_sha256: str | None = None,
 ) -> nn.Module:
     """An image classifier returning B x `num_classes` logits for B x 3 x H x W normalised images.
 
@@ -67,6 +71,10 @@ def build_classifier(
         weights: as for `spol.models.build_backbone` (``"default"`` is only available for
             ``efficientnet_lite0``; None gives a random initialisation).
         require_head: the head must come from `weights` (a classifier used without training).
+        dropout: dropout before the head of a timm model (``drop_rate``; the release's B7: 0.5).
+        drop_connect: stochastic depth of a timm model's blocks (``drop_path_rate``; the release's B7: 0.2).
+        weights_sha256: the pinned SHA-256 of an EfficientNet-B7 file (`spol.models.efficientnet_b7`);
+            None accepts only the files known to hold the paper's weights.
 
     Raises:
         ValueError: unknown backbone, ``"default"`` without bundled weights, a file that does not
@@ -98,7 +106,17 @@ def build_classifier(
         return model
     if backbone.startswith("timm:"):
         model_name = timm_model_name(backbone)
-        model = create_timm_model(model_name, weights, num_classes=num_classes)
+        regularization = {"drop_rate": dropout, "drop_path_rate": drop_connect}
+        if is_efficientnet_b7(model_name):
+            model = create_timm_model(B7_MODEL_NAME, None, num_classes=num_classes, **regularization)
+            if weights is not None:
+                if isinstance(weights, str) and weights == "default":
+                    raise ValueError(f"classifier {backbone!r} has no bundled weights: pass weights=<local file>")
+                state_dict = efficientnet_b7_state_dict(weights, sha256=weights_sha256)
+                _load_classifier_weights(model, state_dict, weights, "classifier.", require_head=require_head)
+            model.normalization = timm_normalization(model.pretrained_cfg, B7_MODEL_NAME)
+            return model
+        model = create_timm_model(model_name, weights, num_classes=num_classes, **regularization)
         # timm keeps the file's head only when it has the model's default number of classes.
         if require_head and model.pretrained_cfg.get("num_classes") != num_classes:
             raise _no_head_for(weights, num_classes, model.pretrained_cfg.get("num_classes"))

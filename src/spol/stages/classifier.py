@@ -74,7 +74,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         return done
     kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
-        net = build_classifier(**kwargs, weights=section.weights, require_head=True)
+        net = build_classifier(**kwargs, weights=section.weights, require_head=True, weights_sha256=section.weights_sha256)
         if is_global_zero():
             run_dir.mkdir(parents=True, exist_ok=True)
             export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
@@ -83,7 +83,13 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         return run_dir / MODEL_FILE
     records = trained_on
     seed_everything(recipe.seed)
-    net = build_classifier(**kwargs, weights=section.weights)
+    net = build_classifier(
+        **kwargs,
+        weights=section.weights,
+        dropout=section.dropout,
+        drop_connect=section.drop_connect,
+        weights_sha256=section.weights_sha256,
+    )
     resize = section.resize or recipe.data.resize
     crop = section.crop or recipe.data.crop
     transform = train_transform(resize=resize, crop=crop, normalization=net.normalization)
