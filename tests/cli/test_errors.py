@@ -46,3 +46,16 @@ def test_an_unforeseen_error_is_one_line_unless_debugging(tmp_path, monkeypatch,
     monkeypatch.setenv("SPOL_DEBUG", "1")
     with pytest.raises(RuntimeError, match="nobody planned"):
         spol.cli.main()
+
+
+def test_a_model_file_of_another_kind_is_named_with_the_fix(tmp_path):
+    from spol.localization import write_localizer_config
+    from spol.models import build_mffnet_cam, export_model
+
+    kwargs = {"backbone": "efficientnet_lite0", "num_classes": 2}
+    export_model(build_mffnet_cam(**kwargs, weights=None), builder="mffnet_cam", kwargs=kwargs, path=tmp_path / "cam.pt")
+    write_localizer_config(tmp_path, class_names=["a", "b"], classifier="cam.pt", segmenter="cam.pt", threshold=0.5)
+    result = runner.invoke(app, ["localize", str(tmp_path / "cam.pt"), "--run", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "holds a CAM network (MFF-Net), not a segmentation network" in result.stderr
+    assert str(tmp_path / "cam.pt") in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ from spol.data import load_image_rgb
 from spol.data.transforms import eval_transform
 from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
-from spol.models import MFFNetOutput, load_exported_model, resolve_device
+from spol.models import CLASSIFIERS, SEGMENTERS, MFFNetOutput, load_exported_model, resolve_device
 from spol.models.maps import seg_scoremaps
 from spol.rundir import LOCALIZER_FILE
 from spol.scoremaps import PROTOCOL_SIZE
@@ -261,8 +261,8 @@ class Localizer:
             config = LocalizerConfig.model_validate(json.loads(config_path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, ValidationError) as error:
             raise ValueError(f"{config_path} is not a valid localizer description: {error}") from error
-        classifier = load_exported_model(run_dir / config.classifier)
-        segmenter = load_exported_model(run_dir / config.segmenter)
+        classifier = load_exported_model(run_dir / config.classifier, expect=CLASSIFIERS)
+        segmenter = load_exported_model(run_dir / config.segmenter, expect=SEGMENTERS)
         logger.debug("loaded localizer from %s (%d classes)", run_dir, len(config.class_names))
         return cls(
             classifier,

@@ -10,11 +10,21 @@ from spol.models.mffnet import (
     build_mffnet_seg,
     cam_distillation_loss,
 )
-from spol.models.registry import MODEL_BUILDERS, export_model, load_exported_model, resolve_device, state_digest
+from spol.models.registry import (
+    CLASSIFIERS,
+    MODEL_BUILDERS,
+    SEGMENTERS,
+    export_model,
+    load_exported_model,
+    resolve_device,
+    state_digest,
+)
 from spol.models.release import ReleaseNetwork, from_release
 from spol.models.vanilla_cam import VanillaCAM, build_vanilla_cam
 
 __all__ = [
+    "CLASSIFIERS",
+    "SEGMENTERS",
     "MODEL_BUILDERS",
     "CrossScaleChannelAttention",
     "FeatureBackbone",

@@ -75,12 +75,32 @@ def export_model(model: nn.Module, *, builder: str, kwargs: dict[str, Any], path
         torch.save({"builder": builder, "kwargs": arguments, "state_dict": state_dict}, tmp)
 
 
-def load_exported_model(path: Path, map_location: str | torch.device = "cpu") -> nn.Module:
+SEGMENTERS = ("mffnet_seg",)
+CLASSIFIERS = ("classifier", "mffnet_cam", "vanilla_cam")
+"""Builders whose networks can serve as the segmenter / the classifier (`load_exported_model`'s `expect`)."""
+
+_ROLES = {
+    "mffnet_seg": "a segmentation network",
+    "mffnet_cam": "a CAM network (MFF-Net)",
+    "vanilla_cam": "a vanilla CAM network",
+    "classifier": "a classifier",
+}
+
+
+def load_exported_model(
+    path: Path, map_location: str | torch.device = "cpu", *, expect: tuple[str, ...] | None = None
+) -> nn.Module:
     """Rebuild a model saved by `export_model` (returned in eval mode, on `map_location`).
+
+    Args:
+        path: the model file.
+        map_location: where the weights go.
+        expect: the builders the caller can use (e.g. `SEGMENTERS`); None accepts any.
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: `path` is not a readable spol model file; the message names it.
+        ValueError: `path` is not a readable spol model file, or holds a network of another kind
+            than `expect`; the message names it.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,6 +112,12 @@ def load_exported_model(path: Path, map_location: str | torch.device = "cpu") ->
     if not isinstance(payload, dict) or set(payload) != _EXPORT_KEYS:
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"model file {path} is not a spol model file: expected keys {sorted(_EXPORT_KEYS)}, found {found}")
+    if expect is not None and payload["builder"] not in expect:
+        wanted = " or ".join(_ROLES.get(name, name) for name in expect)
+        raise ValueError(
+            f"model file {path} holds {_ROLES.get(payload['builder'], payload['builder'])}, not {wanted}; "
+            "pass the model.pt of the right stage (seg/ for the segmenter, cam/ or classifier/ for classes)"
+        )
     model = _rebuild(payload["builder"], payload["kwargs"], str(path))
     load_state_dict_checked(model, payload["state_dict"], source=str(path))
     return model.to(map_location).eval()

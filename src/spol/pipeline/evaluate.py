@@ -23,7 +23,7 @@ from spol.evaluation.release_protocol import (
     read_release_class_hits,
 )
 from spol.fileio import write_json_atomic
-from spol.models import from_release, load_exported_model
+from spol.models import CLASSIFIERS, SEGMENTERS, from_release, load_exported_model
 from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.run import prepare_splits
 from spol.stages.distributed import is_global_zero
@@ -75,8 +75,8 @@ def evaluate_networks(
         raise ValueError(f"{data_root}: the dataset has no test images to evaluate")
     dataset, notes = prepare_splits(dataset, recipe) if threshold is None else (dataset, [])
     test = [r for r in dataset.split("test") if r.boxes]
-    seg = from_release(segmenter, "seg").network if release else load_exported_model(Path(segmenter))
-    classes = load_exported_model(Path(classifier)) if classifier is not None else None
+    seg = from_release(segmenter, "seg").network if release else load_exported_model(Path(segmenter), expect=SEGMENTERS)
+    classes = load_exported_model(Path(classifier), expect=CLASSIFIERS) if classifier is not None else None
     hits = None
     if class_predictions is not None:
         hits = class_hits_for(test, read_release_class_hits(class_predictions), str(class_predictions))
