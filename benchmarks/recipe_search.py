@@ -17,7 +17,6 @@ with more clutter).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -27,9 +26,10 @@ import time
 from pathlib import Path
 
 from spol.data import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
+from spol.pipeline.demo import DEMO_DATA
 
 DATASETS: dict[str, SyntheticConfig] = {
-    "demo": dataclasses.replace(SYNTHETIC_PRESETS["demo"], train_per_class=180),
+    "demo": DEMO_DATA,
     "robust": SYNTHETIC_PRESETS["robust"],
     "few15": SyntheticConfig(num_classes=15, train_per_class=30, test_per_class=30, image_size=(160, 224), seed=7),
     "large15": SyntheticConfig(
@@ -86,10 +86,12 @@ def main() -> None:
             run = args.out / name / f"{family}-seed{args.seed}"
             if family in SHARED_STAGES and not run.exists():
                 source, stages = SHARED_STAGES[family]
+                origin_run = args.out / name / f"{source}-seed{args.seed}"
                 for stage in stages:
-                    origin = args.out / name / f"{source}-seed{args.seed}" / stage
-                    if origin.is_dir():
-                        shutil.copytree(origin, run / stage)
+                    if (origin_run / stage).is_dir():
+                        shutil.copytree(origin_run / stage, run / stage)
+                if (origin_run / "run.json").is_file():  # the run-folder marker with the dataset's fingerprint
+                    shutil.copy2(origin_run / "run.json", run / "run.json")
             overrides = [*FAMILIES[family], *args.extra, f"seed={args.seed}"]
             command = [str(spol), "pipeline", "--recipe", "cpu", "--data", str(data), "--format", "cub", "--out", str(run)]
             command += [arg for override in overrides for arg in ("--set", override)]
