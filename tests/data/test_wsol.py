@@ -98,7 +98,9 @@ def test_missing_required_files_raise(tmp_path):
 
 def test_read_wsol_reads_every_present_split(tmp_path):
     _box_split(tmp_path)
-    _write(tmp_path / "train", image_ids="train/t.jpg\n", class_labels="train/t.jpg,1\n", image_sizes="train/t.jpg,8,8\n")
+    _write(
+        tmp_path / "train", image_ids="train/t.jpg\n", class_labels="train/t.jpg,1\n", image_sizes="train/t.jpg,8,8\n"
+    )
     dataset = read_wsol(tmp_path)
     assert dataset.splits() == {"train": 1, "test": 3}
     assert dataset.split("train")[0].boxes == () and dataset.num_classes == 2

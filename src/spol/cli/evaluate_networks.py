@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,16 +22,16 @@ def evaluate_command(
     release: bool = typer.Option(
         False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
     ),
-    classifier: Optional[Path] = typer.Option(
+    classifier: Path | None = typer.Option(
         None, "--classifier", help="Classifier model file (spol.models.export_model) for Top-1/Top-5 Loc."
     ),
-    class_predictions: Optional[Path] = typer.Option(
+    class_predictions: Path | None = typer.Option(
         None,
         "--class-predictions",
         help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
         "read without running pickled code.",
     ),
-    threshold: Optional[float] = typer.Option(
+    threshold: float | None = typer.Option(
         None,
         "--threshold",
         min=0.0,
@@ -55,7 +54,7 @@ def evaluate_command(
         "or a YAML file).",
     ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.devices=1."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write OUT/metrics.json."),
+    out: Path | None = typer.Option(None, "--out", help="Write OUT/metrics.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Evaluate a trained segmentation network (and classes) on the test split, without training.

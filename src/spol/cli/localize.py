@@ -73,7 +73,7 @@ def localize(
             box = "no object" if record["box"] is None else "box " + " ".join(map(str, record["box"]))
             typer.echo(f"{record['image']}: {record['class']} ({record['score']:.3f}), {box}")
 
-    def on_skip(skipped: "SkippedImage") -> None:
+    def on_skip(skipped: SkippedImage) -> None:
         # tqdm.write keeps the progress bar intact.
         tqdm.write(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
 

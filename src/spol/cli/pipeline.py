@@ -46,17 +46,19 @@ def pipeline_command(
         "(the layout `spol evaluate-maps --scoremaps` reads), to re-score a run or compare it with other maps.",
     ),
 ) -> None:
-    """Train SPOL (CAM network, pseudo masks, segmentation network) and the vanilla CAM baseline,
-    evaluate both on the test split with thresholds chosen on val, write metrics.json and report.html.
+    """Train SPOL and the vanilla CAM baseline, evaluate both, write metrics.json and report.html.
+
+    SPOL is the CAM network, the pseudo masks and the segmentation network; both methods are
+    evaluated on the test split with thresholds chosen on val.
 
     Every stage runs on the recipe's trainer: set trainer.devices / trainer.num_nodes for several GPUs
     (Lightning starts the other processes itself, or launch with torchrun / SLURM); training and
-    inference are sharded and one process writes the results. Batch sizes are global."""
+    inference are sharded and one process writes the results. Batch sizes are global.
+    """
     from spol.config import load_recipe
+    from spol.data.summary import FORMATS
     from spol.pipeline import format_comparison, run_pipeline
     from spol.stages.distributed import is_global_zero
-
-    from spol.data.summary import FORMATS
 
     quiet_other_ranks()
     if not data.exists():

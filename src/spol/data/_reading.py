@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spol.data.images import UnreadableImageError, read_image_sizes
+from spol.data.images import read_image_sizes
 from spol.data.records import Box, DatasetFormatError, ImageRecord, Problem, Split
 
 
@@ -103,11 +103,11 @@ def finish_records(
     unsized = [p for p in pending if p.size is None]
     sizes = read_image_sizes([p.path for p in unsized], workers=workers, progress=progress)
     failed: set[int] = set()
-    for item, size in zip(unsized, sizes):
+    for item, size in zip(unsized, sizes, strict=True):
         if isinstance(size, FileNotFoundError):
             problems.append(Problem(f"image file missing; image {item.image_id} skipped", path=str(item.path)))
             failed.add(id(item))
-        elif isinstance(size, UnreadableImageError):
+        elif isinstance(size, Exception):  # an UnreadableImageError, the only other failure
             problems.append(
                 Problem(
                     f"unreadable image, image {item.image_id} skipped: {size.__cause__ or size}", path=str(item.path)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
@@ -36,6 +37,9 @@ from tqdm import tqdm
 from spol.data.records import Problem
 
 logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 SIZE_MISMATCH = "image size differs"
 """Start of the `verify_images` problem for an image that decodes at another size than stated."""
@@ -89,8 +93,10 @@ def load_image_rgb(
 def decode_image(
     path: str | os.PathLike[str], *, exif_orientation: bool = False, min_size: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """`load_image_rgb` and the ``(width, height)`` of the full image, as stored (as displayed with
-    `exif_orientation`), which a reduced decode (`min_size`) does not show."""
+    """`load_image_rgb` and the ``(width, height)`` of the full image.
+
+    The size is as stored (as displayed with `exif_orientation`), which a reduced decode (`min_size`) does not show.
+    """
     path = Path(path)
     try:
         with Image.open(path) as image:
@@ -220,7 +226,9 @@ def verify_images(
     return [problem for problem in results if problem is not None]
 
 
-def _map(function, items, *, workers: int | None, progress: bool, desc: str) -> list:  # type: ignore[no-untyped-def]
+def _map(
+    function: Callable[[_Item], _Result], items: Iterable[_Item], *, workers: int | None, progress: bool, desc: str
+) -> list[_Result]:
     """``[function(item) for item in items]`` on a thread pool, in order, with a progress bar."""
     items = list(items)
     workers = default_workers() if workers is None else workers

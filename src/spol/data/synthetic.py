@@ -276,7 +276,11 @@ def generate_synthetic(
                 f"{out} holds a synthetic benchmark made with other settings ({stamp}); pass --force to "
                 "regenerate it, or choose another folder"
             )
-        foreign = [entry.name for entry in out.iterdir() if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")]
+        foreign = [
+            entry.name
+            for entry in out.iterdir()
+            if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")
+        ]
         if foreign:
             raise FileExistsError(
                 f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
@@ -305,7 +309,7 @@ def generate_synthetic(
             bar.update()
 
     images, labels, bbox_lines, split_lines = [], [], [], []
-    for image_id, ((_, _, label, number, relpath), (x, y, w, h)) in enumerate(zip(jobs, boxes), start=1):
+    for image_id, ((_, _, label, number, relpath), (x, y, w, h)) in enumerate(zip(jobs, boxes, strict=True), start=1):
         images.append(f"{image_id} {relpath}")
         labels.append(f"{image_id} {label + 1}")
         bbox_lines.append(f"{image_id} {float(x)} {float(y)} {float(w)} {float(h)}")

@@ -112,7 +112,9 @@ def read_wsol_metadata(
             if label < 0:
                 raise ValueError
         except ValueError:
-            problems.append(source.problem(f"label {parts[1]!r} of image id {parts[0]} is not an integer >= 0; image skipped"))
+            problems.append(
+                source.problem(f"label {parts[1]!r} of image id {parts[0]} is not an integer >= 0; image skipped")
+            )
             skipped.add(parts[0])
             continue
         labels[parts[0]] = label
@@ -129,7 +131,9 @@ def read_wsol_metadata(
                     raise ValueError
             except ValueError:
                 problems.append(
-                    source.problem(f"size {parts[1]!r}x{parts[2]!r} of image id {parts[0]} is not two integers > 0; ignored")
+                    source.problem(
+                        f"size {parts[1]!r}x{parts[2]!r} of image id {parts[0]} is not two integers > 0; ignored"
+                    )
                 )
                 continue
             if parts[0] in sizes:
@@ -161,11 +165,15 @@ def read_wsol_metadata(
                 try:
                     x0, y0, x1, y1 = (float(v) for v in parts[1:])
                 except ValueError:
-                    problems.append(source.problem(f"box {parts[1:]} of image id {parts[0]} is not four numbers; ignored"))
+                    problems.append(
+                        source.problem(f"box {parts[1:]} of image id {parts[0]} is not four numbers; ignored")
+                    )
                     continue
                 if min(x0, y0, x1, y1) < 0 or x1 < x0 or y1 < y0:
                     problems.append(
-                        source.problem(f"box {parts[1:]} of image id {parts[0]} is negative or has x1 < x0 or y1 < y0; ignored")
+                        source.problem(
+                            f"box {parts[1:]} of image id {parts[0]} is negative or has x1 < x0 or y1 < y0; ignored"
+                        )
                     )
                     continue
                 boxes.setdefault(parts[0], []).append(((x0, y0, x1, y1), source))
@@ -224,7 +232,9 @@ def read_wsol_metadata(
     if probe_sizes:
         records = finish_records(pending, problems, workers=workers, progress=progress)
     else:
-        finished = finish_records([p for p in pending if p.size is not None], problems, workers=workers, progress=progress)
+        finished = finish_records(
+            [p for p in pending if p.size is not None], problems, workers=workers, progress=progress
+        )
         by_id = {r.image_id: r for r in [*finished, *unsized]}
         records = [by_id[p.image_id] for p in pending if p.image_id in by_id]
     num_classes = max((r.label for r in records), default=-1) + 1

@@ -35,7 +35,7 @@ import numpy as np
 
 from spol.data.records import Box
 from spol.evaluation.level_components import contour_boxes_at_cuts
-from spol.scoremaps import PROTOCOL_SIZE, check_scoremap, scoremap_to_uint8
+from spol.scoremaps import PROTOCOL_SIZE, check_scoremap
 
 DEFAULT_IOU_THRESHOLDS: tuple[int, ...] = (30, 50, 70)
 """IoU levels (percent) of MaxBoxAccV2."""
@@ -233,7 +233,7 @@ def scoremap_to_boxes(
     """
     levels = _Levels(np.asarray(scoremap), np.asarray(thresholds))
     offsets, boxes = levels.boxes(multi_contour)
-    per_cut = [boxes[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    per_cut = [boxes[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
     return [per_cut[i] for i in levels.index.tolist()]
 
 
@@ -347,7 +347,7 @@ class BoxAccuracy:
 
     @property
     def correct(self) -> np.ndarray:
-        """bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
+        """Per-image correctness, bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
 
         Raises:
             ValueError: made with ``keep_per_image=False``.
@@ -370,8 +370,11 @@ class BoxAccuracy:
 
     def max_box_acc(self) -> dict[int, float]:
         """``{iou level: max over thresholds of the accuracy}`` in percent."""
-        return {iou: float(row.max()) for iou, row in zip(self.iou_thresholds, self.accuracy())}
+        return {iou: float(row.max()) for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)}
 
     def best_threshold(self) -> dict[int, float]:
         """``{iou level: the first threshold reaching the max}``."""
-        return {iou: float(self.thresholds[int(np.argmax(row))]) for iou, row in zip(self.iou_thresholds, self.accuracy())}
+        return {
+            iou: float(self.thresholds[int(np.argmax(row))])
+            for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)
+        }

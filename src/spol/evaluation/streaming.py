@@ -97,8 +97,11 @@ class ProtocolCounts:
         return self.box.num_images
 
     def add(self, outcome: MapOutcome, class_hits: tuple[bool, bool] | None) -> None:
-        """Add one image: its per-image outcome (both contour modes) and whether its true class is the
-        classifier's first / among its five first (None without classes)."""
+        """Add one image: its per-image outcome (both contour modes) and its classification.
+
+        `class_hits`: whether its true class is the classifier's first / among its five first (None
+        without classes).
+        """
         if outcome.correct is None or len(outcome.correct) != 2:
             raise ValueError("ProtocolCounts needs the box outcome of both contour modes (largest, every)")
         single, multi = outcome.correct
@@ -130,8 +133,10 @@ class ProtocolCounts:
         return np.concatenate(parts).astype(np.int64)
 
     def summed(self, reduce: Callable[[np.ndarray], np.ndarray]) -> ProtocolCounts:
-        """New counts from ``reduce(vector of every counter)``, e.g. a sum over processes
-        (`spol.stages.distributed.all_reduce_sum`)."""
+        """New counts from ``reduce(vector of every counter)``.
+
+        E.g. a sum over processes (`spol.stages.distributed.all_reduce_sum`).
+        """
         vector = np.asarray(reduce(self.as_vector()), dtype=np.int64)
         out = ProtocolCounts(self.thresholds, self.iou_thresholds, masks=self.pixel is not None, loc_iou=self.loc_iou)
         num_images, out.cls_top1_hits, out.num_classified = (int(v) for v in vector[:3])
@@ -238,7 +243,9 @@ class StreamingEvaluator:
             if not record.boxes:
                 raise ValueError(f"image {record.image_id} has no ground-truth box; box accuracy needs one")
             scoremap, _ = prepare_scoremap(scoremaps[i], record.image_id)
-            tasks.append(MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path))
+            tasks.append(
+                MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path)
+            )
             if top5 is not None:
                 self._waiting.append((bool(top5[i][0] == record.label), bool((top5[i][:TOP_K] == record.label).any())))
             else:

@@ -166,7 +166,9 @@ def plots_section(charts: Sequence[Chart], pseudo_masks: Mapping[str, Any] | Non
     """The curves (inline SVG) and the pseudo masks' statistics; empty without either."""
     parts = []
     if charts:
-        parts.append('<div class="charts">' + "".join(f"<figure>{render_svg(chart)}</figure>" for chart in charts) + "</div>")
+        parts.append(
+            '<div class="charts">' + "".join(f"<figure>{render_svg(chart)}</figure>" for chart in charts) + "</div>"
+        )
     if pseudo_masks:
         rows = [
             ("foreground", pseudo_masks["foreground"]),

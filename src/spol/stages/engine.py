@@ -32,7 +32,6 @@ Lightning's estimated stepping batches): ``constant``, ``linear`` ``(1 - t/T)``,
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 import sys
@@ -41,13 +40,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -83,7 +83,9 @@ class _DropAdvertising(logging.Filter):
 _DROP_ADVERTISING = _DropAdvertising()
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, total_steps: float
+) -> torch.optim.lr_scheduler.LRScheduler:
     """The recipe's learning-rate schedule over `total_steps` optimiser steps (torch's schedulers).
 
     ``constant``: the groups' learning rates throughout; ``linear``: ``lr * (1 - t/T)``; ``poly``:
@@ -108,7 +110,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps
 
 def _collect_rng_states() -> dict[str, Any]:
     # Plain containers and tensors only, so the checkpoint loads with torch.load(weights_only=True).
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    kind, keys, position, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.copy()), position, has_gauss, cached],
@@ -172,7 +174,8 @@ class TrainingSystem(L.LightningModule):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """``[{"params": new layers, "lr": lr}, {"params": backbone, "lr": lr * mult}]`` (trainable parameters only)."""
-        new, backbone = [], []
+        new: list[nn.Parameter] = []
+        backbone: list[nn.Parameter] = []
         for name, parameter in self.net.named_parameters():
             if parameter.requires_grad:
                 (backbone if self.is_backbone(name) else new).append(parameter)
@@ -182,10 +185,12 @@ class TrainingSystem(L.LightningModule):
         ]
         return [group for group in groups if group["params"]]
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimizer: torch.optim.Optimizer
         if self.optim.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+            optimizer = torch.optim.AdamW(
+                self.parameter_groups(), lr=self.optim.lr, weight_decay=self.optim.weight_decay
+            )
         else:
             optimizer = torch.optim.SGD(
                 self.parameter_groups(),
@@ -254,8 +259,10 @@ def _duration(seconds: float) -> str:
 
 
 class MetricsCSV(Callback):
-    """Append training metrics to a CSV file (rank 0): one ``step`` row every `every_n_steps`
-    optimiser steps and one ``epoch`` row (means over rank 0's batches) per epoch.
+    """Append training metrics to a CSV file (rank 0).
+
+    One ``step`` row every `every_n_steps` optimiser steps and one ``epoch`` row (means over rank 0's
+    batches) per epoch.
 
     Columns: kind, epoch, step, loss, accuracy (empty when the stage has none), lr (new layers).
     The file is appended, so a resumed run continues it.
@@ -297,14 +304,22 @@ class MetricsCSV(Callback):
         step = trainer.global_step
         if step != self._last_step and step % self.every_n_steps == 0:
             self._last_step = step
-            self._write({"kind": "step", "epoch": trainer.current_epoch, "step": step, **values, "lr": self._lr(trainer)})
+            self._write(
+                {"kind": "step", "epoch": trainer.current_epoch, "step": step, **values, "lr": self._lr(trainer)}
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._count == 0:
             return
         means = {key: total / self._count for key, total in self._sums.items()}
         self._write(
-            {"kind": "epoch", "epoch": trainer.current_epoch, "step": trainer.global_step, **means, "lr": self._lr(trainer)}
+            {
+                "kind": "epoch",
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                **means,
+                "lr": self._lr(trainer),
+            }
         )
 
 
@@ -333,7 +348,9 @@ def _log_to_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def stage_inputs(recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any) -> dict[str, Any]:
+def stage_inputs(
+    recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any
+) -> dict[str, Any]:
     """What a training stage's outputs depend on, as recorded in its ``inputs.json``.
 
     The recipe's shared model and training settings, the stage's own `sections`, a digest of its
@@ -379,7 +396,8 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
             recorded, compared = _without_length(recorded), _without_length(inputs)
         if started and not force and recorded is not None and recorded != compared:
             raise ValueError(
-                f"{run_dir} was trained from other inputs than now (changed: {'; '.join(differences(recorded, compared))}; "
+                f"{run_dir} was trained from other inputs than now "
+                f"(changed: {'; '.join(differences(recorded, compared))}; "
                 f"see {inputs_path}); pass --force to train it again, or choose another output folder"
             )
         if (force or not model_path.is_file()) and is_global_zero():
@@ -405,8 +423,12 @@ def _clear_stage_outputs(run_dir: Path) -> None:
     remove_owned(
         run_dir,
         [MODEL_FILE, METRICS_CSV],
-        [(CHECKPOINT_DIR, "epoch-*.ckpt"), (CHECKPOINT_DIR, LAST_CHECKPOINT), (TENSORBOARD_DIR, "events.out.tfevents.*"),
-         (TENSORBOARD_DIR, "hparams.yaml")],
+        [
+            (CHECKPOINT_DIR, "epoch-*.ckpt"),
+            (CHECKPOINT_DIR, LAST_CHECKPOINT),
+            (TENSORBOARD_DIR, "events.out.tfevents.*"),
+            (TENSORBOARD_DIR, "hparams.yaml"),
+        ],
     )
 
 
@@ -461,10 +483,13 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
     share = size // world_size
     if share < 2:
         raise ValueError(
-            f"the train split has {size} image(s) for {world_size} device(s); BatchNorm training needs at least 2 per device"
+            f"the train split has {size} image(s) for {world_size} device(s); "
+            "BatchNorm training needs at least 2 per device"
         )
     if share < batch_size:
-        logger.warning("only %d training images per device for batches of %d: using batches of %d", share, batch_size, share)
+        logger.warning(
+            "only %d training images per device for batches of %d: using batches of %d", share, batch_size, share
+        )
         batch_size = share
     workers = recipe.data.num_workers
     return DataLoader(
@@ -497,10 +522,10 @@ class ChannelsLast(Callback):
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        pl_module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        pl_module.to(memory_format=torch.channels_last)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        pl_module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        pl_module.to(memory_format=torch.contiguous_format)
 
 
 @contextmanager
@@ -616,7 +641,8 @@ def fit_stage(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
         )
         loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
-        trainer.callbacks.append(_ShuffleEpoch(loader.sampler))  # type: ignore[arg-type]
+        # Trainer.callbacks is set at run time, unknown to type checkers.
+        trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
             "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s",
             type(system).__name__,

@@ -101,13 +101,13 @@ def normalize_cam(cam: np.ndarray | Tensor) -> np.ndarray | Tensor:
             raise ValueError("normalize_cam: the CAM contains NaN or infinite values")
         cam = cam.float().clamp(min=0)
         return cam / (cam.amax(dim=(-2, -1), keepdim=True) + CAM_EPSILON)
-    cam = np.asarray(cam)
-    if not np.issubdtype(cam.dtype, np.floating):
-        cam = cam.astype(np.float32)
-    if not np.isfinite(cam).all():
+    values = np.asarray(cam)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float32)
+    if not np.isfinite(values).all():
         raise ValueError("normalize_cam: the CAM contains NaN or infinite values")
-    cam = np.maximum(cam, 0)
-    return cam / (cam.max(axis=(-2, -1), keepdims=True) + CAM_EPSILON)
+    values = np.maximum(values, 0)
+    return values / (values.max(axis=(-2, -1), keepdims=True) + CAM_EPSILON)
 
 
 def _check_map(values: np.ndarray, name: str) -> np.ndarray:
@@ -203,7 +203,8 @@ def gaussian_prior(
 
     Args:
         p: P, ``H x W`` float in [0, 1].
-        low, high: the uncertain band ``low <= P <= high`` the Gaussians are fitted to.
+        low: lower end of the uncertain band ``low <= P <= high`` the Gaussians are fitted to.
+        high: upper end of that band.
         min_area: contours of smaller ``cv2.contourArea`` (pixels) are skipped.
         sigma_divisor: divisor of the fitted variances and covariance.
 

@@ -43,7 +43,13 @@ class _Consume(Callback):
         self.consume = consume
 
     def on_predict_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self.consume(outputs, batch)
 
@@ -66,7 +72,9 @@ class _Progress(TQDMProgressBar):
             unit="batch",
         )
 
-    def on_predict_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
         self.predict_progress_bar.set_description(self.description)
 
@@ -113,6 +121,7 @@ def run_inference(
             (tensors on the device).
         collate_fn: the DataLoader's batch maker.
         progress: show a progress bar (tqdm, on stderr) named `description`.
+        description: the progress bar's name.
 
     Raises:
         ValueError: fewer items than processes (every process needs at least one).

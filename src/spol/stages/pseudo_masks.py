@@ -151,8 +151,10 @@ def double_threshold(
 
 
 def pseudo_mask_path(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")``, or under
-    ``out_dir/_outside/`` for ids that would leave it (`spol.fileio.image_id_path`).
+    """Where the pseudo mask of `image_id` lives.
+
+    ``out_dir / (image_id + ".png")``, or under ``out_dir/_outside/`` for ids that would leave it
+    (`spol.fileio.image_id_path`).
 
     Raises:
         ValueError: `image_id` is empty.
@@ -263,7 +265,9 @@ class _Images(TorchDataset):
     the process that owns the image, so every process shares the same list of records.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool
+    ) -> None:
         self.records = records
         self.resize = resize
         self.transform = eval_transform(resize=resize, normalization=normalization)
@@ -520,9 +524,11 @@ def pseudo_mask_statistics(
     background: float = BACKGROUND_THRESHOLD,
     limit: int = 200,
 ) -> dict[str, Any] | None:
-    """What the segmentation network learns from: the share of foreground, background and ignored pixels
-    of the double-thresholded pseudo masks, and their foreground's precision and recall against the
-    ground-truth masks where the dataset has them, over up to `limit` evenly spaced records (percent).
+    """What the segmentation network learns from.
+
+    The share of foreground, background and ignored pixels of the double-thresholded pseudo masks,
+    and their foreground's precision and recall against the ground-truth masks where the dataset has
+    them, over up to `limit` evenly spaced records (percent).
 
     Returns:
         ``{"images", "foreground", "background", "ignored", "precision", "recall"}`` (the last two None
@@ -565,7 +571,9 @@ def pseudo_mask_statistics(
     }
 
 
-def _merge_reports(parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]) -> PseudoMaskReport:
+def _merge_reports(
+    parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]
+) -> PseudoMaskReport:
     """One report from every process's counts and failures (failures in record order)."""
     merged = PseudoMaskReport()
     failures: list[tuple[int, str]] = []

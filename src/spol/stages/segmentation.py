@@ -25,8 +25,8 @@ from spol.data import Dataset, ImageRecord
 from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
-from spol.stages._common import backbone_predicate, freeze_stem, train_records
 from spol.rundir import read_record
+from spol.stages._common import backbone_predicate, freeze_stem, train_records
 from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
@@ -112,7 +112,7 @@ def fit_segmentation(
     if done is not None:
         return done
     seed_everything(recipe.seed)
-    kwargs = {"backbone": recipe.backbone}
+    kwargs: dict[str, Any] = {"backbone": recipe.backbone}
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
     if recipe.seg.freeze_stem:
         logger.info("froze the backbone stem: %s", ", ".join(freeze_stem(net.backbone)))
@@ -123,7 +123,15 @@ def fit_segmentation(
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder="mffnet_seg", kwargs=kwargs, path=path)
 
-    return fit_stage(SegmentationModule(net, recipe.seg), images, recipe=recipe, stage=recipe.seg, run_dir=run_dir, export=export, force=force)
+    return fit_stage(
+        SegmentationModule(net, recipe.seg),
+        images,
+        recipe=recipe,
+        stage=recipe.seg,
+        run_dir=run_dir,
+        export=export,
+        force=force,
+    )
 
 
 def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: Path, *, force: bool = False) -> Path:
@@ -164,4 +172,11 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
     return fit_segmentation(recipe, records, reader, run_dir, force=force, inputs=inputs)
 
 
-__all__ = ["IGNORE_LABEL", "PseudoLabelReader", "SegmentationModule", "fit_segmentation", "masked_bce_loss", "train_seg"]
+__all__ = [
+    "IGNORE_LABEL",
+    "PseudoLabelReader",
+    "SegmentationModule",
+    "fit_segmentation",
+    "masked_bce_loss",
+    "train_seg",
+]
