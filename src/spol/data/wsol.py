@@ -26,7 +26,7 @@ import logging
 import os
 from pathlib import Path
 
-from spol.data._reading import PendingRecord, Source, finish_records, read_lines
+from spol.data._reading import PendingRecord, Source, finish_records, parse_box, read_lines
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem, Split
 
 logger = logging.getLogger(__name__)
@@ -163,20 +163,13 @@ def read_wsol_metadata(
                 if parts is None or not known(parts[0], source, "box"):
                     continue
                 try:
-                    x0, y0, x1, y1 = (float(v) for v in parts[1:])
+                    box = parse_box(parts[1:])
                 except ValueError:
                     problems.append(
                         source.problem(f"box {parts[1:]} of image id {parts[0]} is not four numbers; ignored")
                     )
                     continue
-                if min(x0, y0, x1, y1) < 0 or x1 < x0 or y1 < y0:
-                    problems.append(
-                        source.problem(
-                            f"box {parts[1:]} of image id {parts[0]} is negative or has x1 < x0 or y1 < y0; ignored"
-                        )
-                    )
-                    continue
-                boxes.setdefault(parts[0], []).append(((x0, y0, x1, y1), source))
+                boxes.setdefault(parts[0], []).append((box, source))
             else:
                 parts = _fields(source, line, 3, "<image_id>,<mask_path>,<ignore_path>", problems)
                 if parts is None or not known(parts[0], source, "mask"):
@@ -198,45 +191,25 @@ def read_wsol_metadata(
                     ignores[parts[0]] = mask_root / parts[2] if parts[2] else None
 
     pending: list[PendingRecord] = []
-    unsized: list[ImageRecord] = []
     for image_id, source in ids.items():
         if image_id in skipped:
             continue
         if image_id not in labels:
             problems.append(source.problem(f"image id {image_id} has no line in class_labels.txt; image skipped"))
             continue
-        item = PendingRecord(
-            image_id=image_id,
-            path=(image_root / image_id).absolute(),
-            label=labels[image_id],
-            split=split,
-            boxes=boxes.get(image_id, []),
-            size=sizes.get(image_id),
-            mask_paths=tuple(masks.get(image_id, ())),
-            ignore_path=ignores.get(image_id),
-        )
-        if item.size is None and not probe_sizes:
-            unsized.append(
-                ImageRecord(
-                    image_id=image_id,
-                    path=item.path,
-                    label=item.label,
-                    split=split,
-                    boxes=tuple(box for box, _ in item.boxes),
-                    size=None,
-                    mask_paths=item.mask_paths,
-                    ignore_path=item.ignore_path,
-                )
+        pending.append(
+            PendingRecord(
+                image_id=image_id,
+                path=(image_root / image_id).absolute(),
+                label=labels[image_id],
+                split=split,
+                boxes=boxes.get(image_id, []),
+                size=sizes.get(image_id),
+                mask_paths=tuple(masks.get(image_id, ())),
+                ignore_path=ignores.get(image_id),
             )
-        pending.append(item)
-    if probe_sizes:
-        records = finish_records(pending, problems, workers=workers, progress=progress)
-    else:
-        finished = finish_records(
-            [p for p in pending if p.size is not None], problems, workers=workers, progress=progress
         )
-        by_id = {r.image_id: r for r in [*finished, *unsized]}
-        records = [by_id[p.image_id] for p in pending if p.image_id in by_id]
+    records = finish_records(pending, problems, workers=workers, progress=progress, probe_sizes=probe_sizes)
     num_classes = max((r.label for r in records), default=-1) + 1
     logger.info("wsol %s (%s): %d images, %d problems", split_dir, split, len(records), len(problems))
     return Dataset(
