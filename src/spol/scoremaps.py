@@ -43,7 +43,7 @@ def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
     if not np.issubdtype(scoremap.dtype, np.floating):
         raise ScoreMapError(f"{name}: expected a float array, got dtype {scoremap.dtype}")
     if np.isnan(scoremap).any():
-        raise ScoreMapError(f"{name}: contains NaN")
+        raise ScoreMapError(f"{name}: contains NaN; a score map holds values in [0, 1]")
     if scoremap.size and (scoremap.min() < 0 or scoremap.max() > 1):
         raise ScoreMapError(
             f"{name}: values must lie in [0, 1], got [{scoremap.min():.4g}, {scoremap.max():.4g}]"
@@ -53,12 +53,3 @@ def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
 def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
     """``uint8(s * 255)`` computed in float64 (truncation), the protocol's 8-bit map."""
     return (np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8)
-
-
-def normalize_minmax(scoremap: np.ndarray) -> np.ndarray:
-    """Rescale a map to [0, 1] by its min and max (an all-constant map becomes zeros)."""
-    scoremap = scoremap.astype(np.float32, copy=False)
-    low, high = float(scoremap.min()), float(scoremap.max())
-    if high - low <= 0:
-        return np.zeros_like(scoremap)
-    return (scoremap - low) / (high - low)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spol.scoremaps import check_scoremap
+
 CAM_EPSILON = 1e-6
 """Added to the CAM's maximum before dividing, as in the release (an all-zero CAM stays zero)."""
 
@@ -110,17 +112,6 @@ def normalize_cam(cam: np.ndarray | Tensor) -> np.ndarray | Tensor:
     return values / (values.max(axis=(-2, -1), keepdims=True) + CAM_EPSILON)
 
 
-def _check_map(values: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(values)
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D H x W map, got shape {values.shape}")
-    if not np.issubdtype(values.dtype, np.floating):
-        raise ValueError(f"{name} must be a float map with values in [0, 1], got dtype {values.dtype}")
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return values
-
-
 def compute_gaussian_prior(p: np.ndarray, settings: GaussianPriorSettings | None = None) -> GaussianPrior:
     """Fit SPOL's Gaussian prior to a normalised CAM, with per-contour statistics.
 
@@ -146,10 +137,11 @@ def compute_gaussian_prior(p: np.ndarray, settings: GaussianPriorSettings | None
         settings: the band, area and divisor; the release's values by default.
 
     Raises:
-        ValueError: `p` is not a 2-D float map or holds NaN / infinite values.
+        spol.scoremaps.ScoreMapError: `p` is not a 2-D float map in [0, 1] (`spol.scoremaps.check_scoremap`).
     """
     settings = settings or GaussianPriorSettings()
-    p = _check_map(p, "P")
+    p = np.asarray(p)
+    check_scoremap(p, "P")
     height, width = p.shape
     w = np.where((p >= settings.low) & (p <= settings.high), p, 0).astype(np.float64)
     contours, _ = cv2.findContours((w > 0).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)

@@ -34,6 +34,7 @@ from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.fileio import image_id_path, save_image_atomic, write_json_atomic
 from spol.models import state_digest
+from spol.scoremaps import check_scoremap
 from spol.stages.distributed import barrier, gather_objects, is_global_zero
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
 from spol.stages.inference import InferenceSystem, run_inference
@@ -181,10 +182,7 @@ def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray
     channels = []
     for name, values in (("P", p), ("G", g)):
         values = np.asarray(values)
-        if values.ndim != 2 or not np.issubdtype(values.dtype, np.floating):
-            raise ValueError(f"{name} must be a 2-D float map, got shape {values.shape} and dtype {values.dtype}")
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise ValueError(f"{name} must hold finite values in [0, 1] to be written to {path}")
+        check_scoremap(values, f"{name} to be written to {path}")
         channels.append(np.rint(values * 255).astype(np.uint8))
     if channels[0].shape != channels[1].shape:
         raise ValueError(f"P and G must have the same shape, got {channels[0].shape} and {channels[1].shape}")
