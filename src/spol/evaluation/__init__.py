@@ -36,7 +36,13 @@ from spol.evaluation.pixel_accuracy import (
     load_protocol_mask,
     score_histograms,
 )
-from spol.evaluation.streaming import METRIC_ROWS, ProtocolCounts, StreamingEvaluator, metric_value
+from spol.evaluation.streaming import (
+    METRIC_ROWS,
+    ProtocolCounts,
+    StreamingEvaluator,
+    metric_difference,
+    metric_value,
+)
 from spol.scoremaps import scoremap_to_uint8
 
 __all__ = [
@@ -60,6 +66,7 @@ __all__ = [
     "load_protocol_mask",
     "localization_accuracy",
     "localization_from_predictions",
+    "metric_difference",
     "metric_value",
     "prepare_scoremap",
     "protocol_gt_boxes",

@@ -53,6 +53,13 @@ def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> fl
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def metric_difference(first: float | None, last: float | None, keys: tuple[str, ...]) -> float | None:
+    """``first - last`` of a `METRIC_ROWS` row (> 0: first is better); None for the threshold or a missing value."""
+    if first is None or last is None or keys == ("threshold",):
+        return None
+    return first - last
+
+
 class ProtocolCounts:
     """Sum-reducible counts of one method over one split.
 
@@ -267,4 +274,4 @@ class StreamingEvaluator:
         self._pool.close()
 
 
-__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_value"]
+__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_difference", "metric_value"]

@@ -30,7 +30,7 @@ from pathlib import Path
 from spol.config import Recipe, recipe_to_yaml
 from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset, verify_images
 from spol.data.records import Split
-from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_value
+from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_difference, metric_value
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
 from spol.models import load_exported_model
@@ -455,16 +455,12 @@ def format_comparison(metrics: dict[str, dict]) -> str:
     """A plain-text table of every method's metrics and the difference between the first and the last."""
     methods = list(metrics)
     labels = [METHOD_LABELS.get(m, m) for m in methods]
-    difference = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
-    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{difference:>10}"]
+    heading = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
+    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{heading:>10}"]
     for name, keys in METRIC_ROWS:
         values = [metric_value(metrics[m], keys) for m in methods]
         cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values)
-        first, last = values[0], values[-1]
-        diff = (
-            ""
-            if first is None or last is None or keys == ("threshold",) or len(methods) < 2
-            else f"{first - last:+.2f}"
-        )
+        difference = metric_difference(values[0], values[-1], keys) if len(methods) > 1 else None
+        diff = "" if difference is None else f"{difference:+.2f}"
         lines.append(f"{name:<14}{cells}{diff:>10}")
     return "\n".join(lines)
