@@ -25,21 +25,16 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
-from tqdm import tqdm
 
+from spol.data._threads import thread_map
 from spol.data.records import Problem
 
 logger = logging.getLogger(__name__)
-
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
 
 SIZE_MISMATCH = "image size differs"
 """Start of the `verify_images` problem for an image that decodes at another size than stated."""
@@ -51,7 +46,6 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Orientations 5-8 swap width and height (transpose, rotations by 90 degrees).
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
-_BATCH = 1024
 # Decoding errors PIL raises for broken files (truncated data, bad headers, bombs).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
@@ -179,7 +173,8 @@ def read_image_sizes(
         except (FileNotFoundError, UnreadableImageError) as error:
             return error
 
-    return _map(one, paths, workers=workers, progress=progress, desc="reading image headers")
+    workers = default_workers() if workers is None else workers
+    return thread_map(one, paths, workers=workers, progress=progress, desc="reading image headers")
 
 
 def verify_images(
@@ -222,34 +217,6 @@ def verify_images(
             )
         return None
 
-    results = _map(one, range(len(paths)), workers=workers, progress=progress, desc="decoding images")
-    return [problem for problem in results if problem is not None]
-
-
-def _map(
-    function: Callable[[_Item], _Result], items: Iterable[_Item], *, workers: int | None, progress: bool, desc: str
-) -> list[_Result]:
-    """``[function(item) for item in items]`` on a thread pool, in order, with a progress bar."""
-    items = list(items)
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    # disable=None: shown on a terminal only (a pipe or a log file gets no bar).
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress and items else True, leave=False)
-    try:
-        if workers == 1 or len(items) < 2 * workers:
-            results = []
-            for item in items:
-                results.append(function(item))
-                bar.update()
-            return results
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = []
-            # Batches keep the number of pending futures bounded for millions of images.
-            for start in range(0, len(items), _BATCH):
-                batch = items[start : start + _BATCH]
-                results.extend(pool.map(function, batch))
-                bar.update(len(batch))
-            return results
-    finally:
-        bar.close()
+    results = thread_map(one, range(len(paths)), workers=workers, progress=progress, desc="decoding images")
+    return [problem for problem in results if problem is not None]
