@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
+from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 from spol.config import SHIPPED_RECIPES
 from spol.data.summary import FORMATS
 
@@ -75,7 +75,7 @@ def evaluate_command(
             raise fail(f"{name} {path} does not exist")
     if classifier is not None and class_predictions is not None:
         raise fail("give --classifier or --class-predictions, not both")
-    try:
+    with explained_failures(out):
         result = evaluate_networks(
             data,
             data_format,
@@ -88,11 +88,6 @@ def evaluate_command(
             release_protocol=release_protocol,
             out_dir=out,
         )
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     if not is_global_zero():
         return
     if as_json:

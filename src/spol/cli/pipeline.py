@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
+from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 
 RECIPE_HELP = "A shipped recipe name (cub, imagenet, cpu) or the path of a YAML recipe."
 SET_HELP = "Override a recipe value, e.g. --set cam.epochs=2 (repeatable)."
@@ -65,7 +65,7 @@ def pipeline_command(
         raise fail(f"{data}: no such dataset folder")
     if data_format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
-    try:
+    with explained_failures(out):
         loaded = load_recipe(recipe, overrides)
         result = run_pipeline(
             loaded,
@@ -77,11 +77,6 @@ def pipeline_command(
             select=select,
             overwrite_foreign=overwrite_foreign,
         )
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     if is_global_zero():
         typer.echo(format_comparison(result.metrics))
         typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
@@ -96,13 +91,8 @@ def demo_command(
     """Make the synthetic benchmark, run the pipeline with the CPU recipe, print SPOL vs CAM."""
     from spol.pipeline import format_comparison, run_demo
 
-    try:
+    with explained_failures(out):
         result = run_demo(out, quick=quick, force=force)
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     typer.echo(format_comparison(result.metrics))
     for note in result.notes:
         typer.echo(f"note: {note}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from spol.cli._app import data_app, explain_failure, fail
+from spol.cli._app import data_app, explained_failures, fail
 from spol.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic
 
 
@@ -74,12 +74,7 @@ def synth(
         low = size if size is not None else base.image_size[0]
         high = size_max if size_max is not None else (low if size is not None else base.image_size[1])
         changes["image_size"] = (low, high)
-    try:
+    with explained_failures(out):
         config = dataclasses.replace(base, **changes)
         generate_synthetic(out, config, force=force, progress=progress, workers=workers)
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from None
     typer.echo(f"wrote {config.num_classes * (config.train_per_class + config.test_per_class)} images to {out}")
