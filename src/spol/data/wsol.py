@@ -210,11 +210,16 @@ def read_wsol_metadata(
             )
         )
     records = finish_records(pending, problems, workers=workers, progress=progress, probe_sizes=probe_sizes)
-    num_classes = max((r.label for r in records), default=-1) + 1
     logger.info("wsol %s (%s): %d images, %d problems", split_dir, split, len(records), len(problems))
+    return _dataset(split_dir, records, problems)
+
+
+def _dataset(root: Path, records: list[ImageRecord], problems: list[Problem]) -> Dataset:
+    """The metadata has no class names: they are the label numbers, up to the largest label."""
+    num_classes = max((r.label for r in records), default=-1) + 1
     return Dataset(
         format="wsol",
-        root=split_dir,
+        root=root,
         class_names=[str(label) for label in range(num_classes)],
         records=records,
         problems=problems,
@@ -259,11 +264,4 @@ def read_wsol(root: str | os.PathLike[str], *, workers: int | None = None, progr
         )
         records.extend(part.records)
         problems.extend(part.problems)
-    num_classes = max((r.label for r in records), default=-1) + 1
-    return Dataset(
-        format="wsol",
-        root=root,
-        class_names=[str(label) for label in range(num_classes)],
-        records=records,
-        problems=problems,
-    )
+    return _dataset(root, records, problems)
