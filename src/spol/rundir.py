@@ -47,7 +47,7 @@ RUN_ENTRIES = frozenset(
 )
 """Everything a pipeline run may hold at its top level."""
 
-# One training stage's folder (spol.stages.engine).
+# One training stage's folder (spol.stages.engine, spol.stages.stage_folder).
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"

@@ -20,7 +20,9 @@ from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import normalization_of, train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
+from spol.stages.engine import fit_stage, seed_everything
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,9 @@ from spol.models import build_classifier, export_model
 from spol.rundir import MODEL_FILE
 from spol.stages._common import not_head_predicate, train_records
 from spol.stages.distributed import barrier, is_global_zero
-from spol.stages.engine import (
-    TrainingSystem,
-    finished_model,
-    fit_stage,
-    seed_everything,
-    stage_inputs,
-)
+from spol.stages.engine import fit_stage, seed_everything
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 

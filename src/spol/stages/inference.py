@@ -1,6 +1,6 @@
 """Networks over many images on the recipe's devices: Lightning's predict loop, the engine of training.
 
-`run_inference` builds the Trainer the way training does (`spol.stages.engine.build_trainer`: the
+`run_inference` builds the Trainer the way training does (`spol.stages.trainer.build_trainer`: the
 recipe's accelerator, devices, nodes, strategy, precision and memory format), so pseudo masks and
 score maps run on the GPUs that trained the networks, under bf16 / fp16 autocast when training used
 it. With several devices or nodes the images are sharded over the processes (Lightning's unrepeated
@@ -25,7 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from spol.config import TrainerConfig
 from spol.models import resolve_device
-from spol.stages.engine import build_trainer, quiet_lightning
+from spol.stages.trainer import build_trainer, quiet_lightning
 
 logger = logging.getLogger(__name__)
 

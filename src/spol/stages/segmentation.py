@@ -27,7 +27,7 @@ from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.rundir import read_record
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
+from spol.stages.engine import fit_stage, seed_everything
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     SOURCE_NAME,
@@ -35,6 +35,8 @@ from spol.stages.pseudo_masks import (
     pseudo_mask_path,
     read_pseudo_mask,
 )
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ def fit_segmentation(
 
     `read_labels(record)` gives the ``H x W`` uint8 label mask (1 object, 0 background, 255 ignored)
     at the image's original size. `train_seg` calls this with the pseudo-mask reader and the stage's
-    `inputs` record (`spol.stages.engine.stage_inputs`).
+    `inputs` record (`spol.stages.stage_folder.stage_inputs`).
     """
     run_dir = Path(run_dir)
     done = finished_model(run_dir, force=force, inputs=inputs)
