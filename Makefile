@@ -19,15 +19,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv and install spol with its dev extras (quick when done)
 
-test: install  ## Install, check the layering, run every test
-	$(BIN)/lint-imports
+test: lint  ## Install, lint, run every test
 	$(BIN)/python -m pytest -q
 
 demo: install  ## Install, then run the demo (synthetic benchmark, SPOL vs CAM)
 	$(BIN)/spol demo
 
-lint: install  ## Check that no module imports a layer above it
+lint: install  ## ruff on src/ and tests/, mypy on src/, and no module importing a layer above it
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean:  ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

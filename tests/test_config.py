@@ -38,7 +38,8 @@ def test_cub_and_imagenet_hold_the_paper_values() -> None:
 
 def test_overrides_parse_values_as_yaml() -> None:
     recipe = load_recipe(
-        "cpu", ["cam.lr=0.5", "weights=null", "trainer.devices=[0, 1]", "cam.nesterov=false", "trainer.precision=bf16-mixed"]
+        "cpu",
+        ["cam.lr=0.5", "weights=null", "trainer.devices=[0, 1]", "cam.nesterov=false", "trainer.precision=bf16-mixed"],
     )
     assert recipe.cam.lr == 0.5
     assert recipe.weights is None

@@ -43,7 +43,9 @@ class DataConfig(_Strict):
     )
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     bad_images: Literal["skip", "refuse"] = Field(
-        "skip", description="images that do not decode (checked before training): 'skip' them, counted and reported, or 'refuse' the run"
+        "skip",
+        description="images that do not decode (checked before training): 'skip' them, counted and reported, "
+        "or 'refuse' the run",
     )
 
 
@@ -52,7 +54,9 @@ class StageOptimConfig(_Strict):
 
     epochs: int = Field(1, ge=1, description="passes over the train split")
     batch_size: int = Field(
-        64, ge=1, description="images per optimiser step over all devices (the global batch); each device loads its share"
+        64,
+        ge=1,
+        description="images per optimiser step over all devices (the global batch); each device loads its share",
     )
     lr: float = Field(0.02, gt=0.0, description="learning rate of the new layers")
     backbone_lr_mult: float = Field(0.1, ge=0.0, description="backbone learning rate = lr * backbone_lr_mult")
@@ -72,10 +76,14 @@ class ClassifierConfig(StageOptimConfig):
     )
 
     enabled: bool = Field(
-        True, description="false: the CAM network's own classification gives Top-1/Top-5 (the paper uses a separate classifier)"
+        True,
+        description="false: the CAM network's own classification gives Top-1/Top-5 "
+        "(the paper uses a separate classifier)",
     )
     backbone: str = Field("efficientnet_lite0", description="'resnet50', 'efficientnet_lite0' or 'timm:<name>'")
-    weights: str | None = Field("default", description="'default' (bundled, lite0 only), a local file, or null (random)")
+    weights: str | None = Field(
+        "default", description="'default' (bundled, lite0 only), a local file, or null (random)"
+    )
     resize: int | None = Field(None, gt=0, description="train resize; null: data.resize")
     crop: int | None = Field(None, gt=0, description="train crop; null: data.crop")
     test_size: int | None = Field(
@@ -99,7 +107,9 @@ class _LocalizerOptimConfig(StageOptimConfig):
 class CamConfig(_LocalizerOptimConfig):
     """The CAM network (MFF-Net #1) trained on image labels."""
 
-    aux_branch: bool = Field(True, description="deep-only branch distilled into the fused head (CUB) or a single head (ImageNet)")
+    aux_branch: bool = Field(
+        True, description="deep-only branch distilled into the fused head (CUB) or a single head (ImageNet)"
+    )
 
 
 class BaselineConfig(_LocalizerOptimConfig):
@@ -129,7 +139,9 @@ class EvaluationConfig(_Strict):
 
     cam_curve_interval: float = Field(0.01, gt=0.0, le=1.0, description="step between score-map thresholds")
     iou_thresholds: tuple[int, ...] = Field((30, 50, 70), description="IoU thresholds (percent) of MaxBoxAccV2")
-    input_size: int = Field(224, gt=0, description="test images are resized (no crop) to input_size x input_size for the networks")
+    input_size: int = Field(
+        224, gt=0, description="test images are resized (no crop) to input_size x input_size for the networks"
+    )
     batch_size: int = Field(64, ge=1, description="images per forward pass per device for score maps and classes")
     align_corners: bool = Field(
         False, description="upsample segmentation logits to the protocol grid with align_corners (the release: true)"
@@ -140,8 +152,10 @@ class EvaluationConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    """Arguments of `lightning.Trainer`, for training and inference alike: DDP over GPUs and nodes
-    needs no code change, and batch sizes are global (divided over the devices)."""
+    """Arguments of `lightning.Trainer`, for training and inference alike.
+
+    DDP over GPUs and nodes needs no code change, and batch sizes are global (divided over the devices).
+    """
 
     accelerator: str = Field("auto", description="'cpu', 'gpu', 'auto', ...")
     devices: int | str | list[int] = Field("auto", description="number of devices, 'auto' or a list of ids")
@@ -153,18 +167,24 @@ class TrainerConfig(_Strict):
     channels_last: bool = Field(
         False, description="NHWC memory format for the networks and their inputs (faster convolutions on GPU)"
     )
-    accumulate_grad_batches: int = Field(1, ge=1, description="batches accumulated per optimiser step (they split the global batch)")
+    accumulate_grad_batches: int = Field(
+        1, ge=1, description="batches accumulated per optimiser step (they split the global batch)"
+    )
     sync_batchnorm: bool = Field(False, description="DDP: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     deterministic: bool | Literal["warn"] = Field(False, description="torch deterministic algorithms")
     log_every_n_steps: int = Field(50, ge=1, description="steps between logged training metrics")
-    limit_train_batches: int | float | None = Field(None, description="batches (int) or share (float) of each epoch; null: all")
+    limit_train_batches: int | float | None = Field(
+        None, description="batches (int) or share (float) of each epoch; null: all"
+    )
     gradient_clip_val: float | None = Field(None, description="clip gradient norm at this value; null: no clipping")
 
 
 class Recipe(_Strict):
     """Everything a training run needs besides the data."""
 
-    backbone: str = Field("resnet50", description="localization backbone: 'resnet50', 'efficientnet_lite0' or 'timm:<name>'")
+    backbone: str = Field(
+        "resnet50", description="localization backbone: 'resnet50', 'efficientnet_lite0' or 'timm:<name>'"
+    )
     weights: str | None = Field(None, description="'default' (bundled, lite0 only), a local file, or null (random)")
     seed: int = Field(0, description="seed of every random generator (Lightning seed_everything, workers too)")
     data: DataConfig = DataConfig()
@@ -213,7 +233,8 @@ def _recipe_path(name_or_path: str) -> tuple[Path | None, str]:
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"recipe {name_or_path!r} is neither a shipped recipe ({', '.join(SHIPPED_RECIPES)}) nor an existing YAML file"
+            f"recipe {name_or_path!r} is neither a shipped recipe ({', '.join(SHIPPED_RECIPES)}) "
+            "nor an existing YAML file"
         )
     return path, path.read_text(encoding="utf-8")
 

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """The format of every log spol writes (run logs, stage logs, the console)."""
 

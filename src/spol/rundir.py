@@ -47,7 +47,7 @@ RUN_ENTRIES = frozenset(
 )
 """Everything a pipeline run may hold at its top level."""
 
-# One training stage's folder (spol.stages.engine).
+# One training stage's folder (spol.stages.engine, spol.stages.stage_folder).
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -64,7 +64,9 @@ def _is_temporary(name: str) -> bool:
 def foreign_entries(folder: Path, known: Iterable[str]) -> list[str]:
     """Names at the top of `folder` that are neither in `known` nor spol temporaries, sorted."""
     allowed = set(known)
-    return sorted(entry.name for entry in folder.iterdir() if entry.name not in allowed and not _is_temporary(entry.name))
+    return sorted(
+        entry.name for entry in folder.iterdir() if entry.name not in allowed and not _is_temporary(entry.name)
+    )
 
 
 def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_foreign: bool = False) -> None:
@@ -159,6 +161,7 @@ def remove_owned(folder: Path, names: Iterable[str], patterns: Iterable[tuple[st
     """Delete the files spol owns in `folder`, and nothing else; returns what was deleted.
 
     Args:
+        folder: the run (or stage) folder.
         names: file names directly in `folder`.
         patterns: ``(sub-folder, glob)`` pairs of files spol writes there (e.g. Lightning's
             ``("checkpoints", "epoch-*.ckpt")``); a sub-folder left empty is removed, one holding
@@ -177,9 +180,9 @@ def remove_owned(folder: Path, names: Iterable[str], patterns: Iterable[tuple[st
             if path.is_file():
                 path.unlink()
                 removed.append(path)
-    for subfolder in sorted(subfolders, key=lambda p: len(p.parts), reverse=True):
-        if subfolder.is_dir() and not any(subfolder.iterdir()):
-            subfolder.rmdir()
+    for emptied in sorted(subfolders, key=lambda p: len(p.parts), reverse=True):
+        if emptied.is_dir() and not any(emptied.iterdir()):
+            emptied.rmdir()
     return removed
 
 
@@ -214,7 +217,9 @@ class RunLock:
                         f"{holder.get('host', '?')}); wait for it to finish, or delete {self.path} if no such "
                         "process runs"
                     ) from None
-                logger.warning("%s was left by a process that is gone (pid %s); taking it over", self.path, holder.get("pid"))
+                logger.warning(
+                    "%s was left by a process that is gone (pid %s); taking it over", self.path, holder.get("pid")
+                )
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:

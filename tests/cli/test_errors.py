@@ -21,10 +21,14 @@ def test_version_is_printed():
 
 def test_a_wrong_format_or_missing_folder_is_one_line_and_creates_nothing(tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path), "--format", "coco", "--out", str(out)])
+    result = runner.invoke(
+        app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path), "--format", "coco", "--out", str(out)]
+    )
     assert result.exit_code == 2 and "--format must be one of cub, wsol, imagenet, csv" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
-    result = runner.invoke(app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path / "no"), "--format", "cub", "--out", str(out)])
+    result = runner.invoke(
+        app, ["pipeline", "--recipe", "cpu", "--data", str(tmp_path / "no"), "--format", "cub", "--out", str(out)]
+    )
     assert result.exit_code == 2 and "no such dataset folder" in result.stderr and not out.exists()
     result = runner.invoke(app, ["localize", str(tmp_path), "--run", str(tmp_path)])
     assert result.exit_code == 2 and "localizer.json does not exist" in result.stderr

@@ -74,7 +74,9 @@ def test_masks_add_pxap(tmp_path):
     maps = tmp_path / "maps"
     (maps / "val").mkdir(parents=True)
     np.save(maps / "val" / "x.jpg.npy", fg.astype(np.float64) / 255)
-    result = runner.invoke(app, ["evaluate-maps", "--metadata", str(meta), "--scoremaps", str(maps), "--masks", str(masks), "--json"])
+    result = runner.invoke(
+        app, ["evaluate-maps", "--metadata", str(meta), "--scoremaps", str(maps), "--masks", str(masks), "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["pxap"] == 100.0 and summary["max_box_acc"] is None

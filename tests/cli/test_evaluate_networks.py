@@ -33,10 +33,14 @@ def _release_test_py(model, records, hits: dict, threshold: float) -> dict:
         image = cv2.resize(image, (256, 256))[16:240, 16:240]
         xmin, ymin, xmax, ymax = record.boxes[0]
         box = [max(xmin, 0), max(ymin, 0), min(xmax, width - 1), min(ymax, height - 1)]
-        box = [min(max(v * 256 / size - 16, 0), 224) for v, size in zip(box, (width, height, width, height))]
+        box = [
+            min(max(v * 256 / size - 16, 0), 224) for v, size in zip(box, (width, height, width, height), strict=True)
+        ]
         with torch.no_grad():
             pred = model(torch.from_numpy(image.transpose(2, 0, 1)).unsqueeze(0))
-            pred = torch.sigmoid(F.interpolate(pred, size=(224, 224), mode="bilinear", align_corners=True))[0, 0].numpy()
+            pred = torch.sigmoid(F.interpolate(pred, size=(224, 224), mode="bilinear", align_corners=True))[
+                0, 0
+            ].numpy()
         contours = cv2.findContours(np.uint8(pred > threshold) * 255, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
             skipped += 1
@@ -68,7 +72,12 @@ def release_files(tmp_path_factory):
     model = _random_release(1, seed=5)
     test = [r for r in read_dataset(data, "cub").records if r.split == "test"]
     with torch.no_grad():  # logits of both signs on these images: some masks, some empty ones
-        x = torch.stack([torch.from_numpy(cv2.resize(cv2.imread(str(r.path)), (224, 224))).permute(2, 0, 1).float() / 255 for r in test[:4]])
+        x = torch.stack(
+            [
+                torch.from_numpy(cv2.resize(cv2.imread(str(r.path)), (224, 224))).permute(2, 0, 1).float() / 255
+                for r in test[:4]
+            ]
+        )
         model.linear.bias -= model(x).median()
     torch.save(model.state_dict(), root / "model-8")
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""`spol train-cam` / `train-seg` / `train-classifier`: parse, read the dataset, call the stage, print the model path."""
+"""`spol train-cam` / `train-seg` / `train-classifier`: parse, read the dataset, call the stage, print the model."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def test_bad_override_and_missing_paths_fail_with_a_message(synthetic: Path, tmp
     result = runner.invoke(app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(tmp_path / "r"),
                                  "--set", "cam.lrr=1"])
     assert result.exit_code == 2 and "unknown key 'cam.lrr'" in result.output
-    result = runner.invoke(app, ["train-cam", "--data", str(tmp_path / "none"), "--format", "cub", "--out", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["train-cam", "--data", str(tmp_path / "none"), "--format", "cub", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(app, ["train-seg", "--data", str(synthetic), "--format", "cub", "--out", str(tmp_path / "r"),
                                  "--pseudo-masks", str(tmp_path / "none")])
@@ -45,15 +47,21 @@ def test_bad_override_and_missing_paths_fail_with_a_message(synthetic: Path, tmp
 @pytest.mark.slow
 def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Path) -> None:
     cam_run = tmp_path / "cam"
-    result = runner.invoke(app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(cam_run), *FAST])
+    result = runner.invoke(
+        app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(cam_run), *FAST]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(str(cam_run / "model.pt"))
     # Held-out val images are not trained on: at most 9 of the 10 train images -> 2 steps of 4.
-    assert [line.split(",")[2] for line in (cam_run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")] == ["2"]
+    assert [
+        line.split(",")[2] for line in (cam_run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")
+    ] == ["2"]
 
     masks = tmp_path / "pseudo"
     dataset = read_dataset(synthetic, "cub", progress=False)
-    generate_pseudo_masks(load_exported_model(cam_run / "model.pt"), dataset.split("train"), masks, resize=64, batch_size=4)
+    generate_pseudo_masks(
+        load_exported_model(cam_run / "model.pt"), dataset.split("train"), masks, resize=64, batch_size=4
+    )
     seg_run = tmp_path / "seg"
     result = runner.invoke(app, ["train-seg", "--data", str(synthetic), "--format", "cub", "--pseudo-masks", str(masks),
                                  "--out", str(seg_run), *FAST])

@@ -54,7 +54,13 @@ def test_exif_rotated_jpeg_is_seen_as_displayed(tmp_path):
 def test_reduced_decode_keeps_each_side_at_least_the_size_asked_for(tmp_path):
     path = tmp_path / "photo.jpg"
     _halves(640, 480).save(path, quality=95)
-    for min_size, decoded in ((None, (640, 480)), (200, (320, 240)), (120, (160, 120)), (50, (80, 60)), (481, (640, 480))):
+    for min_size, decoded in (
+        (None, (640, 480)),
+        (200, (320, 240)),
+        (120, (160, 120)),
+        (50, (80, 60)),
+        (481, (640, 480)),
+    ):
         image, full = decode_image(path, min_size=min_size)
         assert (image.size, full, image.mode) == (decoded, (640, 480), "RGB"), min_size
     # The halves stay where they were: a scaled decode, not a crop.

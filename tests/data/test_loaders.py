@@ -49,7 +49,11 @@ def test_a_sample_seed_fixes_the_augmentation_and_leaves_the_global_generator_al
     assert torch.equal(a, b)
     crops = {dataset[(1, seed)][0].sum().item() for seed in range(20)}
     assert len(crops) > 1  # other seeds, other crops
-    masks = ImageMaskDataset(records, lambda record: np.ones((40, 48), np.uint8), train_transform(resize=32, crop=20, normalization="imagenet"))
+    masks = ImageMaskDataset(
+        records,
+        lambda record: np.ones((40, 48), np.uint8),
+        train_transform(resize=32, crop=20, normalization="imagenet"),
+    )
     image, mask = masks[(0, 7)]
     assert torch.equal(image, masks[(0, 7)][0]) and mask.shape == (20, 20)
 

@@ -60,7 +60,24 @@ def test_malformed_lines_become_problems_with_file_and_line(tmp_path):
     assert {f"{loc}:2", f"{loc}:3", f"{loc}:4", f"{loc}:5"} <= lines
     assert f"{ids}:3" in lines  # c.jpg has no usable label
     assert [r.image_id for r in dataset.records] == ["a.jpg"]
-    assert dataset.records[0].boxes == ((1.0, 1.0, 5.0, 5.0),)
+    # Readers clip and report: the negative box is kept inside the image (line 5 reports it).
+    assert dataset.records[0].boxes == ((1.0, 1.0, 5.0, 5.0), (0.0, 0.0, 2.0, 2.0))
+    assert "clipped to (0, 0, 2, 2)" in next(p.problem for p in dataset.problems if p.line == f"{loc}:5")
+
+
+def test_boxes_of_an_image_without_a_size_are_checked_without_one(tmp_path):
+    split = _write(
+        tmp_path / "val",
+        image_ids="a.jpg\n",
+        class_labels="a.jpg,0\n",
+        localization="a.jpg,1,1,5,5\na.jpg,-2,1,3,4\na.jpg,5,1,1,5\na.jpg,-9,-9,-1,-1\n",
+    )
+    dataset = read_wsol_metadata(split, split="val", probe_sizes=False)
+    (record,) = dataset.records
+    assert record.size is None and record.boxes == ((1.0, 1.0, 5.0, 5.0), (0.0, 1.0, 3.0, 4.0))
+    loc = split / "localization.txt"
+    assert [p.line for p in dataset.problems] == [f"{loc}:2", f"{loc}:3", f"{loc}:4"]
+    assert "outside image, clipped to (0, 1, 3, 4)" in dataset.problems[0].problem
 
 
 def test_mask_lines_with_ignore_on_first_line_only(tmp_path):
@@ -98,7 +115,9 @@ def test_missing_required_files_raise(tmp_path):
 
 def test_read_wsol_reads_every_present_split(tmp_path):
     _box_split(tmp_path)
-    _write(tmp_path / "train", image_ids="train/t.jpg\n", class_labels="train/t.jpg,1\n", image_sizes="train/t.jpg,8,8\n")
+    _write(
+        tmp_path / "train", image_ids="train/t.jpg\n", class_labels="train/t.jpg,1\n", image_sizes="train/t.jpg,8,8\n"
+    )
     dataset = read_wsol(tmp_path)
     assert dataset.splits() == {"train": 1, "test": 3}
     assert dataset.split("train")[0].boxes == () and dataset.num_classes == 2

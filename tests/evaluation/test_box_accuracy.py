@@ -44,7 +44,9 @@ def plain_boxes(scoremap: np.ndarray, thresholds: np.ndarray, multi: bool) -> li
     return out
 
 
-def plain_correct(scoremap: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, ious: tuple[int, ...], multi: bool) -> np.ndarray:
+def plain_correct(
+    scoremap: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, ious: tuple[int, ...], multi: bool
+) -> np.ndarray:
     best = []
     for boxes in plain_boxes(scoremap, thresholds, multi):
         values = []
@@ -165,7 +167,9 @@ def test_largest_contour_is_by_polygon_area_not_pixels():
     assert as_lists(scoremap_to_boxes(s, np.array([0.5]))) == [[[5, 5, 8, 8]]]
 
 
-@pytest.mark.parametrize("bad", [np.full((4, 4), np.nan), np.full((4, 4), 1.5), np.full((4, 4), -0.1), np.zeros((2, 4, 4))])
+@pytest.mark.parametrize(
+    "bad", [np.full((4, 4), np.nan), np.full((4, 4), 1.5), np.full((4, 4), -0.1), np.zeros((2, 4, 4))]
+)
 def test_invalid_maps_raise(bad):
     with pytest.raises(ScoreMapError):
         scoremap_to_boxes(bad, THRESHOLDS)

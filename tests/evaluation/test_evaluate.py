@@ -15,7 +15,15 @@ from spol.scoremaps import ScoreMapError
 
 
 def _record(image_id: str, boxes, size=(448, 448), **kw) -> ImageRecord:
-    return ImageRecord(image_id=image_id, path=Path("/nonexistent") / image_id, label=0, split="test", boxes=tuple(boxes), size=size, **kw)
+    return ImageRecord(
+        image_id=image_id,
+        path=Path("/nonexistent") / image_id,
+        label=0,
+        split="test",
+        boxes=tuple(boxes),
+        size=size,
+        **kw,
+    )
 
 
 def _block(x0: int, y0: int, x1: int, y1: int, shape=(224, 224)) -> np.ndarray:
@@ -52,7 +60,9 @@ def test_map_of_other_size_is_resized_and_counted():
 
 def test_size_read_from_image_header_when_missing(tmp_path):
     Image.new("RGB", (896, 224)).save(tmp_path / "wide.png")
-    record = ImageRecord(image_id="wide.png", path=tmp_path / "wide.png", label=0, split="test", boxes=((0, 0, 448, 223),))
+    record = ImageRecord(
+        image_id="wide.png", path=tmp_path / "wide.png", label=0, split="test", boxes=((0, 0, 448, 223),)
+    )
     # x scaled by 1/4: gt (0, 0, 112, 223)
     result = evaluate_scoremaps([record], lambda _: _block(0, 0, 112, 224), progress=False, workers=0)
     assert result.max_box_acc[70] == 100.0
@@ -97,7 +107,9 @@ def test_bad_map_error_names_the_image(bad, message):
 
 def test_records_need_boxes_everywhere_or_masks():
     with pytest.raises(ValueError, match="b.jpg"):
-        evaluate_scoremaps([_record("a.jpg", [(0, 0, 1, 1)]), _record("b.jpg", [])], lambda _: np.zeros((224, 224)), progress=False)
+        evaluate_scoremaps(
+            [_record("a.jpg", [(0, 0, 1, 1)]), _record("b.jpg", [])], lambda _: np.zeros((224, 224)), progress=False
+        )
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_scoremaps([_record("b.jpg", [])], lambda _: np.zeros((224, 224)), progress=False)
     with pytest.raises(ValueError, match="no images"):

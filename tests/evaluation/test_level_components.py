@@ -59,7 +59,7 @@ def level_maps(draw: st.DrawFn) -> np.ndarray:
 @given(u=level_maps(), multi=st.booleans())
 def test_every_cut_matches_opencv(u, multi):
     cuts = np.arange(int(u.max()) - 1, -2, -1)  # every non-empty mask, and -1 (all pixels)
-    for cut, boxes in zip(cuts.tolist(), sweep_boxes(u, cuts, multi)):
+    for cut, boxes in zip(cuts.tolist(), sweep_boxes(u, cuts, multi), strict=True):
         if boxes is not None:
             assert boxes == opencv_boxes(u, cut, multi), f"cut {cut}"
 
@@ -80,7 +80,7 @@ def test_smooth_224_map_matches_opencv_at_every_cut():
     for multi in (False, True):
         results = sweep_boxes(u, cuts, multi)
         assert sum(r is None for r in results) <= 5  # ties are rare on smooth maps
-        for cut, boxes in zip(cuts.tolist(), results):
+        for cut, boxes in zip(cuts.tolist(), results, strict=True):
             if boxes is not None:
                 assert boxes == opencv_boxes(u, cut, multi), f"cut {cut}, multi {multi}"
 

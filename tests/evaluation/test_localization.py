@@ -30,7 +30,14 @@ def test_localization_accuracy_known_counts():
 
 def _evaluated():
     records = [
-        ImageRecord(image_id=f"{i}.jpg", path=Path(f"/x/{i}.jpg"), label=i % 2, split="val", boxes=((0, 0, 50, 50),), size=(224, 224))
+        ImageRecord(
+            image_id=f"{i}.jpg",
+            path=Path(f"/x/{i}.jpg"),
+            label=i % 2,
+            split="val",
+            boxes=((0, 0, 50, 50),),
+            size=(224, 224),
+        )
         for i in range(4)
     ]
     good = np.zeros((224, 224))

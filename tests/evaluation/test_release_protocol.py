@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spol.evaluation.release_protocol import class_hits_for, read_release_class_hits, release_box, release_iou
 from spol.data.records import ImageRecord
+from spol.evaluation.release_protocol import class_hits_for, read_release_class_hits, release_box, release_iou
 
 
 def test_class_hits_are_read_from_the_releases_npy(tmp_path):
@@ -48,11 +48,15 @@ def test_a_crafted_pickle_is_refused_without_running_it(tmp_path):
 def test_boxes_go_through_resize_256_and_centre_crop_224():
     # 512 x 512: halve, then shift by 16 and clip to [0, 224].
     assert release_box((100, 50, 300, 400), (512, 512)) == pytest.approx([34, 9, 134, 184])
-    assert release_box((0, 0, 600, 600), (512, 512)) == pytest.approx([0, 0, 224, 224])  # clipped to W - 1, then the crop
+    assert release_box((0, 0, 600, 600), (512, 512)) == pytest.approx(
+        [0, 0, 224, 224]
+    )  # clipped to W - 1, then the crop
     assert release_box((0, 0, 20, 20), (512, 512)) is None  # nothing left inside the crop
     # Non-square: x by 256 / 400, y by 256 / 300.
     x0, y0, x1, y1 = release_box((40, 30, 200, 150), (400, 300))
-    assert (x0, y0, x1, y1) == pytest.approx([40 * 0.64 - 16, 30 * 256 / 300 - 16, 200 * 0.64 - 16, 150 * 256 / 300 - 16])
+    assert (x0, y0, x1, y1) == pytest.approx(
+        [40 * 0.64 - 16, 30 * 256 / 300 - 16, 200 * 0.64 - 16, 150 * 256 / 300 - 16]
+    )
 
 
 def test_the_releases_iou_has_no_plus_one():

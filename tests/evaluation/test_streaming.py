@@ -37,7 +37,9 @@ def _records_and_maps(tmp_path: Path, n: int = 30, seed: int = 0):
         Image.fromarray(mask).save(mask_path)
         label = int(rng.integers(0, 10))
         records.append(
-            ImageRecord(f"{i}.jpg", tmp_path / f"{i}.jpg", label, "test", (box,), (width, height), mask_paths=(mask_path,))
+            ImageRecord(
+                f"{i}.jpg", tmp_path / f"{i}.jpg", label, "test", (box,), (width, height), mask_paths=(mask_path,)
+            )
         )
         top5.append(rng.permutation(10)[:5])
     return records, np.stack(maps), np.stack(top5)
@@ -47,7 +49,9 @@ def _reference(records, maps, top5, threshold):
     """The numbers from whole stored splits: evaluate_scoremaps per contour mode, then Loc at `threshold`."""
     index = {r.image_id: i for i, r in enumerate(records)}
     single = evaluate_scoremaps(records, lambda image_id: maps[index[image_id]], masks=True, workers=0, progress=False)
-    multi = evaluate_scoremaps(records, lambda image_id: maps[index[image_id]], multi_contour=True, workers=0, progress=False)
+    multi = evaluate_scoremaps(
+        records, lambda image_id: maps[index[image_id]], multi_contour=True, workers=0, progress=False
+    )
     t_index = int(np.argmin(np.abs(single.thresholds - threshold)))
     correct = single.correct[single.iou_thresholds.index(50), t_index]
     labels = np.array([r.label for r in records])

@@ -26,7 +26,7 @@ class ScaledPoolBackbone(FeatureBackbone):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         gray = x.mean(dim=1, keepdim=True)
-        return [scale * F.avg_pool2d(gray, stride) for scale, stride in zip(self.scales, (8, 16, 32))]
+        return [scale * F.avg_pool2d(gray, stride) for scale, stride in zip(self.scales, (8, 16, 32), strict=True)]
 
 
 def _set_all_ones(model: MFFNet) -> None:

@@ -15,7 +15,9 @@ def test_exported_model_is_a_plain_dict_that_rebuilds_the_same_network(tmp_path:
         for p in model.parameters():  # weights that a fresh build could not have by chance
             p.add_(0.01)
     path = tmp_path / "seg.pt"
-    export_model(model, builder="mffnet_seg", kwargs={"backbone": "efficientnet_lite0", "weights": "default"}, path=path)
+    export_model(
+        model, builder="mffnet_seg", kwargs={"backbone": "efficientnet_lite0", "weights": "default"}, path=path
+    )
     payload = torch.load(path, weights_only=True)
     assert set(payload) == {"builder", "kwargs", "state_dict"}
     assert payload["builder"] == "mffnet_seg" and payload["kwargs"] == {"backbone": "efficientnet_lite0"}

@@ -89,7 +89,11 @@ def test_force_replaces_only_what_spol_wrote(finished, tmp_path):  # F3, with --
     run_pipeline(recipe, data, "cub", run, force=True, report_samples=1, progress=False)
     assert all(path.read_text() == "the user's" for path in keep)
     assert (run / "cam" / "model.pt").stat().st_mtime_ns != old_model
-    assert sorted(p.name for p in (run / "cam" / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt", "notes.txt"]
+    assert sorted(p.name for p in (run / "cam" / "checkpoints").iterdir()) == [
+        "epoch-000.ckpt",
+        "last.ckpt",
+        "notes.txt",
+    ]
 
 
 def test_a_killed_force_rerun_leaves_no_old_results_beside_new_models(finished, tmp_path, monkeypatch):  # F4

@@ -92,7 +92,11 @@ def test_imagenet_recipe_runs_every_stage_on_an_ilsvrc_layout(tmp_path):
     train = [r for r in read_dataset(root, "imagenet").records if r.split == "train"]
     held_out = result.notes[0]
     assert "held out from train" in held_out
-    assert report["written"] + report["skipped_existing"] == report["total"] == len(list((run / "pseudo_masks").rglob("*.png")))
+    assert (
+        report["written"] + report["skipped_existing"]
+        == report["total"]
+        == len(list((run / "pseudo_masks").rglob("*.png")))
+    )
     assert report["total"] < len(train) and report["failed"] == 0
     assert (run / "report.html").is_file() and (run / "localizer.json").is_file()
     # The recipe's single fused head (no deep branch) is what the CAM stage trained and exported.

@@ -36,7 +36,9 @@ def test_each_method_gets_the_product_of_the_values_that_change_it():
     shared = method_candidates(recipe, parse_select(["data.resize=128,160"]))
     assert all(len(options) == 2 for options in shared.values())
     only_seg = method_candidates(recipe, parse_select(["seg.lr=0.01,0.02"]))
-    assert [c.label for c in only_seg["cam"]] == ["recipe"] and stage_root(run, "baseline_cam", only_seg["cam"][0]) == run
+    assert [c.label for c in only_seg["cam"]] == ["recipe"] and stage_root(
+        run, "baseline_cam", only_seg["cam"][0]
+    ) == run
 
 
 @pytest.mark.parametrize(
@@ -82,7 +84,9 @@ def test_selection_scores_candidates_on_val_and_tests_only_the_best(tmp_path):
         assert sum(c["selected"] for c in options) == 1
         best = max(c["val_max_box_acc_v2"] for c in options)
         chosen = next(c for c in options if c["selected"])
-        assert chosen["val_max_box_acc_v2"] == best and chosen == next(c for c in options if c["val_max_box_acc_v2"] == best)
+        assert chosen["val_max_box_acc_v2"] == best and chosen == next(
+            c for c in options if c["val_max_box_acc_v2"] == best
+        )
         if method != "mffcam":  # the test numbers are those of the chosen settings
             key, value = next(iter(chosen["settings"].items()))
             section, name = key.split(".")
@@ -90,7 +94,10 @@ def test_selection_scores_candidates_on_val_and_tests_only_the_best(tmp_path):
     # One CAM network and one set of pseudo masks for both SPOL candidates; two segmentation networks.
     assert (run / "cam" / "model.pt").is_file() and (run / "pseudo_masks" / "report.json").is_file()
     assert sorted(p.name for p in (run / "select" / "seg").iterdir()) == ["seg.lr=0.002", "seg.lr=0.02"]
-    assert sorted(p.name for p in (run / "select" / "baseline_cam").iterdir()) == ["baseline.lr=0.005", "baseline.lr=0.05"]
+    assert sorted(p.name for p in (run / "select" / "baseline_cam").iterdir()) == [
+        "baseline.lr=0.005",
+        "baseline.lr=0.05",
+    ]
     # Every candidate saw val; only the selected one saw test.
     saved = sorted(p.name for p in (run / "scoremaps" / "cam").iterdir())
     assert saved == ["test", "val-baseline.lr=0.005", "val-baseline.lr=0.05"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spol.report import MethodVisuals, ReportSample, write_report
 from spol.evaluation import METRIC_ROWS
+from spol.report import MethodVisuals, ReportSample, write_report
 
 METRICS = {
     "spol": {

@@ -14,7 +14,10 @@ def test_chart_is_valid_svg_with_points_inside_the_axes():
         "box accuracy",
         "threshold",
         "%",
-        [Series("IoU 50 test", [0.0, 0.5, 0.99], [10.0, 80.0, 120.0]), Series("IoU 50 val", [0.0, 1.0], [0.0, 50.0], "4 3")],
+        [
+            Series("IoU 50 test", [0.0, 0.5, 0.99], [10.0, 80.0, 120.0]),
+            Series("IoU 50 val", [0.0, 1.0], [0.0, 50.0], "4 3"),
+        ],
         marks=[(0.4, "chosen on val: 0.40")],
     )
     root = ET.fromstring(render_svg(chart, width=400, height=300))
@@ -33,5 +36,7 @@ def test_chart_is_valid_svg_with_points_inside_the_axes():
 
 
 def test_a_single_epoch_is_a_dot():
-    root = ET.fromstring(render_svg(Chart("loss", "epoch", "loss", [Series("cam", [1.0], [0.5])], x_range=(1, 2), y_range=(0, 1))))
+    root = ET.fromstring(
+        render_svg(Chart("loss", "epoch", "loss", [Series("cam", [1.0], [0.5])], x_range=(1, 2), y_range=(0, 1)))
+    )
     assert len(root.findall(f"{SVG}circle")) == 1

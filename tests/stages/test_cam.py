@@ -61,15 +61,23 @@ def test_imagenet_style_recipe_freezes_the_stem_and_has_one_head(tiny_dataset: D
     seed_everything(recipe.seed)
     initial = build_mffnet_cam(backbone=recipe.backbone, num_classes=2, weights=None, aux_branch=False).state_dict()
     trained = model.state_dict()
-    stem = [k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.weight", "backbone.body.bn1.bias"))]
+    stem = [
+        k
+        for k in initial
+        if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.weight", "backbone.body.bn1.bias"))
+    ]
     assert stem and all(torch.equal(initial[k], trained[k]) for k in stem)
-    assert not torch.equal(initial["backbone.body.blocks.0.0.conv_dw.weight"], trained["backbone.body.blocks.0.0.conv_dw.weight"])
+    assert not torch.equal(
+        initial["backbone.body.blocks.0.0.conv_dw.weight"], trained["backbone.body.blocks.0.0.conv_dw.weight"]
+    )
 
 
 def test_empty_train_split_is_an_error(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    only_test = Dataset("csv", tiny_dataset.root, tiny_dataset.class_names, [replace(r, split="test") for r in tiny_dataset.records])
+    only_test = Dataset(
+        "csv", tiny_dataset.root, tiny_dataset.class_names, [replace(r, split="test") for r in tiny_dataset.records]
+    )
     with pytest.raises(ValueError, match="no 'train' images"):
         train_cam(fast_recipe, only_test, tmp_path / "cam")
     assert not (tmp_path / "cam" / "model.pt").exists()
@@ -88,11 +96,15 @@ def test_adamw_with_one_cycle_and_a_frozen_stem(fast_recipe: Recipe, tiny_datase
     assert all("exp_avg" in state for state in states["state"].values())  # AdamW's moments
     groups = {group["name"]: group for group in states["param_groups"]}
     assert groups["new"]["max_lr"] == pytest.approx(0.001) and groups["backbone"]["max_lr"] == pytest.approx(0.0001)
-    rates = [float(row.split(",")[5]) for row in (run / "metrics.csv").read_text().splitlines()[1:] if row.startswith("step")]
+    rates = [
+        float(row.split(",")[5]) for row in (run / "metrics.csv").read_text().splitlines()[1:] if row.startswith("step")
+    ]
     assert max(rates) <= 0.001 and rates[-1] < 1e-6  # up to the new layers' lr, then annealed to nearly 0
     trained = load_exported_model(run / "model.pt").state_dict()
     seed_everything(recipe.seed)
     initial = build_vanilla_cam(backbone=recipe.backbone, num_classes=2, weights=None).state_dict()
-    stem = [k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.")) and "running" not in k]
+    stem = [
+        k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.")) and "running" not in k
+    ]
     assert stem and all(torch.equal(initial[k], trained[k]) for k in stem if "num_batches" not in k)
     assert not torch.equal(initial["classifier.weight"], trained["classifier.weight"])

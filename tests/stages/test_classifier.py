@@ -38,11 +38,15 @@ def test_train_classifier_exports_a_classifier(fast_recipe: Recipe, tiny_dataset
     assert model_path.stat().st_mtime_ns == mtime
 
 
-def test_epochs_0_exports_the_pretrained_classifier_as_is(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_epochs_0_exports_the_pretrained_classifier_as_is(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
     as_is = fast_recipe.model_copy(
         update={"classifier": fast_recipe.classifier.model_copy(update={"epochs": 0, "weights": "default"})}
     )
-    imagenet_like = Dataset(tiny_dataset.format, tiny_dataset.root, [f"c{i}" for i in range(1000)], tiny_dataset.records)
+    imagenet_like = Dataset(
+        tiny_dataset.format, tiny_dataset.root, [f"c{i}" for i in range(1000)], tiny_dataset.records
+    )
     model_path = train_classifier(as_is, imagenet_like, tmp_path / "classifier")
     assert not (tmp_path / "classifier" / "checkpoints").exists()  # nothing trained
     exported, pretrained = load_exported_model(model_path), build_classifier(num_classes=1000)

@@ -1,4 +1,4 @@
-"""The training engine: parameter groups, schedules, loaders, resuming from last.ckpt and force."""
+"""The training engine: loaders, the global batch, resuming from last.ckpt and force."""
 
 from __future__ import annotations
 
@@ -10,50 +10,9 @@ import torch
 from spol.config import Recipe
 from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
-from spol.models import build_mffnet_cam, load_exported_model
-from spol.stages import CamModule, train_cam
-from spol.stages.engine import (
-    INPUTS_FILE,
-    MODEL_FILE,
-    build_scheduler,
-    finished_model,
-    make_train_loader,
-    per_device_batch_size,
-)
-
-
-def _lrs(schedule: str, steps: int = 10) -> list[float]:
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=0.5)
-    scheduler = build_scheduler(optimizer, schedule, steps)
-    rates = []
-    for _ in range(steps + 1):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if len(rates) <= steps:
-            scheduler.step()
-    return rates
-
-
-def test_schedules() -> None:
-    assert _lrs("constant") == [0.5] * 11
-    assert _lrs("linear")[:6:5] == [0.5, 0.25] and _lrs("linear")[10] == 0.0
-    assert _lrs("poly")[5] == pytest.approx(0.5 * 0.5**0.9)
-    one_cycle = _lrs("onecycle", 20)
-    assert one_cycle[0] < 0.05 and max(one_cycle) == pytest.approx(0.5, rel=0.01) and one_cycle[-1] < 1e-3
-    assert one_cycle.index(max(one_cycle)) in (5, 6)  # the peak at 30 % of the steps
-    with pytest.raises(ValueError, match="schedule"):
-        build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), "cosine", 10)
-
-
-def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe) -> None:
-    net = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
-    groups = {g["name"]: g for g in CamModule(net, fast_recipe.cam).parameter_groups()}
-    backbone = {id(p) for p in net.backbone.parameters()}
-    assert {id(p) for p in groups["backbone"]["params"]} == backbone
-    assert len(groups["new"]["params"]) == len(list(net.parameters())) - len(backbone)
-    assert groups["backbone"]["lr"] == pytest.approx(fast_recipe.cam.lr * fast_recipe.cam.backbone_lr_mult)
-    assert groups["new"]["lr"] == fast_recipe.cam.lr
+from spol.models import load_exported_model
+from spol.stages import train_cam
+from spol.stages.engine import make_train_loader, per_device_batch_size
 
 
 def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
@@ -109,16 +68,3 @@ def test_resume_continues_from_last_checkpoint_and_force_starts_over(
     train_cam(fast_recipe, tiny_dataset, run, force=True)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"]]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
-
-
-def test_a_stage_made_from_other_inputs_is_refused(tmp_path: Path) -> None:
-    run_dir = tmp_path / "seg"
-    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "a"}) is None  # fresh: train
-    assert (run_dir / INPUTS_FILE).read_text().strip().startswith("{")
-    (run_dir / MODEL_FILE).write_bytes(b"trained")
-    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "a"}) == run_dir / MODEL_FILE
-    with pytest.raises(ValueError, match="other inputs.*--force"):
-        finished_model(run_dir, force=False, inputs={"pseudo_masks": "b"})
-    assert finished_model(run_dir, force=True, inputs={"pseudo_masks": "b"}) is None
-    (run_dir / MODEL_FILE).write_bytes(b"retrained")
-    assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "b"}) == run_dir / MODEL_FILE

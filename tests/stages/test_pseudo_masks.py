@@ -78,7 +78,9 @@ def test_pseudo_mask_path_keeps_subfolders_and_never_leaves_the_folder(tmp_path)
     assert pseudo_mask_path(tmp_path, "001.Albatross/x.jpg") == tmp_path / "001.Albatross" / "x.jpg.png"
     assert pseudo_mask_path(tmp_path, "img") == tmp_path / "img.png"
     # Ids of images outside the dataset folder (a CSV may list them) get distinct files inside it.
-    outside = [pseudo_mask_path(tmp_path, i) for i in ("../x.jpg", "a/../../x.jpg", "/etc/x.jpg", "/etc/../x.jpg", "C:/x.jpg")]
+    outside = [
+        pseudo_mask_path(tmp_path, i) for i in ("../x.jpg", "a/../../x.jpg", "/etc/x.jpg", "/etc/../x.jpg", "C:/x.jpg")
+    ]
     assert all(p.parent == tmp_path / "_outside" and p.suffix == ".png" for p in outside)
     assert len(set(outside)) == len(outside)
     assert outside[2].name.startswith("etc__x.jpg-")

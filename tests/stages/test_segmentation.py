@@ -51,7 +51,9 @@ def test_ignore_label_survives_the_joint_transform(tiny_dataset: Dataset) -> Non
 
 def test_label_of_the_wrong_size_is_an_error(tiny_dataset: Dataset) -> None:
     dataset = ImageMaskDataset(
-        tiny_dataset.records[:1], lambda r: np.zeros((10, 10), np.uint8), train_transform(resize=48, crop=40, normalization="half")
+        tiny_dataset.records[:1],
+        lambda r: np.zeros((10, 10), np.uint8),
+        train_transform(resize=48, crop=40, normalization="half"),
     )
     with pytest.raises(ValueError, match="img0.png"):
         dataset[0]
@@ -93,7 +95,9 @@ def test_train_seg_reports_missing_pseudo_masks(fast_recipe: Recipe, tiny_datase
 
 
 @pytest.mark.slow
-def test_segmentation_loss_falls_on_a_learnable_labelling(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_segmentation_loss_falls_on_a_learnable_labelling(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
     # Every valid pixel is object (a flip- and crop-invariant target): the loss must fall epoch by epoch.
     label = np.ones((64, 64), np.uint8)
     label[:, :16] = IGNORE_LABEL

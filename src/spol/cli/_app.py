@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -92,6 +94,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `message` to stderr and return the Exit to raise with `code`."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def explained_failures(out: Path | None = None) -> Iterator[None]:
+    """Turn an error `explain_failure` explains into its one line and exit code 2; others propagate."""
+    try:
+        yield
+    except Exception as error:
+        message = explain_failure(error, out)
+        if message is None:
+            raise
+        raise fail(message) from error
 
 
 # Command modules: imported for their registrations.

@@ -1,4 +1,6 @@
 """Imports every command module so that its commands register on the app."""
+
+# The import order is the order of the commands in `spol --help`.
 from spol.cli import localize  # noqa: F401
 from spol.cli import pseudo_masks  # noqa: F401
 from spol.cli import data  # noqa: F401

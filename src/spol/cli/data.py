@@ -13,6 +13,8 @@ from spol.data import DatasetFormatError, read_dataset, summarize
 
 
 class DatasetFormat(str, Enum):
+    """The `--format` choices: the dataset readers of `spol.data`."""
+
     cub = "cub"
     wsol = "wsol"
     imagenet = "imagenet"
@@ -20,6 +22,8 @@ class DatasetFormat(str, Enum):
 
 
 class SplitName(str, Enum):
+    """The `--split` choices."""
+
     train = "train"
     val = "val"
     test = "test"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
+from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 from spol.config import SHIPPED_RECIPES
 from spol.data.summary import FORMATS
 
@@ -23,16 +22,16 @@ def evaluate_command(
     release: bool = typer.Option(
         False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
     ),
-    classifier: Optional[Path] = typer.Option(
+    classifier: Path | None = typer.Option(
         None, "--classifier", help="Classifier model file (spol.models.export_model) for Top-1/Top-5 Loc."
     ),
-    class_predictions: Optional[Path] = typer.Option(
+    class_predictions: Path | None = typer.Option(
         None,
         "--class-predictions",
         help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
         "read without running pickled code.",
     ),
-    threshold: Optional[float] = typer.Option(
+    threshold: float | None = typer.Option(
         None,
         "--threshold",
         min=0.0,
@@ -55,7 +54,7 @@ def evaluate_command(
         "or a YAML file).",
     ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.devices=1."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write OUT/metrics.json."),
+    out: Path | None = typer.Option(None, "--out", help="Write OUT/metrics.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Evaluate a trained segmentation network (and classes) on the test split, without training.
@@ -76,7 +75,7 @@ def evaluate_command(
             raise fail(f"{name} {path} does not exist")
     if classifier is not None and class_predictions is not None:
         raise fail("give --classifier or --class-predictions, not both")
-    try:
+    with explained_failures(out):
         result = evaluate_networks(
             data,
             data_format,
@@ -89,11 +88,6 @@ def evaluate_command(
             release_protocol=release_protocol,
             out_dir=out,
         )
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     if not is_global_zero():
         return
     if as_json:

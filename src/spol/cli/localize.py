@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, explain_failure, fail
+from spol.cli._app import app, explained_failures, fail
 from spol.rundir import LOCALIZER_FILE
 
 DEFAULT_OUT = Path("localize")
@@ -73,19 +73,14 @@ def localize(
             box = "no object" if record["box"] is None else "box " + " ".join(map(str, record["box"]))
             typer.echo(f"{record['image']}: {record['class']} ({record['score']:.3f}), {box}")
 
-    def on_skip(skipped: "SkippedImage") -> None:
+    def on_skip(skipped: SkippedImage) -> None:
         # tqdm.write keeps the progress bar intact.
         tqdm.write(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
 
-    try:
+    with explained_failures(out):
         report = localize_files(
             localizer, paths, out, batch_size=batch_size, force=force, on_result=on_result, on_skip=on_skip
         )
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     typer.echo(
         f"localized {report.localized} image(s) into {report.out_dir} ({report.predictions.name}); "
         f"skipped {len(report.skipped)}",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, explain_failure, fail, quiet_other_ranks
+from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 
 RECIPE_HELP = "A shipped recipe name (cub, imagenet, cpu) or the path of a YAML recipe."
 SET_HELP = "Override a recipe value, e.g. --set cam.epochs=2 (repeatable)."
@@ -46,24 +46,26 @@ def pipeline_command(
         "(the layout `spol evaluate-maps --scoremaps` reads), to re-score a run or compare it with other maps.",
     ),
 ) -> None:
-    """Train SPOL (CAM network, pseudo masks, segmentation network) and the vanilla CAM baseline,
-    evaluate both on the test split with thresholds chosen on val, write metrics.json and report.html.
+    """Train SPOL and the vanilla CAM baseline, evaluate both, write metrics.json and report.html.
+
+    SPOL is the CAM network, the pseudo masks and the segmentation network; both methods are
+    evaluated on the test split with thresholds chosen on val.
 
     Every stage runs on the recipe's trainer: set trainer.devices / trainer.num_nodes for several GPUs
     (Lightning starts the other processes itself, or launch with torchrun / SLURM); training and
-    inference are sharded and one process writes the results. Batch sizes are global."""
+    inference are sharded and one process writes the results. Batch sizes are global.
+    """
     from spol.config import load_recipe
+    from spol.data.summary import FORMATS
     from spol.pipeline import format_comparison, run_pipeline
     from spol.stages.distributed import is_global_zero
-
-    from spol.data.summary import FORMATS
 
     quiet_other_ranks()
     if not data.exists():
         raise fail(f"{data}: no such dataset folder")
     if data_format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
-    try:
+    with explained_failures(out):
         loaded = load_recipe(recipe, overrides)
         result = run_pipeline(
             loaded,
@@ -75,11 +77,6 @@ def pipeline_command(
             select=select,
             overwrite_foreign=overwrite_foreign,
         )
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     if is_global_zero():
         typer.echo(format_comparison(result.metrics))
         typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
@@ -94,13 +91,8 @@ def demo_command(
     """Make the synthetic benchmark, run the pipeline with the CPU recipe, print SPOL vs CAM."""
     from spol.pipeline import format_comparison, run_demo
 
-    try:
+    with explained_failures(out):
         result = run_demo(out, quick=quick, force=force)
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from error
     typer.echo(format_comparison(result.metrics))
     for note in result.notes:
         typer.echo(f"note: {note}")

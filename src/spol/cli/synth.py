@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from spol.cli._app import data_app, explain_failure, fail
+from spol.cli._app import data_app, explained_failures, fail
 from spol.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic
 
 
@@ -25,24 +25,24 @@ def synth(
         "160 px, objects 10-45 % of the image; 'robust': 192-256 px, objects 5-25 %, more clutter). "
         "The options below override it.",
     ),
-    seed: Optional[int] = typer.Option(None, help="Seed; the same seed and options give byte-identical files."),
-    classes: Optional[int] = typer.Option(None, "--classes", help="Number of classes (one part shape x colour each)."),
-    train: Optional[int] = typer.Option(None, "--train", help="Training images per class."),
-    test: Optional[int] = typer.Option(None, "--test", help="Test images per class."),
-    size: Optional[int] = typer.Option(None, "--size", help="Image side in pixels (images are square)."),
-    size_max: Optional[int] = typer.Option(
+    seed: int | None = typer.Option(None, help="Seed; the same seed and options give byte-identical files."),
+    classes: int | None = typer.Option(None, "--classes", help="Number of classes (one part shape x colour each)."),
+    train: int | None = typer.Option(None, "--train", help="Training images per class."),
+    test: int | None = typer.Option(None, "--test", help="Test images per class."),
+    size: int | None = typer.Option(None, "--size", help="Image side in pixels (images are square)."),
+    size_max: int | None = typer.Option(
         None, "--size-max", help="Largest image side: each image draws its side in [--size, --size-max]."
     ),
-    object_area: Optional[tuple[float, float]] = typer.Option(
+    object_area: tuple[float, float] | None = typer.Option(
         None, "--object-area", help="MIN MAX object area as a fraction of the image, e.g. 0.1 0.45."
     ),
-    part_area: Optional[tuple[float, float]] = typer.Option(
+    part_area: tuple[float, float] | None = typer.Option(
         None, "--part-area", help="MIN MAX class-part area as a fraction of the object's, e.g. 0.03 0.06."
     ),
-    clutter: Optional[tuple[int, int]] = typer.Option(
+    clutter: tuple[int, int] | None = typer.Option(
         None, "--clutter", help="MIN MAX number of neutral distractor shapes per image."
     ),
-    workers: Optional[int] = typer.Option(
+    workers: int | None = typer.Option(
         None, help="Threads drawing images (default: CPU count, at most 4); the files do not depend on it."
     ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT, overwriting its files."),
@@ -74,12 +74,7 @@ def synth(
         low = size if size is not None else base.image_size[0]
         high = size_max if size_max is not None else (low if size is not None else base.image_size[1])
         changes["image_size"] = (low, high)
-    try:
+    with explained_failures(out):
         config = dataclasses.replace(base, **changes)
         generate_synthetic(out, config, force=force, progress=progress, workers=workers)
-    except Exception as error:
-        message = explain_failure(error, out)
-        if message is None:
-            raise
-        raise fail(message) from None
     typer.echo(f"wrote {config.num_classes * (config.train_per_class + config.test_per_class)} images to {out}")

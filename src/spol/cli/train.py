@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from spol.cli._app import app, fail, quiet_other_ranks
 from spol.config import SHIPPED_RECIPES, Recipe, load_recipe
 
+if TYPE_CHECKING:
+    from spol.data import Dataset
+
 _RECIPE_HELP = (
     f"Recipe: a shipped name ({', '.join(SHIPPED_RECIPES)}) or a YAML file. "
     "cub/imagenet are the paper's recipes, cpu a small CPU demonstration."
 )
-_SET_HELP = "Override one recipe key, e.g. --set cam.lr=0.01 --set weights=/path/resnet50.pth (repeatable; values are YAML)."
+_SET_HELP = (
+    "Override one recipe key, e.g. --set cam.lr=0.01 --set weights=/path/resnet50.pth (repeatable; values are YAML)."
+)
 _OUT_HELP = (
     "Run folder: config.yaml, train.log, metrics.csv, tb/, checkpoints/, model.pt. "
     "A finished run (model.pt) is skipped; an interrupted one resumes from checkpoints/last.ckpt."
@@ -22,7 +28,9 @@ _OUT_HELP = (
 _FORCE_HELP = "Start over: delete this run's checkpoints, logs and model first."
 
 
-def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_format: str):  # type: ignore[no-untyped-def]
+def _prepare(
+    recipe_name: str, overrides: list[str] | None, data: Path, dataset_format: str
+) -> tuple[Recipe, Dataset]:
     """The recipe and the dataset with its held-out val split; errors become CLI failures."""
     from spol.data import hold_out_val, read_dataset
 
@@ -45,7 +53,7 @@ def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_
     return recipe, hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)
 
 
-def _run(train, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
     quiet_other_ranks()
     try:
         model_path = train(*args, **kwargs)
@@ -62,7 +70,7 @@ def train_classifier_command(
     dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
     out: Path = typer.Option(..., "--out", help=_OUT_HELP),
     recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
     """Fine-tune the classifier (recipe section `classifier`) on the train split; prints the model path."""
@@ -78,9 +86,11 @@ def train_cam_command(
     dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
     out: Path = typer.Option(..., "--out", help=_OUT_HELP),
     recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
     baseline: bool = typer.Option(
-        False, "--baseline", help="Train the vanilla CAM network (deepest features only, plain cross-entropy) instead of MFF-Net."
+        False,
+        "--baseline",
+        help="Train the vanilla CAM network (deepest features only, plain cross-entropy) instead of MFF-Net.",
     ),
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
@@ -95,13 +105,15 @@ def train_cam_command(
 def train_seg_command(
     data: Path = typer.Option(..., "--data", help="Dataset root folder."),
     dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
-    pseudo_masks: Path = typer.Option(..., "--pseudo-masks", help="Folder written by `spol pseudo-masks` for this dataset."),
+    pseudo_masks: Path = typer.Option(
+        ..., "--pseudo-masks", help="Folder written by `spol pseudo-masks` for this dataset."
+    ),
     out: Path = typer.Option(..., "--out", help=_OUT_HELP),
     recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
     force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
 ) -> None:
-    """Train the class-agnostic segmentation network (MFF-Net #2, recipe section `seg`) on pseudo masks; prints the model path."""
+    """Train the class-agnostic segmentation network (MFF-Net #2, `seg`) on pseudo masks; prints the model path."""
     from spol.stages import train_seg
 
     if not pseudo_masks.is_dir():

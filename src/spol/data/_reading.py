@@ -3,6 +3,10 @@
 Each reader gathers `PendingRecord`s (what the index files say about an image, with where each
 statement was read) and hands them to `finish_records`, which fills sizes from image headers,
 checks every box against its image and turns every failure into a `Problem`.
+
+Box policy: readers clip and report (`check_box`, the only box check of the readers); the
+evaluation protocol refuses a box that breaks the convention
+(`spol.evaluation.check_box_convention`), which a record from a reader never does.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spol.data.images import UnreadableImageError, read_image_sizes
+from spol.data.images import read_image_sizes
 from spol.data.records import Box, DatasetFormatError, ImageRecord, Problem, Split
 
 
@@ -61,8 +65,13 @@ def format_box(box: Box) -> str:
     return "(" + ", ".join(f"{v:g}" for v in box) + ")"
 
 
-def check_box(box: Box, size: tuple[int, int]) -> tuple[Box | None, str | None]:
+def check_box(box: Box, size: tuple[int, int] | None) -> tuple[Box | None, str | None]:
     """Check a ``(x0, y0, x1, y1)`` box against a ``(width, height)`` image.
+
+    Args:
+        box: the box as read.
+        size: the image's ``(width, height)``; None when unknown, and then only the image's
+            top-left corner (coordinates >= 0) bounds the box.
 
     Returns:
         ``(box, None)`` for a valid box; ``(clipped, message)`` for a box reaching outside the
@@ -75,13 +84,14 @@ def check_box(box: Box, size: tuple[int, int]) -> tuple[Box | None, str | None]:
     x0, y0, x1, y1 = box
     if x1 < x0 or y1 < y0:
         return None, f"box {format_box(box)} has x1 < x0 or y1 < y0; dropped"
-    width, height = size
+    width, height = size if size is not None else (math.inf, math.inf)
     clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
     if clipped == tuple(box):
         return box, None
+    image = f"{width}x{height} image" if size is not None else "image"
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        return None, f"box {format_box(box)} lies outside the {width}x{height} image; dropped"
-    return clipped, f"box {format_box(box)} outside {width}x{height} image, clipped to {format_box(clipped)}"
+        return None, f"box {format_box(box)} lies outside the {image}; dropped"
+    return clipped, f"box {format_box(box)} outside {image}, clipped to {format_box(clipped)}"
 
 
 def parse_box(fields: list[str]) -> Box:
@@ -93,21 +103,28 @@ def parse_box(fields: list[str]) -> Box:
 
 
 def finish_records(
-    pending: list[PendingRecord], problems: list[Problem], *, workers: int | None, progress: bool
+    pending: list[PendingRecord],
+    problems: list[Problem],
+    *,
+    workers: int | None,
+    progress: bool,
+    probe_sizes: bool = True,
 ) -> list[ImageRecord]:
     """Fill missing sizes from image headers, check boxes, and build the records.
 
     A missing or unreadable image is appended to `problems` (with its path) and gives no record;
-    a clipped or dropped box is appended with the source it was read from.
+    a clipped or dropped box is appended with the source it was read from. With `probe_sizes`
+    False no image is opened: a record without a size keeps ``size=None``, its boxes checked
+    without one.
     """
-    unsized = [p for p in pending if p.size is None]
+    unsized = [p for p in pending if p.size is None] if probe_sizes else []
     sizes = read_image_sizes([p.path for p in unsized], workers=workers, progress=progress)
     failed: set[int] = set()
-    for item, size in zip(unsized, sizes):
+    for item, size in zip(unsized, sizes, strict=True):
         if isinstance(size, FileNotFoundError):
             problems.append(Problem(f"image file missing; image {item.image_id} skipped", path=str(item.path)))
             failed.add(id(item))
-        elif isinstance(size, UnreadableImageError):
+        elif isinstance(size, Exception):  # an UnreadableImageError, the only other failure
             problems.append(
                 Problem(
                     f"unreadable image, image {item.image_id} skipped: {size.__cause__ or size}", path=str(item.path)
@@ -118,7 +135,7 @@ def finish_records(
             item.size = size
     records = []
     for item in pending:
-        if id(item) in failed or item.size is None:
+        if id(item) in failed or (probe_sizes and item.size is None):
             continue
         boxes = []
         for box, source in item.boxes:

@@ -102,8 +102,8 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
             continue
         row = row + [""] * (len(header) - len(row))  # trailing empty cells may be left out
         cells = {name: row[index].strip() for name, index in column.items()}
-        image, label = cells["image"], cells["label"]
-        if not image or not label:
+        image, label_text = cells["image"], cells["label"]
+        if not image or not label_text:
             problems.append(source.problem("malformed line: empty image or label; ignored"))
             continue
         split = cells.get("split") or "train"
@@ -121,7 +121,7 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
                         source.problem(f"malformed box {values}: give four numbers or leave all four empty; ignored")
                     )
                     continue
-        entries.append((source, image, label, box, split))  # type: ignore[arg-type]
+        entries.append((source, image, label_text, box, split))
 
     class_names, label_index = _classes(folder, [label for _, _, label, _, _ in entries], problems)
 

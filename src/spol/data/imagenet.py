@@ -282,7 +282,7 @@ def _read_split(
         folder_label.update({path: wnid for path in files})
 
     pending = []
-    for path, wnid in tqdm(
+    for path, folder_wnid in tqdm(
         folder_label.items(), desc=f"reading {split} annotations", disable=None if progress else True, leave=False
     ):
         stem = path.stem
@@ -295,7 +295,9 @@ def _read_split(
         if annotation is None:
             annotation = solution.get(stem)
         image_id = path.relative_to(images).as_posix()
-        label_wnid = wnid or (annotation.objects[0][0] if annotation is not None and annotation.objects else None)
+        label_wnid = folder_wnid or (
+            annotation.objects[0][0] if annotation is not None and annotation.objects else None
+        )
         if label_wnid is None:
             problems.append(
                 Problem(f"no label for image {image_id}: no usable annotation names its class; skipped", path=str(path))

@@ -26,13 +26,12 @@ import logging
 import os
 import struct
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
-from tqdm import tqdm
 
+from spol.data._threads import thread_map
 from spol.data.records import Problem
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Orientations 5-8 swap width and height (transpose, rotations by 90 degrees).
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
-_BATCH = 1024
 # Decoding errors PIL raises for broken files (truncated data, bad headers, bombs).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
@@ -89,8 +87,10 @@ def load_image_rgb(
 def decode_image(
     path: str | os.PathLike[str], *, exif_orientation: bool = False, min_size: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """`load_image_rgb` and the ``(width, height)`` of the full image, as stored (as displayed with
-    `exif_orientation`), which a reduced decode (`min_size`) does not show."""
+    """`load_image_rgb` and the ``(width, height)`` of the full image.
+
+    The size is as stored (as displayed with `exif_orientation`), which a reduced decode (`min_size`) does not show.
+    """
     path = Path(path)
     try:
         with Image.open(path) as image:
@@ -173,7 +173,8 @@ def read_image_sizes(
         except (FileNotFoundError, UnreadableImageError) as error:
             return error
 
-    return _map(one, paths, workers=workers, progress=progress, desc="reading image headers")
+    workers = default_workers() if workers is None else workers
+    return thread_map(one, paths, workers=workers, progress=progress, desc="reading image headers")
 
 
 def verify_images(
@@ -216,32 +217,6 @@ def verify_images(
             )
         return None
 
-    results = _map(one, range(len(paths)), workers=workers, progress=progress, desc="decoding images")
-    return [problem for problem in results if problem is not None]
-
-
-def _map(function, items, *, workers: int | None, progress: bool, desc: str) -> list:  # type: ignore[no-untyped-def]
-    """``[function(item) for item in items]`` on a thread pool, in order, with a progress bar."""
-    items = list(items)
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    # disable=None: shown on a terminal only (a pipe or a log file gets no bar).
-    bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress and items else True, leave=False)
-    try:
-        if workers == 1 or len(items) < 2 * workers:
-            results = []
-            for item in items:
-                results.append(function(item))
-                bar.update()
-            return results
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = []
-            # Batches keep the number of pending futures bounded for millions of images.
-            for start in range(0, len(items), _BATCH):
-                batch = items[start : start + _BATCH]
-                results.extend(pool.map(function, batch))
-                bar.update(len(batch))
-            return results
-    finally:
-        bar.close()
+    results = thread_map(one, range(len(paths)), workers=workers, progress=progress, desc="decoding images")
+    return [problem for problem in results if problem is not None]

@@ -1,5 +1,7 @@
-"""Torch datasets over `ImageRecord`s: (image tensor, label) for classification and CAM training,
-(image tensor, label mask) for segmentation training.
+"""Torch datasets over `ImageRecord`s.
+
+(image tensor, label) for classification and CAM training, (image tensor, label mask) for
+segmentation training.
 
 Images are read with `spol.data.images.load_image_rgb` (RGB, as stored, like the boxes; JPEGs for
 classification at the reduced scale the transform's resize allows) and go through a
@@ -11,7 +13,7 @@ size (1 object, 0 background, 255 ignored) and are transformed jointly with the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +24,7 @@ from torchvision import tv_tensors
 from spol.data.images import load_image_rgb
 from spol.data.records import ImageRecord
 
-
-SampleKey = Union[int, tuple[int, int]]
+SampleKey = int | tuple[int, int]
 """What the datasets below take: an index, or ``(index, seed)`` from `SeededShuffle` (augmentation seed)."""
 
 
@@ -53,7 +54,7 @@ class SeededShuffle(Sampler[tuple[int, int]]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
-        return iter(zip(order, seeds))
+        return iter(zip(order, seeds, strict=True))
 
 
 def _split_key(key: SampleKey) -> tuple[int, int | None]:
@@ -132,7 +133,9 @@ class ImageMaskDataset(TorchDataset):
                 f"label mask of image {record.image_id!r} is {mask.shape[1::-1]} (w, h) but the image is "
                 f"{image.size}; regenerate the pseudo masks for this dataset"
             )
-        image_t, mask_t = _transform(self.transform, seed, image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))))
+        image_t, mask_t = _transform(
+            self.transform, seed, image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8)))
+        )
         return image_t, mask_t.as_subclass(torch.Tensor).to(torch.int64)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from spol.data._threads import thread_map
 
 Box = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)`` in original-image pixels."""
@@ -130,8 +131,7 @@ def dataset_fingerprint(dataset: Dataset, *, workers: int = 16) -> dict[str, obj
             return "missing"
         return f"{status.st_size}:{status.st_mtime_ns}"
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        stamps = list(pool.map(stamp, paths, chunksize=256))
+    stamps = thread_map(stamp, paths, workers=max(1, workers))
     files = hashlib.sha256("\n".join(f"{p}|{s}" for p, s in zip(paths, stamps, strict=True)).encode()).hexdigest()
     return {
         "format": dataset.format,

@@ -43,8 +43,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,8 +51,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from spol.data._threads import thread_map
 from spol.fileio import remove_stale_temporaries, save_image_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -276,7 +275,11 @@ def generate_synthetic(
                 f"{out} holds a synthetic benchmark made with other settings ({stamp}); pass --force to "
                 "regenerate it, or choose another folder"
             )
-        foreign = [entry.name for entry in out.iterdir() if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")]
+        foreign = [
+            entry.name
+            for entry in out.iterdir()
+            if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")
+        ]
         if foreign:
             raise FileExistsError(
                 f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
@@ -297,15 +300,14 @@ def generate_synthetic(
         for number in range(config.train_per_class + config.test_per_class)
     ]
     logger.info("drawing %d synthetic images into %s with %d worker(s)", len(jobs), out, workers)
-    boxes: list[tuple[int, int, int, int]] = []
-    bar = tqdm(total=len(jobs), desc="synthetic images", unit="img", disable=None if progress else True)
-    with bar:
-        for box in _run_jobs(jobs, workers):
-            boxes.append(box)
-            bar.update()
+    # Threads, not processes: a forked worker hangs on OpenCV's thread pool once the parent has used
+    # it, and spawned workers would re-import the caller's main module (for `spol`: torch, Lightning).
+    if workers > 1:
+        _load_sources()  # once, before the threads that share it
+    boxes = thread_map(_draw_and_write, jobs, workers=workers, progress=progress, desc="synthetic images", leave=True)
 
     images, labels, bbox_lines, split_lines = [], [], [], []
-    for image_id, ((_, _, label, number, relpath), (x, y, w, h)) in enumerate(zip(jobs, boxes), start=1):
+    for image_id, ((_, _, label, number, relpath), (x, y, w, h)) in enumerate(zip(jobs, boxes, strict=True), start=1):
         images.append(f"{image_id} {relpath}")
         labels.append(f"{image_id} {label + 1}")
         bbox_lines.append(f"{image_id} {float(x)} {float(y)} {float(w)} {float(h)}")
@@ -332,18 +334,6 @@ GENERATED_NAMES = frozenset(
 """Everything `generate_synthetic` writes at the top of its folder."""
 
 _Job = tuple[str, SyntheticConfig, int, int, str]
-
-
-def _run_jobs(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[int, int, int, int]]:
-    if workers == 1 or len(jobs) < 2:
-        yield from map(_draw_and_write, jobs)
-        return
-    # Threads, not processes: OpenCV, numpy's large-array operations and Pillow's encoders release
-    # the GIL, and a forked worker hangs on OpenCV's thread pool once the parent has used it, while
-    # spawned workers would re-import the caller's main module (for `spol`: torch, Lightning).
-    _load_sources()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthetic") as pool:
-        yield from pool.map(_draw_and_write, jobs)
 
 
 def _draw_and_write(job: _Job) -> tuple[int, int, int, int]:

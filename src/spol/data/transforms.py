@@ -7,9 +7,10 @@ mask (``tv_tensors.Mask``, ``H x W`` uint8) that is cropped and flipped with the
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
+from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -20,6 +21,12 @@ NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
     # EfficientNet-Lite (TensorFlow) checkpoints expect [-1, 1] inputs.
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+
+
+def normalization_of(net: nn.Module) -> str:
+    """The `NORMALIZATION` key a spol network was built for: its ``normalization`` attribute."""
+    # nn.Module types unknown attributes as tensors or modules; spol's builders set a str.
+    return cast(str, net.normalization)
 
 
 def _normalize(normalization: str) -> v2.Normalize:

@@ -26,7 +26,7 @@ import logging
 import os
 from pathlib import Path
 
-from spol.data._reading import PendingRecord, Source, finish_records, read_lines
+from spol.data._reading import PendingRecord, Source, finish_records, parse_box, read_lines
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, ImageRecord, Problem, Split
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ def read_wsol_metadata(
             if label < 0:
                 raise ValueError
         except ValueError:
-            problems.append(source.problem(f"label {parts[1]!r} of image id {parts[0]} is not an integer >= 0; image skipped"))
+            problems.append(
+                source.problem(f"label {parts[1]!r} of image id {parts[0]} is not an integer >= 0; image skipped")
+            )
             skipped.add(parts[0])
             continue
         labels[parts[0]] = label
@@ -129,7 +131,9 @@ def read_wsol_metadata(
                     raise ValueError
             except ValueError:
                 problems.append(
-                    source.problem(f"size {parts[1]!r}x{parts[2]!r} of image id {parts[0]} is not two integers > 0; ignored")
+                    source.problem(
+                        f"size {parts[1]!r}x{parts[2]!r} of image id {parts[0]} is not two integers > 0; ignored"
+                    )
                 )
                 continue
             if parts[0] in sizes:
@@ -159,16 +163,13 @@ def read_wsol_metadata(
                 if parts is None or not known(parts[0], source, "box"):
                     continue
                 try:
-                    x0, y0, x1, y1 = (float(v) for v in parts[1:])
+                    box = parse_box(parts[1:])
                 except ValueError:
-                    problems.append(source.problem(f"box {parts[1:]} of image id {parts[0]} is not four numbers; ignored"))
-                    continue
-                if min(x0, y0, x1, y1) < 0 or x1 < x0 or y1 < y0:
                     problems.append(
-                        source.problem(f"box {parts[1:]} of image id {parts[0]} is negative or has x1 < x0 or y1 < y0; ignored")
+                        source.problem(f"box {parts[1:]} of image id {parts[0]} is not four numbers; ignored")
                     )
                     continue
-                boxes.setdefault(parts[0], []).append(((x0, y0, x1, y1), source))
+                boxes.setdefault(parts[0], []).append((box, source))
             else:
                 parts = _fields(source, line, 3, "<image_id>,<mask_path>,<ignore_path>", problems)
                 if parts is None or not known(parts[0], source, "mask"):
@@ -190,48 +191,35 @@ def read_wsol_metadata(
                     ignores[parts[0]] = mask_root / parts[2] if parts[2] else None
 
     pending: list[PendingRecord] = []
-    unsized: list[ImageRecord] = []
     for image_id, source in ids.items():
         if image_id in skipped:
             continue
         if image_id not in labels:
             problems.append(source.problem(f"image id {image_id} has no line in class_labels.txt; image skipped"))
             continue
-        item = PendingRecord(
-            image_id=image_id,
-            path=(image_root / image_id).absolute(),
-            label=labels[image_id],
-            split=split,
-            boxes=boxes.get(image_id, []),
-            size=sizes.get(image_id),
-            mask_paths=tuple(masks.get(image_id, ())),
-            ignore_path=ignores.get(image_id),
-        )
-        if item.size is None and not probe_sizes:
-            unsized.append(
-                ImageRecord(
-                    image_id=image_id,
-                    path=item.path,
-                    label=item.label,
-                    split=split,
-                    boxes=tuple(box for box, _ in item.boxes),
-                    size=None,
-                    mask_paths=item.mask_paths,
-                    ignore_path=item.ignore_path,
-                )
+        pending.append(
+            PendingRecord(
+                image_id=image_id,
+                path=(image_root / image_id).absolute(),
+                label=labels[image_id],
+                split=split,
+                boxes=boxes.get(image_id, []),
+                size=sizes.get(image_id),
+                mask_paths=tuple(masks.get(image_id, ())),
+                ignore_path=ignores.get(image_id),
             )
-        pending.append(item)
-    if probe_sizes:
-        records = finish_records(pending, problems, workers=workers, progress=progress)
-    else:
-        finished = finish_records([p for p in pending if p.size is not None], problems, workers=workers, progress=progress)
-        by_id = {r.image_id: r for r in [*finished, *unsized]}
-        records = [by_id[p.image_id] for p in pending if p.image_id in by_id]
-    num_classes = max((r.label for r in records), default=-1) + 1
+        )
+    records = finish_records(pending, problems, workers=workers, progress=progress, probe_sizes=probe_sizes)
     logger.info("wsol %s (%s): %d images, %d problems", split_dir, split, len(records), len(problems))
+    return _dataset(split_dir, records, problems)
+
+
+def _dataset(root: Path, records: list[ImageRecord], problems: list[Problem]) -> Dataset:
+    """The metadata has no class names: they are the label numbers, up to the largest label."""
+    num_classes = max((r.label for r in records), default=-1) + 1
     return Dataset(
         format="wsol",
-        root=split_dir,
+        root=root,
         class_names=[str(label) for label in range(num_classes)],
         records=records,
         problems=problems,
@@ -276,11 +264,4 @@ def read_wsol(root: str | os.PathLike[str], *, workers: int | None = None, progr
         )
         records.extend(part.records)
         problems.extend(part.problems)
-    num_classes = max((r.label for r in records), default=-1) + 1
-    return Dataset(
-        format="wsol",
-        root=root,
-        class_names=[str(label) for label in range(num_classes)],
-        records=records,
-        problems=problems,
-    )
+    return _dataset(root, records, problems)

@@ -1,7 +1,8 @@
 """The WSOL evaluation protocol (Choe et al., CVPR 2020), exact to clovaai/wsolevaluation.
 
 MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`), PxAP (`pixel_accuracy`), their driver over a dataset
-(`evaluate_scoremaps`, or `StreamingEvaluator` as maps are produced) and SPOL's paper-style Top-1 / Top-5 / GT-known Loc (`localization`).
+(`evaluate_scoremaps`, or `StreamingEvaluator` as maps are produced) and SPOL's paper-style Top-1 / Top-5 /
+GT-known Loc (`localization`).
 """
 
 from spol.evaluation.box_accuracy import (
@@ -13,7 +14,6 @@ from spol.evaluation.box_accuracy import (
     correct_at_thresholds,
     rescale_boxes_to_protocol,
     scoremap_to_boxes,
-    scoremap_to_uint8,
 )
 from spol.evaluation.evaluate import (
     EvaluationResult,
@@ -36,7 +36,14 @@ from spol.evaluation.pixel_accuracy import (
     load_protocol_mask,
     score_histograms,
 )
-from spol.evaluation.streaming import METRIC_ROWS, ProtocolCounts, StreamingEvaluator, metric_value
+from spol.evaluation.streaming import (
+    METRIC_ROWS,
+    ProtocolCounts,
+    StreamingEvaluator,
+    metric_difference,
+    metric_value,
+)
+from spol.scoremaps import scoremap_to_uint8
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
@@ -59,6 +66,7 @@ __all__ = [
     "load_protocol_mask",
     "localization_accuracy",
     "localization_from_predictions",
+    "metric_difference",
     "metric_value",
     "prepare_scoremap",
     "protocol_gt_boxes",

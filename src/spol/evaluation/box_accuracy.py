@@ -9,7 +9,8 @@ Conventions (``evaluation-protocol.md``, "Boxes"):
 * Boxes come from ``cv2.findContours(mask, RETR_TREE, CHAIN_APPROX_SIMPLE)``: the contour of
   largest ``cv2.contourArea`` (first on ties) in single-contour mode, every contour in
   multi-contour mode; no contour gives the box ``[0, 0, 0, 0]``. A contour's box is
-  ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from ``cv2.boundingRect``.
+  ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from ``cv2.boundingRect``
+  (`spol.scoremaps.protocol_box`).
 * ``IoU`` uses inclusive pixel areas ``(x1 - x0 + 1) * (y1 - y0 + 1)``; an image is correct at
   ``(t, delta)`` when its best IoU is ``>= delta / 100``.
 * ``MaxBoxAcc(delta) = max_t 100 * correct(t, delta) / N``; MaxBoxAccV2 is the mean over
@@ -35,13 +36,10 @@ import numpy as np
 
 from spol.data.records import Box
 from spol.evaluation.level_components import contour_boxes_at_cuts
-from spol.scoremaps import PROTOCOL_SIZE, check_scoremap, scoremap_to_uint8
+from spol.scoremaps import EMPTY_PROTOCOL_BOX, PROTOCOL_SIZE, check_scoremap, protocol_box
 
 DEFAULT_IOU_THRESHOLDS: tuple[int, ...] = (30, 50, 70)
 """IoU levels (percent) of MaxBoxAccV2."""
-
-EMPTY_BOX = np.zeros((1, 4), dtype=np.int64)
-"""The protocol's box when a mask has no contour: ``[0, 0, 0, 0]`` (a one-pixel box at the origin)."""
 
 
 def cam_thresholds(interval: float = 0.01) -> np.ndarray:
@@ -194,7 +192,7 @@ class _Levels:
         out = np.empty((len(contours), 4), dtype=np.int64)
         for i, contour in enumerate(contours):
             x, y, w, h = cv2.boundingRect(contour)
-            out[i] = (x, y, min(x + w, self.width - 1), min(y + h, self.height - 1))
+            out[i] = protocol_box(x, y, w, h, self.width, self.height)
         return out
 
     def boxes(self, multi_contour: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +207,7 @@ class _Levels:
             (boxes[offsets[i]],) = self.contour_boxes(int(nonempty[i]), boxes[offsets[i]], multi_contour)
         if self.num_empty:
             offsets = np.concatenate([[0], offsets + 1])
-            boxes = np.concatenate([EMPTY_BOX, boxes])
+            boxes = np.concatenate([np.array([EMPTY_PROTOCOL_BOX], dtype=np.int64), boxes])
         return offsets, boxes
 
 
@@ -233,7 +231,7 @@ def scoremap_to_boxes(
     """
     levels = _Levels(np.asarray(scoremap), np.asarray(thresholds))
     offsets, boxes = levels.boxes(multi_contour)
-    per_cut = [boxes[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    per_cut = [boxes[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
     return [per_cut[i] for i in levels.index.tolist()]
 
 
@@ -347,7 +345,7 @@ class BoxAccuracy:
 
     @property
     def correct(self) -> np.ndarray:
-        """bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
+        """Per-image correctness, bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
 
         Raises:
             ValueError: made with ``keep_per_image=False``.
@@ -370,8 +368,11 @@ class BoxAccuracy:
 
     def max_box_acc(self) -> dict[int, float]:
         """``{iou level: max over thresholds of the accuracy}`` in percent."""
-        return {iou: float(row.max()) for iou, row in zip(self.iou_thresholds, self.accuracy())}
+        return {iou: float(row.max()) for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)}
 
     def best_threshold(self) -> dict[int, float]:
         """``{iou level: the first threshold reaching the max}``."""
-        return {iou: float(self.thresholds[int(np.argmax(row))]) for iou, row in zip(self.iou_thresholds, self.accuracy())}
+        return {
+            iou: float(self.thresholds[int(np.argmax(row))])
+            for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)
+        }

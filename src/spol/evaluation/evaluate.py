@@ -238,7 +238,9 @@ def evaluate_scoremaps(
     if workers is None:
         workers = os.cpu_count() or 1
     pool = MapPool(settings, workers, executor)
-    bar = tqdm(total=len(records), desc="evaluating score maps", unit="map", disable=None if progress else True, leave=False)
+    bar = tqdm(
+        total=len(records), desc="evaluating score maps", unit="map", disable=None if progress else True, leave=False
+    )
     try:
         for outcome in itertools.chain(pool.submit(tasks()), pool.finish()):
             if outcome.correct is not None:
@@ -250,7 +252,13 @@ def evaluate_scoremaps(
         pool.close()
         bar.close()
     if num_resized:
-        logger.info("%d of %d score maps were not %dx%d and were resized (bilinear)", num_resized, len(records), PROTOCOL_SIZE, PROTOCOL_SIZE)
+        logger.info(
+            "%d of %d score maps were not %dx%d and were resized (bilinear)",
+            num_resized,
+            len(records),
+            PROTOCOL_SIZE,
+            PROTOCOL_SIZE,
+        )
 
     if evaluate_boxes:
         max_acc = box_acc.max_box_acc()

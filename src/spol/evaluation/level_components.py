@@ -32,6 +32,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from spol.scoremaps import protocol_box
+
 # The 8 neighbours of a pixel as (dy, dx), clockwise from the top-left.
 _RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
@@ -261,14 +263,27 @@ def _append_box(boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: in
     return boxes
 
 
+_protocol_box = numba.njit(cache=True, nogil=True, inline="always")(protocol_box)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _append_contour_box(
+    boxes: np.ndarray, count: int, x0: int, y0: int, x1: int, y1: int, width: int, height: int
+) -> np.ndarray:
+    """Append the protocol box of a contour through the pixels ``[x0, x1] x [y0, y1]`` (inclusive).
+
+    ``cv2.boundingRect`` of such a contour is ``(x0, y0, x1 - x0 + 1, y1 - y0 + 1)``.
+    """
+    bx0, by0, bx1, by1 = _protocol_box(x0, y0, x1 - x0 + 1, y1 - y0 + 1, width, height)
+    return _append_box(boxes, count, bx0, by0, bx1, by1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append_component_box(
     boxes: np.ndarray, count: int, stats: np.ndarray, r: np.uint64, width: int, height: int
 ) -> np.ndarray:
-    """Append component `r`'s box as the protocol clips ``boundingRect``: ``min(x + w, W - 1)``."""
-    x1 = min(stats[r, _X1] + 1, width - 1)
-    y1 = min(stats[r, _Y1] + 1, height - 1)
-    return _append_box(boxes, count, stats[r, _X0], stats[r, _Y0], x1, y1)
+    """Append the protocol box of component `r`'s outer contour (its pixel bounding box)."""
+    return _append_contour_box(boxes, count, stats[r, _X0], stats[r, _Y0], stats[r, _X1], stats[r, _Y1], width, height)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -368,7 +383,7 @@ def _foreground_sweep(
             # area is the quads' plus the holes').
             x0, x1, y0, y1 = one_x0, one_x1, one_y0, one_y1
             if multi_contour or one_area2 > 0 or one_euler4 == 4:
-                boxes = _append_box(boxes, num_boxes, x0, y0, min(x1 + 1, width - 1), min(y1 + 1, height - 1))
+                boxes = _append_contour_box(boxes, num_boxes, x0, y0, x1, y1, width, height)
             else:
                 needs_opencv[cut_index] = True
                 boxes = _append_box(boxes, num_boxes, x0, y0, x1, y1)
@@ -376,7 +391,7 @@ def _foreground_sweep(
         elif multi_contour:
             for i in range(num_roots):
                 r = np.uint64(roots[i])
-                boxes = _append_contour_box(boxes, num_boxes, stats, r, width, height)
+                boxes = _append_component_box(boxes, num_boxes, stats, r, width, height)
                 num_boxes += 1
         else:
             # The largest outer contour. Without holes every component is top level and its area is
@@ -407,7 +422,7 @@ def _foreground_sweep(
                         exact = False
                         break
             if exact:
-                boxes = _append_contour_box(boxes, num_boxes, stats, best, width, height)
+                boxes = _append_component_box(boxes, num_boxes, stats, best, width, height)
                 num_boxes += 1
             else:
                 needs_opencv[cut_index] = True
@@ -498,13 +513,15 @@ def _hole_sweep(
         for i in range(num_roots):
             r = np.uint64(roots[i])
             # A hole contour runs through the foreground pixels 4-adjacent to the hole.
-            boxes = _append_box(
+            boxes = _append_contour_box(
                 boxes,
                 num_boxes,
                 stats[r, _X0] - 1,
                 stats[r, _Y0] - 1,
-                min(stats[r, _X1] + 2, width - 1),
-                min(stats[r, _Y1] + 2, height - 1),
+                stats[r, _X1] + 1,
+                stats[r, _Y1] + 1,
+                width,
+                height,
             )
             num_boxes += 1
         cut_index += 1

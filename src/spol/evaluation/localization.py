@@ -27,23 +27,29 @@ def choose_threshold(result: EvaluationResult, iou: int = LOC_IOU) -> float:
         ValueError: `iou` was not evaluated, or the result has no box metrics.
     """
     if iou not in result.best_threshold:
-        raise ValueError(f"IoU level {iou} not evaluated (have {sorted(result.best_threshold)}); add it to iou_thresholds")
+        raise ValueError(
+            f"IoU level {iou} not evaluated (have {sorted(result.best_threshold)}); add it to iou_thresholds"
+        )
     return result.best_threshold[iou]
 
 
 def correct_at_threshold(result: EvaluationResult, threshold: float, iou: int = LOC_IOU) -> np.ndarray:
-    """bool ``[num_images]``: box correct at `iou` at the evaluated threshold nearest `threshold`.
+    """Whether each box is correct at `iou` at the evaluated threshold nearest `threshold`, bool ``[num_images]``.
 
     Raises:
         ValueError: `iou` not evaluated, or `threshold` farther than half a step from every
             evaluated threshold (different ``cam_curve_interval``).
     """
     if iou not in result.iou_thresholds or not result.max_box_acc:
-        raise ValueError(f"IoU level {iou} not evaluated (have {list(result.iou_thresholds)}); add it to iou_thresholds")
+        raise ValueError(
+            f"IoU level {iou} not evaluated (have {list(result.iou_thresholds)}); add it to iou_thresholds"
+        )
     index = int(np.argmin(np.abs(result.thresholds - threshold)))
     step = float(result.thresholds[1] - result.thresholds[0]) if len(result.thresholds) > 1 else 1.0
     if abs(float(result.thresholds[index]) - threshold) > step / 2:
-        raise ValueError(f"threshold {threshold} is not on the evaluated grid (step {step}); use the same cam_curve_interval")
+        raise ValueError(
+            f"threshold {threshold} is not on the evaluated grid (step {step}); use the same cam_curve_interval"
+        )
     return result.correct[result.iou_thresholds.index(iou), index]
 
 

@@ -68,7 +68,9 @@ def _bin_edges(thresholds: np.ndarray) -> np.ndarray:
     return np.append(np.asarray(thresholds, dtype=np.float64), [1.0, 2.0, 3.0])
 
 
-def score_histograms(scoremap: np.ndarray, gt_mask: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_histograms(
+    scoremap: np.ndarray, gt_mask: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts of foreground and background scores per bin ``[t_i, t_i+1), ..., [1, 2), [2, 3]``.
 
     Args:
@@ -94,7 +96,9 @@ def score_histograms(scoremap: np.ndarray, gt_mask: np.ndarray, thresholds: np.n
     return fg.astype(np.int64), bg.astype(np.int64)
 
 
-def precision_recall(foreground_hist: np.ndarray, background_hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def precision_recall(
+    foreground_hist: np.ndarray, background_hist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pixel precision-recall curve behind PxAP, from the highest threshold down.
 
     Returns:

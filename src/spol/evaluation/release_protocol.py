@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from spol.config import TrainerConfig
 from spol.data.records import ImageRecord
-from spol.data.transforms import NORMALIZATION
+from spol.data.transforms import NORMALIZATION, normalization_of
 from spol.stages.distributed import all_reduce_sum
 from spol.stages.inference import InferenceSystem, run_inference
 
@@ -105,7 +105,7 @@ def read_release_class_hits(path: str | os.PathLike[str]) -> dict[str, tuple[boo
 
 
 def class_hits_for(records: Sequence[ImageRecord], hits: Mapping[str, tuple[bool, bool]], source: str) -> np.ndarray:
-    """bool ``[N, 2]`` (top-1, top-5 right) per record, looked up by image id (or its file name).
+    """Top-1 and top-5 rightness per record, bool ``[N, 2]``, looked up by image id (or its file name).
 
     Raises:
         ValueError: a record has no entry (names it and the file).
@@ -115,21 +115,28 @@ def class_hits_for(records: Sequence[ImageRecord], hits: Mapping[str, tuple[bool
         by_name.setdefault(Path(name).name, value)
     out = np.zeros((len(records), 2), dtype=bool)
     for i, record in enumerate(records):
-        value = hits.get(record.image_id) or by_name.get(Path(record.image_id).name)
-        if value is None:
+        found = hits.get(record.image_id) or by_name.get(Path(record.image_id).name)
+        if found is None:
             raise ValueError(f"{source} has no entry for image {record.image_id}")
-        out[i] = value
+        out[i] = found
     return out
 
 
 def release_box(box: Sequence[float], size: tuple[int, int]) -> list[float] | None:
-    """A ground-truth box through the release's clip, resize to 256 and centre crop to 224 (floats), or None
-    when nothing of it is left in the crop (the release cannot score such an image)."""
+    """A ground-truth box through the release's clip, resize to 256 and centre crop to 224 (floats).
+
+    None when nothing of it is left in the crop (the release cannot score such an image).
+    """
     width, height = size
     x0, y0, x1, y1 = max(box[0], 0.0), max(box[1], 0.0), min(box[2], width - 1.0), min(box[3], height - 1.0)
     offset = (RELEASE_RESIZE - RELEASE_CROP) // 2
     # albumentations: normalised by the original size, denormalised at 256, shifted and clipped to the crop.
-    scaled = [x0 / width * RELEASE_RESIZE, y0 / height * RELEASE_RESIZE, x1 / width * RELEASE_RESIZE, y1 / height * RELEASE_RESIZE]
+    scaled = [
+        x0 / width * RELEASE_RESIZE,
+        y0 / height * RELEASE_RESIZE,
+        x1 / width * RELEASE_RESIZE,
+        y1 / height * RELEASE_RESIZE,
+    ]
     moved = [min(max((v - offset) / RELEASE_CROP, 0.0), 1.0) * RELEASE_CROP for v in scaled]
     if moved[2] <= moved[0] or moved[3] <= moved[1]:
         return None
@@ -161,15 +168,15 @@ class _ReleaseImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, Tensor]:
         path = self.records[index].path
-        image = cv2.imread(os.fspath(path))
-        if image is None:
+        bgr = cv2.imread(os.fspath(path))
+        if bgr is None:
             raise ValueError(f"OpenCV cannot decode {path}")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
         image -= self.mean
         image *= self.inverse_std
-        image = cv2.resize(image, (RELEASE_RESIZE, RELEASE_RESIZE), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(image, (RELEASE_RESIZE, RELEASE_RESIZE), interpolation=cv2.INTER_LINEAR)
         offset = (RELEASE_RESIZE - RELEASE_CROP) // 2
-        crop = image[offset : offset + RELEASE_CROP, offset : offset + RELEASE_CROP]
+        crop = resized[offset : offset + RELEASE_CROP, offset : offset + RELEASE_CROP]
         return index, torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
 
 
@@ -181,7 +188,9 @@ class _ReleaseMaps(InferenceSystem):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         output = self.segmenter(batch[1])
         logits = output if isinstance(output, Tensor) else output.maps
-        upsampled = F.interpolate(logits.float(), size=(RELEASE_CROP, RELEASE_CROP), mode="bilinear", align_corners=True)
+        upsampled = F.interpolate(
+            logits.float(), size=(RELEASE_CROP, RELEASE_CROP), mode="bilinear", align_corners=True
+        )
         return torch.sigmoid(upsampled)[:, 0]
 
 
@@ -196,7 +205,7 @@ class ReleaseProtocolResult:
     top5_hits: int
 
     def to_json(self) -> dict[str, float | int | None]:
-        """``{"num_images", "num_skipped", "top1_loc", "top5_loc", "gt_known_loc"}``, Loc in percent of the scored images."""
+        """``{"num_images", "num_skipped", "top1_loc", "top5_loc", "gt_known_loc"}``, Loc in % of the scored images."""
         n = self.num_images
 
         def percent(hits: int) -> float | None:
@@ -230,7 +239,10 @@ def evaluate_release_protocol(
         records: test images with their (first) ground-truth box and ``size``.
         class_hits: bool ``[N, 2]``, top-1 / top-5 right per record (`class_hits_for`).
         threshold: the fixed mask threshold.
-        trainer: devices and precision (None: one CPU process); batch_size: images per forward pass.
+        trainer: devices and precision (None: one CPU process).
+        num_workers: DataLoader worker processes (0: load in this process).
+        batch_size: images per forward pass.
+        progress: show a progress bar.
     """
     counts = np.zeros(5, dtype=np.int64)  # scored, skipped, loc, top1, top5
 
@@ -252,7 +264,7 @@ def evaluate_release_protocol(
 
     run_inference(
         _ReleaseMaps(segmenter),
-        _ReleaseImages(records, segmenter.normalization),
+        _ReleaseImages(records, normalization_of(segmenter)),
         trainer=trainer or TrainerConfig(accelerator="cpu", devices=1),
         num_workers=num_workers,
         batch_size=batch_size,

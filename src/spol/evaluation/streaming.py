@@ -53,6 +53,13 @@ def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> fl
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def metric_difference(first: float | None, last: float | None, keys: tuple[str, ...]) -> float | None:
+    """``first - last`` of a `METRIC_ROWS` row (> 0: first is better); None for the threshold or a missing value."""
+    if first is None or last is None or keys == ("threshold",):
+        return None
+    return first - last
+
+
 class ProtocolCounts:
     """Sum-reducible counts of one method over one split.
 
@@ -97,8 +104,11 @@ class ProtocolCounts:
         return self.box.num_images
 
     def add(self, outcome: MapOutcome, class_hits: tuple[bool, bool] | None) -> None:
-        """Add one image: its per-image outcome (both contour modes) and whether its true class is the
-        classifier's first / among its five first (None without classes)."""
+        """Add one image: its per-image outcome (both contour modes) and its classification.
+
+        `class_hits`: whether its true class is the classifier's first / among its five first (None
+        without classes).
+        """
         if outcome.correct is None or len(outcome.correct) != 2:
             raise ValueError("ProtocolCounts needs the box outcome of both contour modes (largest, every)")
         single, multi = outcome.correct
@@ -130,8 +140,10 @@ class ProtocolCounts:
         return np.concatenate(parts).astype(np.int64)
 
     def summed(self, reduce: Callable[[np.ndarray], np.ndarray]) -> ProtocolCounts:
-        """New counts from ``reduce(vector of every counter)``, e.g. a sum over processes
-        (`spol.stages.distributed.all_reduce_sum`)."""
+        """New counts from ``reduce(vector of every counter)``.
+
+        E.g. a sum over processes (`spol.stages.distributed.all_reduce_sum`).
+        """
         vector = np.asarray(reduce(self.as_vector()), dtype=np.int64)
         out = ProtocolCounts(self.thresholds, self.iou_thresholds, masks=self.pixel is not None, loc_iou=self.loc_iou)
         num_images, out.cls_top1_hits, out.num_classified = (int(v) for v in vector[:3])
@@ -238,7 +250,9 @@ class StreamingEvaluator:
             if not record.boxes:
                 raise ValueError(f"image {record.image_id} has no ground-truth box; box accuracy needs one")
             scoremap, _ = prepare_scoremap(scoremaps[i], record.image_id)
-            tasks.append(MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path))
+            tasks.append(
+                MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path)
+            )
             if top5 is not None:
                 self._waiting.append((bool(top5[i][0] == record.label), bool((top5[i][:TOP_K] == record.label).any())))
             else:
@@ -260,4 +274,4 @@ class StreamingEvaluator:
         self._pool.close()
 
 
-__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_value"]
+__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_difference", "metric_value"]

@@ -1,9 +1,8 @@
 """The box extractor: a score map to a binary mask, and a mask to the box of its largest contour.
 
-Box convention (the WSOL protocol's, see ``evaluation-protocol.md`` "Boxes"): integer
-``(x0, y0, x1, y1)`` in the mask's pixels, where ``x, y, w, h = cv2.boundingRect(contour)``
-gives ``x0 = x``, ``y0 = y``, ``x1 = min(x + w, W - 1)``, ``y1 = min(y + h, H - 1)``.
-``x + w`` is one past the last object pixel; only the clip brings it back inside the mask.
+Boxes follow the WSOL protocol's convention (`spol.scoremaps.protocol_box`): integer
+``(x0, y0, x1, y1)`` in the mask's pixels with ``x1 = min(x + w, W - 1)``, ``y1 = min(y + h, H - 1)``
+from ``cv2.boundingRect``.
 """
 
 from __future__ import annotations
@@ -13,13 +12,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from spol.scoremaps import scoremap_to_uint8
-
-IntBox = tuple[int, int, int, int]
-"""``(x0, y0, x1, y1)`` integer pixels, protocol convention (``x1 = min(x + w, W - 1)``)."""
-
-EMPTY_PROTOCOL_BOX: IntBox = (0, 0, 0, 0)
-"""What the protocol counts for a mask without any contour."""
+from spol.scoremaps import EMPTY_PROTOCOL_BOX, IntBox, protocol_box, scoremap_to_uint8
 
 
 def _binary_uint8(mask: np.ndarray) -> np.ndarray:
@@ -78,7 +71,7 @@ def mask_to_box(mask: np.ndarray) -> IntBox | None:
     largest = max(contours, key=cv2.contourArea)
     height, width = binary.shape
     x, y, w, h = cv2.boundingRect(largest)
-    return (int(x), int(y), int(min(x + w, width - 1)), int(min(y + h, height - 1)))
+    return protocol_box(int(x), int(y), int(w), int(h), width, height)
 
 
 def mask_to_protocol_box(mask: np.ndarray) -> IntBox:

@@ -191,7 +191,11 @@ def localize_files(
             pending.clear()
 
         for path, stem in tqdm(
-            list(zip(paths, stems, strict=True)), desc="localize", unit="img", file=sys.stderr, disable=None if progress else True
+            list(zip(paths, stems, strict=True)),
+            desc="localize",
+            unit="img",
+            file=sys.stderr,
+            disable=None if progress else True,
         ):
             try:
                 image = load_image_rgb(path, exif_orientation=True)

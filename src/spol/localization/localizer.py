@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 LOCALIZER_CONFIG = LOCALIZER_FILE
 """Name of the localizer description inside a run folder (`spol.rundir.LOCALIZER_FILE`)."""
 
-ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
+ImageInput = Image.Image | np.ndarray | str | os.PathLike
 """A PIL image, an H x W x 3 uint8 RGB array, or the path of an image file."""
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -127,8 +127,10 @@ class Localization:
         return int(self.mask.shape[0])
 
     def to_json(self) -> dict[str, Any]:
-        """``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...], "box", "protocol_box"}``
-        (boxes as lists, or null)."""
+        """The localization as a JSON-ready dict (boxes as lists, or null).
+
+        Keys: ``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...], "box", "protocol_box"}``.
+        """
         return {
             "width": self.width,
             "height": self.height,
@@ -331,8 +333,8 @@ class Localizer:
                 f"the classifier returns logits of shape {tuple(logits.shape)} but localizer.json names "
                 f"{len(self.class_names)} classes; the run's class_names and classifier disagree"
             )
-        top_scores, top_indices = torch.softmax(logits, dim=1).topk(min(5, len(self.class_names)), dim=1)
-        top_scores, top_indices = top_scores.cpu().tolist(), top_indices.cpu().tolist()
+        top = torch.softmax(logits, dim=1).topk(min(5, len(self.class_names)), dim=1)
+        top_scores, top_indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
 
         results = []
         for i, image in enumerate(images):

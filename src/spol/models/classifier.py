@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import timm
 import torchvision
@@ -12,12 +12,12 @@ from spol.models.backbones import (
     HALF_NORMALIZATION,
     IMAGENET_NORMALIZATION,
     WeightsArg,
-    timm_normalization,
     create_timm_model,
     efficientnet_lite0_state_dict,
     load_state_dict_checked,
     resnet50_state_dict,
     timm_model_name,
+    timm_normalization,
 )
 from spol.models.efficientnet_b7 import B7_MODEL_NAME, efficientnet_b7_state_dict, is_efficientnet_b7
 
@@ -34,8 +34,11 @@ def _no_head_for(weights: object, num_classes: int, theirs: object) -> ValueErro
 def _load_classifier_weights(
     model: nn.Module, state_dict: dict[str, Tensor], weights: object, prefix: str, *, require_head: bool
 ) -> None:
-    """Load a classifier's weights; a head for another number of classes (or none) is replaced by the
-    model's fresh one, or refused with `require_head`."""
+    """Load a classifier's weights.
+
+    A head for another number of classes (or none) is replaced by the model's fresh one, or refused
+    with `require_head`.
+    """
     expected = model.state_dict()
     head = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not (head and all(k in expected and expected[k].shape == v.shape for k, v in head.items())):
@@ -91,7 +94,8 @@ def build_classifier(
                 "classifier 'resnet50' has no bundled weights: pass weights=<local torchvision ResNet-50 file> "
                 "or weights=None"
             )
-        model: nn.Module = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+        # Any: torchvision's or timm's module, given a `normalization` attribute below.
+        model: Any = torchvision.models.resnet50(weights=None, num_classes=num_classes)
         if weights is not None:
             state_dict = resnet50_state_dict(weights, keep_fc=True)
             _load_classifier_weights(model, state_dict, weights, _HEADS[backbone], require_head=require_head)

@@ -22,7 +22,8 @@ def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
     """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation).
 
     Args:
-        maps: ``B x K x h x w`` class maps; labels: ``B`` int64 classes.
+        maps: ``B x K x h x w`` class maps.
+        labels: ``B`` int64 classes.
 
     Returns:
         ``B x 224 x 224`` float32 in [0, 1] (an all-constant CAM gives zeros).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-import hashlib
 from typing import Any
 
 import torch
@@ -39,7 +39,9 @@ def _check_plain(value: Any, where: str) -> None:
         for item in value.values():
             _check_plain(item, where)
         return
-    raise ValueError(f"{where} must hold plain data (str, int, float, bool, None, lists, dicts), not {type(value).__name__}")
+    raise ValueError(
+        f"{where} must hold plain data (str, int, float, bool, None, lists, dicts), not {type(value).__name__}"
+    )
 
 
 def _rebuild(builder: str, kwargs: Mapping[str, Any], source: str) -> nn.Module:
@@ -48,7 +50,9 @@ def _rebuild(builder: str, kwargs: Mapping[str, Any], source: str) -> nn.Module:
     try:
         return MODEL_BUILDERS[builder](**kwargs, weights=None)
     except TypeError as error:
-        raise ValueError(f"{source}: builder {builder!r} does not accept the arguments {dict(kwargs)}: {error}") from error
+        raise ValueError(
+            f"{source}: builder {builder!r} does not accept the arguments {dict(kwargs)}: {error}"
+        ) from error
 
 
 def export_model(model: nn.Module, *, builder: str, kwargs: dict[str, Any], path: Path) -> None:
@@ -111,7 +115,9 @@ def load_exported_model(
         raise ValueError(f"model file {path} is corrupt or not a spol model file: {error}") from error
     if not isinstance(payload, dict) or set(payload) != _EXPORT_KEYS:
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"model file {path} is not a spol model file: expected keys {sorted(_EXPORT_KEYS)}, found {found}")
+        raise ValueError(
+            f"model file {path} is not a spol model file: expected keys {sorted(_EXPORT_KEYS)}, found {found}"
+        )
     if expect is not None and payload["builder"] not in expect:
         wanted = " or ".join(_ROLES.get(name, name) for name in expect)
         raise ValueError(

@@ -48,11 +48,13 @@ def evaluate_networks(
     """Evaluate a segmentation network (and the classes of a classifier or of saved predictions) on test.
 
     Args:
-        data_root, data_format: the dataset (`spol.data.read_dataset`).
+        data_root: the dataset's folder (`spol.data.read_dataset`).
+        data_format: its format (`spol.data.read_dataset`).
         recipe: ``evaluation`` (protocol settings, input size, batch size), ``trainer`` (devices),
             ``data`` (val share, loader processes) and ``seed`` (the held-out val split).
         segmenter: our ``model.pt``, or with `release` a state dict of the authors' release
             (``cub200-seg/out/model-*``).
+        release: `segmenter` is a state dict of the authors' release.
         classifier: a classifier model file (``spol.models.export_model``), seen at
             ``classifier.test_size`` (else ``classifier.crop``, else the input size).
         class_predictions: the release's ``top1top5.npy`` (per image: top-1 and top-5 right).
@@ -60,6 +62,7 @@ def evaluate_networks(
             protocol's fixed ``map > threshold`` too; default 0.2 there).
         release_protocol: add ``release_protocol``: the numbers as ``cub200-seg/test.py`` computes them.
         out_dir: write ``metrics.json`` there (created), or None.
+        progress: show progress bars.
 
     Returns:
         The fair protocol's keys of ``metrics.json`` (one method), plus ``release_protocol`` when asked.
@@ -94,7 +97,9 @@ def evaluate_networks(
     counts = score_split(
         ScoreMapSystem(seg, "seg", classifier=classes, align_corners=align),
         test,
-        classifier_input_size=(recipe.classifier.test_size or recipe.classifier.crop or input_size) if classes else None,
+        classifier_input_size=(recipe.classifier.test_size or recipe.classifier.crop or input_size)
+        if classes
+        else None,
         masks=all(r.mask_paths for r in test),
         class_hits=hits,
         class_hits_out=predicted,

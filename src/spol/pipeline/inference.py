@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
-from spol.data.transforms import eval_transform
+from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import ProtocolCounts, StreamingEvaluator
 from spol.fileio import atomic_path, image_id_path
 from spol.models.maps import cam_scoremaps, seg_scoremaps
@@ -44,7 +44,10 @@ def scoremaps_of(
     Args:
         net: a CAM network (``kind="cam"``: class maps and logits) or a segmentation network
             (``"seg"``: 1-channel logits maps).
-        images: ``B x 3 x S x S`` normalised images; labels: ``B`` true classes (pick the CAM).
+        kind: ``"cam"`` or ``"seg"``, as above.
+        images: ``B x 3 x S x S`` normalised images.
+        labels: ``B`` true classes (pick the CAM).
+        align_corners: of the segmentation logits' bilinear upsampling.
     """
     output = net(images)
     if kind == "seg":
@@ -140,25 +143,27 @@ def score_split(
         records: the split's images, each with a ground-truth box.
         recipe: ``trainer`` (devices, precision), ``data.num_workers``, ``evaluation`` (thresholds,
             IoU levels, batch size, workers).
-        input_size: the square the network sees (no crop); classifier_input_size: the
-            classifier's (None: `input_size`).
+        input_size: the square the network sees (no crop).
+        classifier_input_size: the classifier's (None: `input_size`).
         masks: also count PxAP (every record needs its masks).
         save_dir: save each map as ``save_dir/<image_id>.npy`` (float32, 224 x 224), or None.
         class_hits: bool ``[N, 2]`` per record, top-1 / top-5 right (a classifier's saved results),
             instead of the system's classes.
         class_hits_out: int64 ``[N, 2]`` zeros, filled with the system's top-1 / top-5 hits per
             record (summed over processes, so every process gets them all).
+        progress: show a progress bar named `description`.
+        description: the progress bar's name.
 
     Raises:
         ScoreMapError: a network produced NaN maps.
         ValueError: a record without a box, or fewer records than processes.
     """
-    net_normalization = system.net.normalization
+    net_normalization = normalization_of(system.net)
     transforms = [eval_transform(resize=input_size, normalization=net_normalization)]
     sizes = [input_size]
     if system.classifier is not None:
         size = classifier_input_size or input_size
-        normalization = system.classifier.normalization
+        normalization = normalization_of(system.classifier)
         if (size, normalization) != (input_size, net_normalization):
             transforms.append(eval_transform(resize=size, normalization=normalization))
             sizes.append(size)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from spol.config import Recipe, recipe_to_yaml
 from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset, verify_images
-from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_value
+from spol.data.records import Split
+from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_difference, metric_value
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import write_localizer_config
 from spol.models import load_exported_model
@@ -38,8 +39,6 @@ from spol.pipeline.samples import build_report_samples
 from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
 from spol.report import METHOD_LABELS, write_report
 from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recall_chart, training_charts
-from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
-from spol.stages.pseudo_masks import pseudo_mask_statistics
 from spol.rundir import (
     CONFIG_FILE,
     METRICS_CSV,
@@ -57,7 +56,9 @@ from spol.rundir import (
     remove_owned,
     update_record,
 )
+from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
 from spol.stages.distributed import barrier, is_global_zero
+from spol.stages.pseudo_masks import pseudo_mask_statistics
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[Dataset, list[str]
         dataset = replace(dataset, records=[r for r in dataset.records if r.split == "train" or r.boxes])
         notes.append(f"{len(unboxed)} val/test image(s) without a ground-truth box left out of the evaluation")
         log.warning(notes[-1])
-    for needed in ("val", "test"):
+    needed_splits: tuple[Split, ...] = ("val", "test")
+    for needed in needed_splits:
         if not dataset.split(needed):
             raise ValueError(
                 f"{root}: no {needed} image has a ground-truth box; spol pipeline needs boxed val and test images"
@@ -266,7 +268,9 @@ def _run(
             # The old results go first: a rerun killed midway must not leave them beside new models.
             remove_owned(run_dir, RESULT_FILES)
         update_record(run_dir / RUN_RECORD, "dataset", fingerprint)
-    dataset, skipped = drop_unreadable_images(dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress)
+    dataset, skipped = drop_unreadable_images(
+        dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress
+    )
     dataset, notes = prepare_splits(dataset, recipe)
     notes += skipped
     val, test = dataset.split("val"), dataset.split("test")
@@ -311,7 +315,9 @@ def _run(
                 progress=progress,
             )
             if report.failed:
-                notes.append(f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})")
+                notes.append(
+                    f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})"
+                )
             done[pseudo_dir] = pseudo_dir
         return pseudo_dir
 
@@ -380,7 +386,10 @@ def _run(
         summary = test_counts.summary(val_counts.best_threshold())
         curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, val_counts.best_threshold()))
         sections = [name for name in ("cam", "pseudo_masks", "seg", "baseline") if name in METHOD_SECTIONS[method]]
-        metrics[method] = {**summary, "train": {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}}
+        metrics[method] = {
+            **summary,
+            "train": {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections},
+        }
     if selecting:
         notes.append("training settings chosen on val by MaxBoxAccV2 (see the table of candidates and selection.json)")
     if save_scoremaps:
@@ -413,7 +422,11 @@ def _run(
         )
         charts = [box_accuracy_chart(c) for c in curves]
         charts += [chart for chart in [precision_recall_chart(curves)] if chart is not None]
-        stage_logs = {"CAM network": spol_cam.parent, "segmentation": spol_seg.parent, "vanilla CAM": baseline_network(winners["cam"]).parent}
+        stage_logs = {
+            "CAM network": spol_cam.parent,
+            "segmentation": spol_seg.parent,
+            "vanilla CAM": baseline_network(winners["cam"]).parent,
+        }
         if classifier_path is not None:
             stage_logs["classifier"] = classifier_path.parent
         charts += training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
@@ -442,12 +455,12 @@ def format_comparison(metrics: dict[str, dict]) -> str:
     """A plain-text table of every method's metrics and the difference between the first and the last."""
     methods = list(metrics)
     labels = [METHOD_LABELS.get(m, m) for m in methods]
-    difference = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
-    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{difference:>10}"]
+    heading = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
+    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{heading:>10}"]
     for name, keys in METRIC_ROWS:
         values = [metric_value(metrics[m], keys) for m in methods]
         cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values)
-        first, last = values[0], values[-1]
-        diff = "" if first is None or last is None or keys == ("threshold",) or len(methods) < 2 else f"{first - last:+.2f}"
+        difference = metric_difference(values[0], values[-1], keys) if len(methods) > 1 else None
+        diff = "" if difference is None else f"{difference:+.2f}"
         lines.append(f"{name:<14}{cells}{diff:>10}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from torch import nn
 
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
-from spol.data.transforms import eval_transform
+from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import protocol_gt_boxes
 from spol.localization import mask_to_box, threshold_mask
 from spol.pipeline.inference import MapKind, scoremaps_of
@@ -28,14 +28,18 @@ def _evenly_spaced(n: int, count: int) -> list[int]:
 
 @torch.inference_mode()
 def _protocol_map(net: nn.Module, kind: MapKind, image: Image.Image, label: int, recipe: Recipe) -> np.ndarray:
-    tensor = eval_transform(resize=recipe.evaluation.input_size, normalization=net.normalization)(image).unsqueeze(0)
-    maps, _ = scoremaps_of(net.eval(), kind, tensor, torch.tensor([label]), align_corners=recipe.evaluation.align_corners)
+    tensor = eval_transform(resize=recipe.evaluation.input_size, normalization=normalization_of(net))(image).unsqueeze(
+        0
+    )
+    maps, _ = scoremaps_of(
+        net.eval(), kind, tensor, torch.tensor([label]), align_corners=recipe.evaluation.align_corners
+    )
     return maps[0].cpu().numpy()
 
 
 @torch.inference_mode()
 def _mffnet_cam(cam_model: nn.Module, image: Image.Image, label: int, resize: int) -> np.ndarray:
-    tensor = eval_transform(resize=resize, normalization=cam_model.normalization)(image).unsqueeze(0)
+    tensor = eval_transform(resize=resize, normalization=normalization_of(cam_model))(image).unsqueeze(0)
     return cam_model.eval()(tensor).maps[0, label].float().numpy()
 
 
@@ -80,7 +84,9 @@ def build_report_samples(
                         segmentation=spol_map,
                         box=mask_to_box(threshold_mask(spol_map, thresholds["spol"], rule="protocol")),
                     ),
-                    "CAM": MethodVisuals(cam=cam_map, box=mask_to_box(threshold_mask(cam_map, thresholds["cam"], rule="protocol"))),
+                    "CAM": MethodVisuals(
+                        cam=cam_map, box=mask_to_box(threshold_mask(cam_map, thresholds["cam"], rule="protocol"))
+                    ),
                 },
             )
         )

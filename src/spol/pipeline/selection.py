@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class Candidate:
         return _folder_name(self.overrides) or "recipe"
 
 
-def parse_select(specs: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+def parse_select(specs: Sequence[str]) -> dict[str, list[str]]:
     """``["cam.lr=0.02,0.05", ...]`` → ``{"cam.lr": ["0.02", "0.05"], ...}`` (values stay YAML text).
 
     Raises:

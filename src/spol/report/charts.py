@@ -1,5 +1,8 @@
-"""The report's curves: box accuracy against the threshold, the pixel precision-recall behind PxAP,
-training loss and accuracy per epoch, and what the pseudo masks hold."""
+"""The report's curves.
+
+Box accuracy against the threshold, the pixel precision-recall behind PxAP, training loss and
+accuracy per epoch, and what the pseudo masks hold.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ def box_accuracy_chart(curves: MethodCurves) -> Chart:
         colour = PALETTE[row % len(PALETTE)]
         for split, counts, dash in (("test", curves.test, None), ("val", curves.val, "4 3")):
             series.append(
-                Series(f"IoU {iou} {split}", counts.thresholds.tolist(), counts.box.accuracy()[row].tolist(), dash, colour)
+                Series(
+                    f"IoU {iou} {split}", counts.thresholds.tolist(), counts.box.accuracy()[row].tolist(), dash, colour
+                )
             )
     return Chart(
         f"{curves.label}: box accuracy vs threshold",
@@ -52,7 +57,9 @@ def precision_recall_chart(curves: Sequence[MethodCurves]) -> Chart | None:
             continue
         precision, recall, defined = precision_recall(pixel.foreground_hist, pixel.background_hist)
         keep = defined & np.isfinite(precision)
-        series.append(Series(method.label, (100 * recall[keep]).tolist(), (100 * precision[keep]).tolist(), None, PALETTE[index]))
+        series.append(
+            Series(method.label, (100 * recall[keep]).tolist(), (100 * precision[keep]).tolist(), None, PALETTE[index])
+        )
     if not series:
         return None
     return Chart("Pixel precision-recall (test)", "recall (%)", "precision (%)", series, x_range=(0.0, 100.0))
@@ -74,7 +81,10 @@ def training_charts(stages: Mapping[str, Path]) -> list[Chart]:
     """Loss and accuracy per epoch of each stage (its ``metrics.csv``): one chart each."""
     histories = {label: read_epoch_rows(path) for label, path in stages.items()}
     charts = []
-    for key, title, unit in (("loss", "Training loss per epoch", "loss"), ("accuracy", "Training accuracy per epoch", "%")):
+    for key, title, unit in (
+        ("loss", "Training loss per epoch", "loss"),
+        ("accuracy", "Training accuracy per epoch", "%"),
+    ):
         series = []
         for index, (label, rows) in enumerate(histories.items()):
             points = [(row["epoch"] + 1, row[key] * (100 if key == "accuracy" else 1)) for row in rows if key in row]

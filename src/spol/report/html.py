@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from spol.evaluation import METRIC_ROWS, metric_value
+from spol.evaluation import METRIC_ROWS, metric_difference, metric_value
 from spol.fileio import write_text_atomic
 from spol.report.plots import Chart, render_svg
 from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
@@ -80,11 +80,10 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
         values = [metric_value(metrics[m], keys) for m in methods]
         cells = "".join(_cell(v) for v in values)
         if with_difference:
-            first, last = values[0], values[-1]
-            if keys == ("threshold",) or first is None or last is None:
+            difference = metric_difference(values[0], values[-1], keys)
+            if difference is None:
                 cells += "<td></td>"
             else:
-                difference = first - last
                 css = "better" if difference > 0 else "worse" if difference < 0 else ""
                 cells += _cell(difference, css, signed=True)
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
@@ -166,7 +165,9 @@ def plots_section(charts: Sequence[Chart], pseudo_masks: Mapping[str, Any] | Non
     """The curves (inline SVG) and the pseudo masks' statistics; empty without either."""
     parts = []
     if charts:
-        parts.append('<div class="charts">' + "".join(f"<figure>{render_svg(chart)}</figure>" for chart in charts) + "</div>")
+        parts.append(
+            '<div class="charts">' + "".join(f"<figure>{render_svg(chart)}</figure>" for chart in charts) + "</div>"
+        )
     if pseudo_masks:
         rows = [
             ("foreground", pseudo_masks["foreground"]),

@@ -62,19 +62,27 @@ def render_svg(chart: Chart, *, width: int = 440, height: int = 280) -> str:
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
     ]
     for value in _ticks(x0, x1):
-        parts.append(f'<line x1="{px(value):.1f}" y1="{top + plot_h}" x2="{px(value):.1f}" y2="{top + plot_h + 4}" stroke="#999"/>')
+        parts.append(
+            f'<line x1="{px(value):.1f}" y1="{top + plot_h}" x2="{px(value):.1f}" y2="{top + plot_h + 4}" '
+            'stroke="#999"/>'
+        )
         parts.append(f'<text x="{px(value):.1f}" y="{top + plot_h + 15}" text-anchor="middle">{value:.3g}</text>')
     for value in _ticks(y0, y1):
-        parts.append(f'<line x1="{left}" y1="{py(value):.1f}" x2="{left + plot_w}" y2="{py(value):.1f}" stroke="#eee"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{py(value):.1f}" x2="{left + plot_w}" y2="{py(value):.1f}" stroke="#eee"/>'
+        )
         parts.append(f'<text x="{left - 4}" y="{py(value) + 4:.1f}" text-anchor="end">{value:.3g}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{html.escape(chart.x_label)}</text>')
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{html.escape(chart.x_label)}</text>'
+    )
     parts.append(
         f'<text x="12" y="{top + plot_h / 2}" text-anchor="middle" transform="rotate(-90 12 {top + plot_h / 2})">'
         f"{html.escape(chart.y_label)}</text>"
     )
     for x, label in chart.marks:
         parts.append(
-            f'<line x1="{px(x):.1f}" y1="{top}" x2="{px(x):.1f}" y2="{top + plot_h}" stroke="#555" stroke-dasharray="2 2"/>'
+            f'<line x1="{px(x):.1f}" y1="{top}" x2="{px(x):.1f}" y2="{top + plot_h}" '
+            'stroke="#555" stroke-dasharray="2 2"/>'
         )
         parts.append(f'<text x="{px(x) + 3:.1f}" y="{top + 11}" fill="#555">{html.escape(label)}</text>')
     for index, series in enumerate(chart.series):

@@ -2,7 +2,7 @@
 
 from spol.stages.cam import CamModule, train_cam
 from spol.stages.classifier import ClassifierModule, train_classifier
-from spol.stages.engine import TrainingSystem, fit_stage
+from spol.stages.engine import fit_stage
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     PseudoMaskReport,
@@ -12,6 +12,7 @@ from spol.stages.pseudo_masks import (
     read_pseudo_mask,
 )
 from spol.stages.segmentation import SegmentationModule, train_seg
+from spol.stages.system import TrainingSystem
 
 __all__ = [
     "IGNORE_INDEX",

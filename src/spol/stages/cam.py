@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
 from spol.config import Recipe, StageOptimConfig
 from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
-from spol.data.transforms import train_transform
+from spol.data.transforms import normalization_of, train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
 from spol.stages._common import backbone_predicate, freeze_stem, train_records
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
+from spol.stages.engine import fit_stage, seed_everything
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +78,18 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     builder, kwargs = cam_model_kwargs(recipe, dataset.num_classes, baseline=baseline)
     net = MODEL_BUILDERS[builder](**kwargs, weights=recipe.weights)
     if section.freeze_stem:
-        frozen = freeze_stem(net.backbone)
+        frozen = freeze_stem(cast(nn.Module, net.backbone))
         logger.info("froze the backbone stem: %s", ", ".join(frozen))
-    transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
+    transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=normalization_of(net))
     images = ImageLabelDataset(records, transform, min_size=recipe.data.resize)
     logger.info("training %s on %d images, %d classes", builder, len(records), dataset.num_classes)
 
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
-    return fit_stage(CamModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force)
+    return fit_stage(
+        CamModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force
+    )
 
 
 __all__ = ["CamModule", "cam_model_kwargs", "train_cam"]

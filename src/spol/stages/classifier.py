@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,18 +17,14 @@ from torch import Tensor, nn
 from spol.config import Recipe, StageOptimConfig
 from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
-from spol.data.transforms import train_transform
+from spol.data.transforms import normalization_of, train_transform
 from spol.models import build_classifier, export_model
+from spol.rundir import MODEL_FILE
 from spol.stages._common import not_head_predicate, train_records
 from spol.stages.distributed import barrier, is_global_zero
-from spol.rundir import MODEL_FILE
-from spol.stages.engine import (
-    TrainingSystem,
-    finished_model,
-    fit_stage,
-    seed_everything,
-    stage_inputs,
-)
+from spol.stages.engine import fit_stage, seed_everything
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +69,15 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
     if done is not None:
         return done
-    kwargs = {"backbone": section.backbone, "num_classes": dataset.num_classes}
+    kwargs: dict[str, Any] = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
         net = build_classifier(**kwargs, weights=section.weights, require_head=True, weights_sha256=section.weights_sha256)
         if is_global_zero():
             run_dir.mkdir(parents=True, exist_ok=True)
             export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
-            logger.info("classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE)
+            logger.info(
+                "classifier %s used as is (classifier.epochs = 0): wrote %s", section.weights, run_dir / MODEL_FILE
+            )
         barrier()
         return run_dir / MODEL_FILE
     records = trained_on
@@ -92,14 +91,22 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     )
     resize = section.resize or recipe.data.resize
     crop = section.crop or recipe.data.crop
-    transform = train_transform(resize=resize, crop=crop, normalization=net.normalization)
+    transform = train_transform(resize=resize, crop=crop, normalization=normalization_of(net))
     images = ImageLabelDataset(records, transform, min_size=resize)
     logger.info("training classifier %s on %d images, %d classes", section.backbone, len(records), dataset.num_classes)
 
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder="classifier", kwargs=kwargs, path=path)
 
-    return fit_stage(ClassifierModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force)
+    return fit_stage(
+        ClassifierModule(net, section),
+        images,
+        recipe=recipe,
+        stage=section,
+        run_dir=run_dir,
+        export=export,
+        force=force,
+    )
 
 
 __all__ = ["ClassifierModule", "classifier_head_prefixes", "train_classifier"]

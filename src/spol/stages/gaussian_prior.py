@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spol.scoremaps import check_scoremap
+
 CAM_EPSILON = 1e-6
 """Added to the CAM's maximum before dividing, as in the release (an all-zero CAM stays zero)."""
 
@@ -101,24 +103,13 @@ def normalize_cam(cam: np.ndarray | Tensor) -> np.ndarray | Tensor:
             raise ValueError("normalize_cam: the CAM contains NaN or infinite values")
         cam = cam.float().clamp(min=0)
         return cam / (cam.amax(dim=(-2, -1), keepdim=True) + CAM_EPSILON)
-    cam = np.asarray(cam)
-    if not np.issubdtype(cam.dtype, np.floating):
-        cam = cam.astype(np.float32)
-    if not np.isfinite(cam).all():
-        raise ValueError("normalize_cam: the CAM contains NaN or infinite values")
-    cam = np.maximum(cam, 0)
-    return cam / (cam.max(axis=(-2, -1), keepdims=True) + CAM_EPSILON)
-
-
-def _check_map(values: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(values)
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D H x W map, got shape {values.shape}")
+    values = np.asarray(cam)
     if not np.issubdtype(values.dtype, np.floating):
-        raise ValueError(f"{name} must be a float map with values in [0, 1], got dtype {values.dtype}")
+        values = values.astype(np.float32)
     if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return values
+        raise ValueError("normalize_cam: the CAM contains NaN or infinite values")
+    values = np.maximum(values, 0)
+    return values / (values.max(axis=(-2, -1), keepdims=True) + CAM_EPSILON)
 
 
 def compute_gaussian_prior(p: np.ndarray, settings: GaussianPriorSettings | None = None) -> GaussianPrior:
@@ -146,10 +137,11 @@ def compute_gaussian_prior(p: np.ndarray, settings: GaussianPriorSettings | None
         settings: the band, area and divisor; the release's values by default.
 
     Raises:
-        ValueError: `p` is not a 2-D float map or holds NaN / infinite values.
+        spol.scoremaps.ScoreMapError: `p` is not a 2-D float map in [0, 1] (`spol.scoremaps.check_scoremap`).
     """
     settings = settings or GaussianPriorSettings()
-    p = _check_map(p, "P")
+    p = np.asarray(p)
+    check_scoremap(p, "P")
     height, width = p.shape
     w = np.where((p >= settings.low) & (p <= settings.high), p, 0).astype(np.float64)
     contours, _ = cv2.findContours((w > 0).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
@@ -203,7 +195,8 @@ def gaussian_prior(
 
     Args:
         p: P, ``H x W`` float in [0, 1].
-        low, high: the uncertain band ``low <= P <= high`` the Gaussians are fitted to.
+        low: lower end of the uncertain band ``low <= P <= high`` the Gaussians are fitted to.
+        high: upper end of that band.
         min_area: contours of smaller ``cv2.contourArea`` (pixels) are skipped.
         sigma_divisor: divisor of the fitted variances and covariance.
 

@@ -1,6 +1,6 @@
 """Networks over many images on the recipe's devices: Lightning's predict loop, the engine of training.
 
-`run_inference` builds the Trainer the way training does (`spol.stages.engine.build_trainer`: the
+`run_inference` builds the Trainer the way training does (`spol.stages.trainer.build_trainer`: the
 recipe's accelerator, devices, nodes, strategy, precision and memory format), so pseudo masks and
 score maps run on the GPUs that trained the networks, under bf16 / fp16 autocast when training used
 it. With several devices or nodes the images are sharded over the processes (Lightning's unrepeated
@@ -25,7 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from spol.config import TrainerConfig
 from spol.models import resolve_device
-from spol.stages.engine import build_trainer, quiet_lightning
+from spol.stages.trainer import build_trainer, quiet_lightning
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,13 @@ class _Consume(Callback):
         self.consume = consume
 
     def on_predict_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self.consume(outputs, batch)
 
@@ -66,7 +72,9 @@ class _Progress(TQDMProgressBar):
             unit="batch",
         )
 
-    def on_predict_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
         self.predict_progress_bar.set_description(self.description)
 
@@ -113,6 +121,7 @@ def run_inference(
             (tensors on the device).
         collate_fn: the DataLoader's batch maker.
         progress: show a progress bar (tqdm, on stderr) named `description`.
+        description: the progress bar's name.
 
     Raises:
         ValueError: fewer items than processes (every process needs at least one).

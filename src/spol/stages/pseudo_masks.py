@@ -34,6 +34,7 @@ from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.fileio import image_id_path, save_image_atomic, write_json_atomic
 from spol.models import state_digest
+from spol.scoremaps import check_scoremap
 from spol.stages.distributed import barrier, gather_objects, is_global_zero
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
 from spol.stages.inference import InferenceSystem, run_inference
@@ -151,8 +152,10 @@ def double_threshold(
 
 
 def pseudo_mask_path(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """Where the pseudo mask of `image_id` lives: ``out_dir / (image_id + ".png")``, or under
-    ``out_dir/_outside/`` for ids that would leave it (`spol.fileio.image_id_path`).
+    """Where the pseudo mask of `image_id` lives.
+
+    ``out_dir / (image_id + ".png")``, or under ``out_dir/_outside/`` for ids that would leave it
+    (`spol.fileio.image_id_path`).
 
     Raises:
         ValueError: `image_id` is empty.
@@ -179,10 +182,7 @@ def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray
     channels = []
     for name, values in (("P", p), ("G", g)):
         values = np.asarray(values)
-        if values.ndim != 2 or not np.issubdtype(values.dtype, np.floating):
-            raise ValueError(f"{name} must be a 2-D float map, got shape {values.shape} and dtype {values.dtype}")
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise ValueError(f"{name} must hold finite values in [0, 1] to be written to {path}")
+        check_scoremap(values, f"{name} to be written to {path}")
         channels.append(np.rint(values * 255).astype(np.uint8))
     if channels[0].shape != channels[1].shape:
         raise ValueError(f"P and G must have the same shape, got {channels[0].shape} and {channels[1].shape}")
@@ -263,7 +263,9 @@ class _Images(TorchDataset):
     the process that owns the image, so every process shares the same list of records.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool
+    ) -> None:
         self.records = records
         self.resize = resize
         self.transform = eval_transform(resize=resize, normalization=normalization)
@@ -520,9 +522,11 @@ def pseudo_mask_statistics(
     background: float = BACKGROUND_THRESHOLD,
     limit: int = 200,
 ) -> dict[str, Any] | None:
-    """What the segmentation network learns from: the share of foreground, background and ignored pixels
-    of the double-thresholded pseudo masks, and their foreground's precision and recall against the
-    ground-truth masks where the dataset has them, over up to `limit` evenly spaced records (percent).
+    """What the segmentation network learns from.
+
+    The share of foreground, background and ignored pixels of the double-thresholded pseudo masks,
+    and their foreground's precision and recall against the ground-truth masks where the dataset has
+    them, over up to `limit` evenly spaced records (percent).
 
     Returns:
         ``{"images", "foreground", "background", "ignored", "precision", "recall"}`` (the last two None
@@ -565,7 +569,9 @@ def pseudo_mask_statistics(
     }
 
 
-def _merge_reports(parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]) -> PseudoMaskReport:
+def _merge_reports(
+    parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]
+) -> PseudoMaskReport:
     """One report from every process's counts and failures (failures in record order)."""
     merged = PseudoMaskReport()
     failures: list[tuple[int, str]] = []

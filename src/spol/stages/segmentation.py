@@ -25,9 +25,9 @@ from spol.data import Dataset, ImageRecord
 from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
-from spol.stages._common import backbone_predicate, freeze_stem, train_records
 from spol.rundir import read_record
-from spol.stages.engine import TrainingSystem, finished_model, fit_stage, seed_everything, stage_inputs
+from spol.stages._common import backbone_predicate, freeze_stem, train_records
+from spol.stages.engine import fit_stage, seed_everything
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     SOURCE_NAME,
@@ -35,6 +35,8 @@ from spol.stages.pseudo_masks import (
     pseudo_mask_path,
     read_pseudo_mask,
 )
+from spol.stages.stage_folder import finished_model, stage_inputs
+from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +107,14 @@ def fit_segmentation(
 
     `read_labels(record)` gives the ``H x W`` uint8 label mask (1 object, 0 background, 255 ignored)
     at the image's original size. `train_seg` calls this with the pseudo-mask reader and the stage's
-    `inputs` record (`spol.stages.engine.stage_inputs`).
+    `inputs` record (`spol.stages.stage_folder.stage_inputs`).
     """
     run_dir = Path(run_dir)
     done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
     seed_everything(recipe.seed)
-    kwargs = {"backbone": recipe.backbone}
+    kwargs: dict[str, Any] = {"backbone": recipe.backbone}
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
     if recipe.seg.freeze_stem:
         logger.info("froze the backbone stem: %s", ", ".join(freeze_stem(net.backbone)))
@@ -123,7 +125,15 @@ def fit_segmentation(
     def export(model: nn.Module, path: Path) -> None:
         export_model(model, builder="mffnet_seg", kwargs=kwargs, path=path)
 
-    return fit_stage(SegmentationModule(net, recipe.seg), images, recipe=recipe, stage=recipe.seg, run_dir=run_dir, export=export, force=force)
+    return fit_stage(
+        SegmentationModule(net, recipe.seg),
+        images,
+        recipe=recipe,
+        stage=recipe.seg,
+        run_dir=run_dir,
+        export=export,
+        force=force,
+    )
 
 
 def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: Path, *, force: bool = False) -> Path:
@@ -164,4 +174,11 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
     return fit_segmentation(recipe, records, reader, run_dir, force=force, inputs=inputs)
 
 
-__all__ = ["IGNORE_LABEL", "PseudoLabelReader", "SegmentationModule", "fit_segmentation", "masked_bce_loss", "train_seg"]
+__all__ = [
+    "IGNORE_LABEL",
+    "PseudoLabelReader",
+    "SegmentationModule",
+    "fit_segmentation",
+    "masked_bce_loss",
+    "train_seg",
+]

@@ -1,0 +1,132 @@
+"""A training stage's run folder: what it was made from, whether it is done, what ``force`` removes.
+
+The layout is `spol.stages.engine`'s; the file names are `spol.rundir`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spol.config import Recipe
+from spol.data.records import ImageRecord, records_digest
+from spol.fileio import write_json_atomic
+from spol.rundir import (
+    CHECKPOINT_DIR,
+    INPUTS_FILE,
+    LAST_CHECKPOINT,
+    METRICS_CSV,
+    MODEL_FILE,
+    TENSORBOARD_DIR,
+    differences,
+    read_record,
+    remove_owned,
+)
+from spol.stages.distributed import is_global_zero
+
+logger = logging.getLogger(__name__)
+
+
+def stage_inputs(
+    recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any
+) -> dict[str, Any]:
+    """What a training stage's outputs depend on, as recorded in its ``inputs.json``.
+
+    The recipe's shared model and training settings, the stage's own `sections`, a digest of its
+    training images (`spol.data.records_digest`) and what it consumes from other stages (`upstream`,
+    e.g. the pseudo masks' source). Loader processes, logging and the evaluation are left out: they
+    change no weight.
+    """
+    trainer = recipe.trainer.model_dump(mode="json")
+    trainer.pop("log_every_n_steps")
+    return {
+        "backbone": recipe.backbone,
+        "weights": recipe.weights,
+        "seed": recipe.seed,
+        "data": {"resize": recipe.data.resize, "crop": recipe.data.crop},
+        "trainer": trainer,
+        **{name: getattr(recipe, name).model_dump(mode="json") for name in sections},
+        "train_images": records_digest(records),
+        **upstream,
+    }
+
+
+def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
+    """``run_dir/model.pt`` when the stage already finished and `force` is off, else None.
+
+    Args:
+        run_dir: the stage's run folder.
+        force: the stage will start over: never reuse its model.
+        inputs: what the stage trains from (`stage_inputs`), recorded in ``run_dir/inputs.json``. A
+            finished or started stage recorded with other inputs is refused rather than reused or
+            resumed, naming what changed.
+
+    Raises:
+        ValueError: `inputs` differ from those the stage's outputs were made from (and not `force`).
+    """
+    run_dir = Path(run_dir)
+    model_path = run_dir / MODEL_FILE
+    if inputs is not None:
+        inputs_path = run_dir / INPUTS_FILE
+        started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
+        recorded, compared = read_record(inputs_path), inputs
+        if started and not model_path.is_file() and recorded is not None:
+            # An interrupted stage may resume with another length (train longer): compare the rest.
+            recorded, compared = _without_length(recorded), _without_length(inputs)
+        if started and not force and recorded is not None and recorded != compared:
+            raise ValueError(
+                f"{run_dir} was trained from other inputs than now "
+                f"(changed: {'; '.join(differences(recorded, compared))}; "
+                f"see {inputs_path}); pass --force to train it again, or choose another output folder"
+            )
+        if (force or not model_path.is_file()) and is_global_zero():
+            write_json_atomic(inputs_path, inputs)
+    if model_path.is_file() and not force:
+        logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
+        return model_path
+    return None
+
+
+_LENGTH_KEYS = ("epochs", "max_steps")
+
+
+def _without_length(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: {k: v for k, v in value.items() if k not in _LENGTH_KEYS} if isinstance(value, dict) else value
+        for key, value in inputs.items()
+    }
+
+
+def clear_stage_outputs(run_dir: Path) -> None:
+    """Delete what a stage wrote (model, metrics, Lightning's checkpoints and TensorBoard files), nothing else."""
+    remove_owned(
+        run_dir,
+        [MODEL_FILE, METRICS_CSV],
+        [
+            (CHECKPOINT_DIR, "epoch-*.ckpt"),
+            (CHECKPOINT_DIR, LAST_CHECKPOINT),
+            (TENSORBOARD_DIR, "events.out.tfevents.*"),
+            (TENSORBOARD_DIR, "hparams.yaml"),
+        ],
+    )
+
+
+def check_resume_checkpoint(path: Path) -> None:
+    """Refuse a resume point that does not load (a truncated or foreign ``last.ckpt``), naming the fix."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated file
+        raise ValueError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}); delete it to resume from an "
+            f"earlier checkpoint renamed to {LAST_CHECKPOINT} (epoch-NNN.ckpt beside it), or pass --force to train "
+            "this stage again"
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint of this stage; delete it or pass --force")
+
+
+__all__ = ["check_resume_checkpoint", "clear_stage_outputs", "finished_model", "stage_inputs"]

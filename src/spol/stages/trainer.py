@@ -1,0 +1,76 @@
+"""The Lightning Trainer factory shared by training and inference: devices, precision, memory format."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from spol.config import TrainerConfig
+
+
+class _DropAdvertising(logging.Filter):
+    # Lightning logs a product tip on every Trainer; it is noise in a run's log.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_DROP_ADVERTISING = _DropAdvertising()
+
+
+class ChannelsLast(Callback):
+    """Keeps the network in the NHWC memory format while the Trainer runs it.
+
+    Convolutions then run in NHWC (faster on GPU tensor cores, especially with bf16): with
+    NHWC weights, PyTorch picks NHWC for the convolution of an NCHW input too, so batches need
+    no conversion. The network is put back in the default format at the end, so exported and
+    reused models are the usual ones.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.contiguous_format)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning warnings a user cannot act on while a Trainer runs."""
+    with warnings.catch_warnings():
+        # Lightning's own use of a torch API deprecated in newer torch.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        # A predict step returns None on purpose when its batch holds no image left to do.
+        warnings.filterwarnings("ignore", message=r"predict returned None")
+        yield
+
+
+def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
+    """A Lightning Trainer on the recipe's accelerator, devices, nodes, strategy, precision and memory format.
+
+    `kwargs` add the job's own arguments (epochs, logger, ...). Training and inference both build
+    their Trainer here, so they run on the same devices with the same precision.
+    """
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
+    callbacks = list(callbacks or [])
+    if config.channels_last:
+        callbacks.append(ChannelsLast())
+    return L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,  # type: ignore[arg-type]
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+__all__ = ["ChannelsLast", "build_trainer", "quiet_lightning"]
