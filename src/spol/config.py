@@ -92,9 +92,11 @@ class ClassifierConfig(StageOptimConfig):
     weights_sha256: str | None = Field(
         None,
         pattern=r"^[0-9a-fA-F]{64}$",
-        description="EfficientNet-B7 only: the weights file's SHA-256 you vouch for; null: only the paper's known files",
+        description="EfficientNet-B7 only: the SHA-256 of a weights file you vouch for; null: the paper's known files",
     )
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head (timm models; the release's B7: 0.5)")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout before the head (timm models; the release's B7: 0.5)"
+    )
     drop_connect: float = Field(
         0.0, ge=0.0, lt=1.0, description="stochastic depth over the blocks (timm models; the release's B7: 0.2)"
     )

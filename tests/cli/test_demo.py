@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage import data as photos
 from typer.testing import CliRunner
 
 from spol.cli._app import app
-from PIL import Image
-from skimage import data as photos
-
 from spol.data import load_image_rgb, read_dataset
 from spol.data.transforms import eval_transform
 from spol.evaluation import scoremap_to_boxes

@@ -32,7 +32,8 @@ def test_backbones_return_maps_at_strides_8_16_32(name: str, channels: tuple, no
     assert backbone.normalization == normalization
     with torch.no_grad():
         features = backbone(X)
-    assert [tuple(f.shape) for f in features] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (8, 16, 32))]
+    expected = [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (8, 16, 32), strict=True)]
+    assert [tuple(f.shape) for f in features] == expected
 
 
 def _torchvision_resnet50_file(tmp_path: Path, *, old_layout: bool = False) -> tuple[Path, dict]:
@@ -54,7 +55,7 @@ def test_resnet50_loads_a_torchvision_weight_file(tmp_path: Path, old_layout: bo
     with torch.no_grad():
         ours = backbone(X)
         theirs = extractor(X)
-    for mine, key in zip(ours, ("f3", "f4", "f5")):
+    for mine, key in zip(ours, ("f3", "f4", "f5"), strict=True):
         torch.testing.assert_close(mine, theirs[key], rtol=0, atol=0)
 
 
@@ -76,7 +77,8 @@ def test_resnet50_file_with_wrong_keys_lists_them(tmp_path: Path) -> None:
     del state_dict["layer4.2.conv3.weight"]
     state_dict["head.extra.weight"] = torch.zeros(1)
     torch.save(state_dict, path)
-    with pytest.raises(ValueError, match=r"missing keys: layer4\.2\.conv3\.weight.*unexpected keys: head\.extra\.weight"):
+    expected = r"missing keys: layer4\.2\.conv3\.weight.*unexpected keys: head\.extra\.weight"
+    with pytest.raises(ValueError, match=expected):
         build_backbone("resnet50", weights=path)
 
 
@@ -92,7 +94,8 @@ def test_lite0_package_weights_are_loaded_into_the_backbone() -> None:
     package = torch.load(efficientnet_lite0_package_file(), map_location="cpu", weights_only=True)
     body = backbone.body.state_dict()
     torch.testing.assert_close(body["conv_stem.weight"], package["_conv_stem.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(body["blocks.6.0.bn3.running_var"], package["_blocks.15._bn2.running_var"], rtol=0, atol=0)
+    last_bn = package["_blocks.15._bn2.running_var"]
+    torch.testing.assert_close(body["blocks.6.0.bn3.running_var"], last_bn, rtol=0, atol=0)
 
 
 def test_lite0_conversion_refuses_entries_in_another_order() -> None:

@@ -54,4 +54,6 @@ def export(
             raise
         raise fail(message) from error
     typer.echo(f"exported the localizer of {run} to {out} ({export_format}, {out.stat().st_size / 1e6:.1f} MB)")
-    typer.echo(f"threshold {localizer.threshold} ({localizer.threshold_rule} rule) and class names: {run / LOCALIZER_FILE}")
+    typer.echo(
+        f"threshold {localizer.threshold} ({localizer.threshold_rule} rule) and class names: {run / LOCALIZER_FILE}"
+    )

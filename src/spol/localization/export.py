@@ -49,6 +49,11 @@ ONNX_OPSET = 18
 class PortableLocalizer(nn.Module):
     """`Localizer`'s networks and preprocessing for one uint8 image, in tensor operations only."""
 
+    segmenter_mean: Tensor
+    segmenter_std: Tensor
+    classifier_mean: Tensor
+    classifier_std: Tensor
+
     def __init__(self, localizer: Localizer) -> None:
         super().__init__()
         self.segmenter = localizer.segmenter.float().cpu().eval()
@@ -56,7 +61,8 @@ class PortableLocalizer(nn.Module):
         self.input_size = localizer.input_size
         self.classifier_input_size = localizer.classifier_input_size
         self.align_corners = localizer.align_corners
-        for role, name in (("segmenter", localizer.segmenter_normalization), ("classifier", localizer.classifier_normalization)):
+        roles = (("segmenter", localizer.segmenter_normalization), ("classifier", localizer.classifier_normalization))
+        for role, name in roles:
             mean, std = NORMALIZATION[name]
             self.register_buffer(f"{role}_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
             self.register_buffer(f"{role}_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -76,7 +82,9 @@ class PortableLocalizer(nn.Module):
         maps = output.maps if isinstance(output, MFFNetOutput) else output
         protocol = seg_probabilities(maps, align_corners=self.align_corners)
         scoremap = F.interpolate(protocol.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False)
-        classifier_input = self._resized(pixels, self.classifier_input_size, self.classifier_mean, self.classifier_std)
+        classifier_input = self._resized(
+            pixels, self.classifier_input_size, self.classifier_mean, self.classifier_std
+        )
         class_scores = torch.softmax(_logits(self.classifier(classifier_input)).float(), dim=1)
         return scoremap[0, 0].clamp(0.0, 1.0), class_scores[0], protocol[0]
 
@@ -147,6 +155,8 @@ def _export_onnx(portable: PortableLocalizer, example: Tensor, path: Path) -> No
         optimize=True,
         verbose=False,
     )
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise RuntimeError("torch.onnx.export returned no ONNX program")
     program.save(str(path), external_data=False)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import timm
 import torch
@@ -82,7 +82,7 @@ class ResNet50Backbone(FeatureBackbone):
         self.layer4 = resnet.layer4
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Return [layer2, layer3, layer4] outputs: B x 512 x H/8 x W/8, B x 1024 x H/16 x W/16, B x 2048 x H/32 x W/32."""
+        """Return [layer2, layer3, layer4]: B x 512 x H/8 x W/8, B x 1024 x H/16 x W/16, B x 2048 x H/32 x W/32."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         f3 = self.layer2(self.layer1(x))
         f4 = self.layer3(f3)
@@ -94,7 +94,9 @@ class TimmBackbone(FeatureBackbone):
     """A timm ``features_only`` model reduced to its stride-8, 16 and 32 outputs."""
 
     def __init__(self, body: nn.Module, normalization: str) -> None:
-        super().__init__(tuple(body.feature_info.channels()), normalization)  # type: ignore[arg-type]
+        feature_info: Any = body.feature_info  # timm's FeatureInfo, untyped on nn.Module
+        channels = tuple(int(c) for c in feature_info.channels())
+        super().__init__((channels[0], channels[1], channels[2]), normalization)
         self.body = body
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -239,7 +241,8 @@ def convert_efficientnet_pytorch_state_dict(
         ValueError: the entries disagree; the message names `source` and the first pair that differs.
     """
     reference = _timm_reference(model_name)
-    if set(state_dict) <= set(reference) and all(k in state_dict for k in reference if not k.endswith("num_batches_tracked")):
+    required = [k for k in reference if not k.endswith("num_batches_tracked")]
+    if set(state_dict) <= set(reference) and all(k in state_dict for k in required):
         return dict(state_dict)
     if not any(k.endswith("num_batches_tracked") for k in state_dict):
         reference = {k: v for k, v in reference.items() if not k.endswith("num_batches_tracked")}
@@ -284,11 +287,13 @@ def efficientnet_lite0_state_dict(weights: str | Path | Literal["default"]) -> d
 def timm_normalization(pretrained_cfg: Mapping[str, object], name: str) -> str:
     """``"half"`` or ``"imagenet"``: the input normalisation named by a timm ``pretrained_cfg``."""
     imagenet_mean, imagenet_std = NORMALIZATION[IMAGENET_NORMALIZATION]
-    mean = tuple(pretrained_cfg.get("mean", imagenet_mean))  # type: ignore[arg-type]
-    std = tuple(pretrained_cfg.get("std", imagenet_std))  # type: ignore[arg-type]
+    mean: tuple[float, ...] = tuple(pretrained_cfg.get("mean", imagenet_mean))  # type: ignore[arg-type]
+    std: tuple[float, ...] = tuple(pretrained_cfg.get("std", imagenet_std))  # type: ignore[arg-type]
     for label in (HALF_NORMALIZATION, IMAGENET_NORMALIZATION):
         ref_mean, ref_std = NORMALIZATION[label]
-        if len(mean + std) == 6 and all(abs(a - b) < 1e-3 for a, b in zip(mean + std, ref_mean + ref_std)):
+        if len(mean + std) == 6 and all(
+            abs(a - b) < 1e-3 for a, b in zip(mean + std, ref_mean + ref_std, strict=True)
+        ):
             return label
     logger.warning("timm model %s uses mean %s std %s; spol will normalise with ImageNet's", name, mean, std)
     return IMAGENET_NORMALIZATION
@@ -297,7 +302,8 @@ def timm_normalization(pretrained_cfg: Mapping[str, object], name: str) -> str:
 def _timm_feature_indices(model_name: str) -> tuple[int, int, int]:
     with torch.device("meta"):
         probe = timm.create_model(model_name, pretrained=False, features_only=True)
-    reductions = list(probe.feature_info.reduction())
+    feature_info: Any = probe.feature_info
+    reductions = list(feature_info.reduction())
     indices = []
     for stride in FEATURE_STRIDES:
         found = [i for i, r in enumerate(reductions) if r == stride]
@@ -327,7 +333,7 @@ def timm_model_name(name: str) -> str:
     return model_name
 
 
-def create_timm_model(model_name: str, weights: WeightsArg | Literal["default"], **kwargs: object) -> nn.Module:
+def create_timm_model(model_name: str, weights: WeightsArg | Literal["default"], **kwargs: Any) -> nn.Module:
     """``timm.create_model`` with weights from a local file or none; never touches the network.
 
     Raises:
@@ -385,7 +391,8 @@ def build_backbone(name: str, *, weights: WeightsArg | Literal["default"] = "def
         model_name = timm_model_name(name)
         indices = _timm_feature_indices(model_name)
         body = create_timm_model(model_name, weights, features_only=True, out_indices=indices)
-        return TimmBackbone(body, timm_normalization(body.pretrained_cfg, model_name))
+        pretrained_cfg: Mapping[str, object] = body.pretrained_cfg  # type: ignore[assignment]
+        return TimmBackbone(body, timm_normalization(pretrained_cfg, model_name))
     raise ValueError(
         f"unknown backbone {name!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'"
     )

@@ -83,7 +83,9 @@ def efficientnet_b7_state_dict(path: str | Path, *, sha256: str | None = None) -
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-B7 weights file {path} does not exist; check the path (nothing is downloaded)")
+        raise FileNotFoundError(
+            f"EfficientNet-B7 weights file {path} does not exist; check the path (nothing is downloaded)"
+        )
     digest = file_sha256(path)
     if sha256 is not None:
         if digest != sha256.strip().lower():

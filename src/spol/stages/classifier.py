@@ -71,7 +71,9 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         return done
     kwargs: dict[str, Any] = {"backbone": section.backbone, "num_classes": dataset.num_classes}
     if section.epochs == 0:  # the paper's ImageNet classifier: the released weights, head included
-        net = build_classifier(**kwargs, weights=section.weights, require_head=True, weights_sha256=section.weights_sha256)
+        net = build_classifier(
+            **kwargs, weights=section.weights, require_head=True, weights_sha256=section.weights_sha256
+        )
         if is_global_zero():
             run_dir.mkdir(parents=True, exist_ok=True)
             export_model(net, builder="classifier", kwargs=kwargs, path=run_dir / MODEL_FILE)
