@@ -49,18 +49,18 @@ def _stage(section: str, **values: object) -> list[str]:
 
 
 FAMILIES: dict[str, list[str]] = {
-    # The CPU recipe as shipped.
-    "sgd": [],
+    # SGD for every network: the CPU recipe of v0.1.
+    "sgd": [
+        *_stage("seg", optimizer="sgd", lr=0.02, backbone_lr_mult=1.0, schedule="constant", freeze_stem="false", epochs=2),
+    ],
     # AdamW with a one-cycle schedule and a frozen stem for all three networks.
     "adamw": [
         *_stage("cam", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=5),
         *_stage("baseline", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=5),
         *_stage("seg", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=3),
     ],
-    # The shipped CAM networks (SGD), the segmentation network with AdamW / one-cycle.
-    "mixed": [
-        *_stage("seg", optimizer="adamw", lr=0.001, backbone_lr_mult=0.1, weight_decay=0.0001, schedule="onecycle", freeze_stem="true", epochs=3),
-    ],
+    # The CAM networks with SGD, the segmentation network with AdamW / one-cycle: the CPU recipe as shipped.
+    "mixed": [],
 }
 
 SHARED_STAGES = {"mixed": ("sgd", ("cam", "baseline_cam", "pseudo_masks"))}
