@@ -31,7 +31,7 @@ METHODS = (("SPOL", "spol"), ("MFF-CAM", "mffcam"), ("CAM", "cam"))
 
 
 def _data(root: Path, name: str) -> Path:
-    folder = root / f"data-{name}"
+    folder = root / "data" / name  # as recipe_search.py: the two share generated data under one --out
     if not (folder / "synthetic_config.json").exists():
         generate_synthetic(folder, DATASETS[name], progress=False)
     return folder
