@@ -19,6 +19,7 @@ without spol") with the numbers of ``localizer.json``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import warnings
@@ -56,8 +57,9 @@ class PortableLocalizer(nn.Module):
 
     def __init__(self, localizer: Localizer) -> None:
         super().__init__()
-        self.segmenter = localizer.segmenter.float().cpu().eval()
-        self.classifier = localizer.classifier.float().cpu().eval()
+        # Copies: exporting must not move the caller's localizer off its device or precision.
+        self.segmenter = copy.deepcopy(localizer.segmenter).float().cpu().eval()
+        self.classifier = copy.deepcopy(localizer.classifier).float().cpu().eval()
         self.input_size = localizer.input_size
         self.classifier_input_size = localizer.classifier_input_size
         self.align_corners = localizer.align_corners
