@@ -11,7 +11,7 @@ selected candidates. A family is chosen by its mean val MaxBoxAccV2 over the dat
 Datasets (the synthetic benchmark's generator, different object sizes, image sizes, clutter and data
 sizes): ``demo`` (the demo's data), ``robust`` (its robust preset), ``few15`` (15 classes x 30 train
 images, as small as CUB per class), ``large15`` (15 classes x 30, large objects on larger images
-with more clutter).
+with more clutter), ``parts15`` (15 classes x 30 whose bodies are no class cue: only a small part is).
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ DATASETS: dict[str, SyntheticConfig] = {
         object_area=(0.2, 0.6),
         clutter=(3, 8),
         seed=11,
+    ),
+    # Bodies cut from any picture, not one per class: the class part is the only cue, so a CAM that finds
+    # the part misses the body (the failure SPOL's shallow features address).
+    "parts15": SyntheticConfig(
+        num_classes=15, train_per_class=30, test_per_class=30, image_size=(160, 224), class_bodies=False, seed=13
     ),
 }
 

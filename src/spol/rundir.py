@@ -126,28 +126,44 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return out
 
 
-def check_record(path: Path, key: str, current: Any, *, what: str, force: bool) -> bool:
-    """Compare `current` with ``record[key]`` of the JSON record at `path`.
+def refuse_changes(recorded: Any, current: Any, *, record: Path, what: str) -> None:
+    """The one guard against reusing outputs made from other inputs: a no-op when `current` equals `recorded`.
+
+    Args:
+        recorded: what the outputs were made from, as read from `record`.
+        current: what they would be made from now.
+        record: the JSON file `recorded` comes from (named in the message; its folder holds the outputs).
+        what: what differs, for the message (``"dataset"``, ``"training input"``, ...).
+
+    Raises:
+        ValueError: they differ; the message names what changed, the record, and ``--force``.
+    """
+    if recorded == current:
+        return
+    changed = differences(recorded, current) if isinstance(recorded, dict) and isinstance(current, dict) else []
+    detail = f": {'; '.join(changed)}" if changed else ""
+    raise ValueError(
+        f"{record.parent} was made from another {what} than now{detail} (see {record}); pass --force to redo it "
+        "with this one, or choose another output folder"
+    )
+
+
+def check_record(path: Path, key: str | None, current: Any, *, what: str, force: bool) -> bool:
+    """Compare `current` with ``record[key]`` (the whole record when `key` is None) of the JSON record at `path`.
 
     Returns:
         True when the record holds the same value (outputs made from it can be reused); False
         when there is no such value yet, or `force`.
 
     Raises:
-        ValueError: the record holds another value and not `force`; the message names `what`
-            changed, the record, and ``--force``.
+        ValueError: the record holds another value and not `force` (`refuse_changes`).
     """
-    recorded = (read_record(path) or {}).get(key)
+    record = read_record(path)
+    recorded = record if key is None else (record or {}).get(key)
     if recorded is None or force:
         return False
-    if recorded == current:
-        return True
-    changed = differences(recorded, current) if isinstance(recorded, dict) and isinstance(current, dict) else []
-    detail = f": {'; '.join(changed)}" if changed else ""
-    raise ValueError(
-        f"{path.parent} was made from another {what} than now{detail} (see {path}); pass --force to redo it "
-        "with this one, or choose another output folder"
-    )
+    refuse_changes(recorded, current, record=path, what=what)
+    return True
 
 
 def update_record(path: Path, key: str, value: Any) -> None:

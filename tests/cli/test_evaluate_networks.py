@@ -89,7 +89,8 @@ def release_files(tmp_path_factory):
 @pytest.mark.slow
 def test_release_protocol_gives_the_release_scripts_numbers(release_files, tmp_path):
     data, state_dict, top1top5, model, test, hits = release_files
-    args = ["evaluate", "--data", str(data), "--format", "cub", "--segmenter", str(state_dict), "--release",
+    args = ["evaluate", "--data", str(data), "--format", "cub", "--recipe", "cub", "--segmenter", str(state_dict),
+            "--release",
             "--class-predictions", str(top1top5), "--threshold", "0.5", "--release-protocol", "--json",
             "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "data.num_workers=0",
             "--out", str(tmp_path / "out")]

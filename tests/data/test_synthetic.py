@@ -180,7 +180,7 @@ def test_refuses_other_content_without_force_and_completes_an_interrupted_genera
     stamp = first.stat().st_mtime_ns
     generate_synthetic(out, config, progress=False)  # the same generation: nothing to do
     assert first.stat().st_mtime_ns == stamp
-    with pytest.raises(FileExistsError, match="other settings.*--force"):
+    with pytest.raises(ValueError, match="another synthetic config than now: seed.*--force"):
         generate_synthetic(out, dataclasses.replace(config, seed=1), progress=False)
     # Killed midway: no stamp, an image missing, a temporary left. The rerun finishes the job.
     (out / "synthetic_config.json").unlink()

@@ -150,7 +150,7 @@ def test_a_stage_made_with_other_settings_is_refused_without_force(finished_run)
     other = load_recipe("cpu", (*TINY, "seg.lr=0.01"))
     before = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.json")}
     # The CAM networks and pseudo masks are those of this recipe too; the segmentation network is not.
-    with pytest.raises(ValueError, match=r"seg was trained from other inputs than now \(changed: seg\b.*--force"):
+    with pytest.raises(ValueError, match=r"seg was made from another training input than now: seg\b.*--force"):
         run_pipeline(other, data, "cub", run)
     assert {name: (run / name).read_bytes() for name in before} == before
 

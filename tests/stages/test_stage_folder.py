@@ -16,7 +16,7 @@ def test_a_stage_made_from_other_inputs_is_refused(tmp_path: Path) -> None:
     assert (run_dir / INPUTS_FILE).read_text().strip().startswith("{")
     (run_dir / MODEL_FILE).write_bytes(b"trained")
     assert finished_model(run_dir, force=False, inputs={"pseudo_masks": "a"}) == run_dir / MODEL_FILE
-    with pytest.raises(ValueError, match="other inputs.*--force"):
+    with pytest.raises(ValueError, match="another training input than now: pseudo_masks.*--force"):
         finished_model(run_dir, force=False, inputs={"pseudo_masks": "b"})
     assert finished_model(run_dir, force=True, inputs={"pseudo_masks": "b"}) is None
     (run_dir / MODEL_FILE).write_bytes(b"retrained")

@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from spol.cli._app import data_app, fail
+from spol.cli._options import FormatOption
 from spol.data import DatasetFormatError, read_dataset, summarize
-
-
-class DatasetFormat(str, Enum):
-    """The `--format` choices: the dataset readers of `spol.data`."""
-
-    cub = "cub"
-    wsol = "wsol"
-    imagenet = "imagenet"
-    csv = "csv"
 
 
 class SplitName(str, Enum):
@@ -31,20 +24,15 @@ class SplitName(str, Enum):
 
 @data_app.command("summary")
 def summary(
-    root: Path = typer.Argument(
-        ...,
-        help="Dataset folder: CUB_200_2011/, the wsolevaluation metadata root, the ImageNet folder, "
-        "or the folder holding labels.csv (or the CSV file itself).",
-        show_default=False,
-    ),
-    format: DatasetFormat = typer.Option(
-        ...,
-        "--format",
-        "-f",
-        help="cub: CUB-200-2011 as distributed; wsol: wsolevaluation metadata; imagenet: ILSVRC train/ and val/ "
-        "(val is the test split); csv: images plus labels.csv (image,label,x0,y0,x1,y1[,split]).",
-        case_sensitive=False,
-    ),
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset folder: CUB_200_2011/, the wsolevaluation metadata root, the ImageNet folder, "
+            "or the folder holding labels.csv (or the CSV file itself).",
+            show_default=False,
+        ),
+    ],
+    format: FormatOption,
     split: SplitName | None = typer.Option(
         None, "--split", help="Count only this split (train, val or test); reading problems are all listed."
     ),
@@ -71,9 +59,9 @@ def summary(
     if not root.exists():
         raise fail(f"{root} does not exist; pass the dataset folder")
     try:
-        dataset = read_dataset(root, format.value, workers=workers)
+        dataset = read_dataset(root, format, workers=workers)
     except (DatasetFormatError, FileNotFoundError) as error:
-        raise fail(f"cannot read {root} as {format.value}: {error}") from error
+        raise fail(f"cannot read {root} as {format}: {error}") from error
     result = summarize(dataset, verify=verify, workers=workers, split=split.value if split else None)
     if as_json:
         typer.echo(json.dumps(result))

@@ -8,14 +8,13 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
-from spol.config import SHIPPED_RECIPES
-from spol.data.summary import FORMATS
+from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
 
 @app.command("evaluate")
 def evaluate_command(
-    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
-    data_format: str = typer.Option(..., "--format", help=f"Dataset format: {', '.join(FORMATS)}."),
+    data: DataOption,
+    data_format: FormatOption,
     segmenter: Path = typer.Option(
         ..., "--segmenter", help="Segmentation network: a spol model.pt, or with --release the authors' file."
     ),
@@ -46,14 +45,8 @@ def evaluate_command(
         "resize 256, centre crop 224, align_corners=True, fixed threshold, IoU > 0.5 without the +1, images "
         "without a contour skipped (key release_protocol).",
     ),
-    recipe: str = typer.Option(
-        "cub",
-        "--recipe",
-        "-r",
-        help=f"Recipe for the protocol settings, input size, val hold-out, devices ({', '.join(SHIPPED_RECIPES)} "
-        "or a YAML file).",
-    ),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.devices=1."),
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
     out: Path | None = typer.Option(None, "--out", help="Write OUT/metrics.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
@@ -61,14 +54,14 @@ def evaluate_command(
 
     The fair protocol's numbers (threshold chosen on val unless --threshold, MaxBoxAcc, MaxBoxAccV2, PxAP,
     GT-known / Top-1 / Top-5 Loc), and with --release-protocol the release's own numbers beside them.
+    The recipe gives the input size, the protocol settings, the val hold-out and the devices: pass the one
+    the networks were trained with (--recipe cub for the authors' CUB files).
     """
     from spol.config import load_recipe
     from spol.pipeline.evaluate import evaluate_networks
     from spol.stages.distributed import is_global_zero
 
     quiet_other_ranks()
-    if data_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
     for name, path in (("--data", data), ("--segmenter", segmenter), ("--classifier", classifier),
                        ("--class-predictions", class_predictions)):
         if path is not None and not path.exists():
@@ -77,16 +70,9 @@ def evaluate_command(
         raise fail("give --classifier or --class-predictions, not both")
     with explained_failures(out):
         result = evaluate_networks(
-            data,
-            data_format,
-            load_recipe(recipe, overrides),
-            segmenter=segmenter,
-            release=release,
-            classifier=classifier,
-            class_predictions=class_predictions,
-            threshold=threshold,
-            release_protocol=release_protocol,
-            out_dir=out,
+            data, data_format, load_recipe(recipe, overrides or ()), segmenter=segmenter, release=release,
+            classifier=classifier, class_predictions=class_predictions, threshold=threshold,
+            release_protocol=release_protocol, out_dir=out,
         )
     if not is_global_zero():
         return

@@ -7,18 +7,18 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
-
-RECIPE_HELP = "A shipped recipe name (cub, imagenet, cpu) or the path of a YAML recipe."
-SET_HELP = "Override a recipe value, e.g. --set cam.epochs=2 (repeatable)."
+from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
 
 @app.command("pipeline")
 def pipeline_command(
-    recipe: str = typer.Option(..., "--recipe", "-r", help=RECIPE_HELP),
-    data: Path = typer.Option(..., "--data", help="Dataset folder."),
-    data_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
-    out: Path = typer.Option(..., "--out", help="Run folder (created; finished stages in it are skipped)."),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    data: DataOption,
+    data_format: FormatOption,
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder (created; finished stages in it are skipped).", show_default=False
+    ),
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
     force: bool = typer.Option(
         False,
         "--force",
@@ -56,17 +56,14 @@ def pipeline_command(
     inference are sharded and one process writes the results. Batch sizes are global.
     """
     from spol.config import load_recipe
-    from spol.data.summary import FORMATS
     from spol.pipeline import format_comparison, run_pipeline
     from spol.stages.distributed import is_global_zero
 
     quiet_other_ranks()
     if not data.exists():
         raise fail(f"{data}: no such dataset folder")
-    if data_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {data_format!r}")
     with explained_failures(out):
-        loaded = load_recipe(recipe, overrides)
+        loaded = load_recipe(recipe, overrides or ())
         result = run_pipeline(
             loaded,
             data,

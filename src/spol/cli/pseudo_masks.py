@@ -8,16 +8,17 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, fail
+from spol.cli._options import DataOption, FormatOption
 from spol.rundir import MODEL_FILE
 
 
 @app.command("pseudo-masks")
 def pseudo_masks(
+    data: DataOption,
+    dataset_format: FormatOption,
     cam: Path = typer.Option(
         ..., "--cam", help=f"The CAM network: a model file, or a run folder holding {MODEL_FILE}."
     ),
-    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
-    dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
     out: Path = typer.Option(
         ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
     ),
@@ -60,13 +61,7 @@ def pseudo_masks(
         raise fail(f"the dataset at {data} has no training images")
     try:
         report = generate_pseudo_masks(
-            model,
-            records,
-            out,
-            batch_size=batch_size,
-            trainer=trainer,
-            num_workers=num_workers,
-            workers=workers,
+            model, records, out, batch_size=batch_size, trainer=trainer, num_workers=num_workers, workers=workers,
             force=force,
         )
     except ValueError as error:

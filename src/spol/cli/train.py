@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from spol.cli._app import app, fail, quiet_other_ranks
-from spol.config import SHIPPED_RECIPES, Recipe, load_recipe
+from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
+from spol.config import Recipe, load_recipe
 
 if TYPE_CHECKING:
     from spol.data import Dataset
 
-_RECIPE_HELP = (
-    f"Recipe: a shipped name ({', '.join(SHIPPED_RECIPES)}) or a YAML file. "
-    "cub/imagenet are the paper's recipes, cpu a small CPU demonstration."
-)
-_SET_HELP = (
-    "Override one recipe key, e.g. --set cam.lr=0.01 --set weights=/path/resnet50.pth (repeatable; values are YAML)."
-)
-_OUT_HELP = (
-    "Run folder: config.yaml, train.log, metrics.csv, tb/, checkpoints/, model.pt. "
-    "A finished run (model.pt) is skipped; an interrupted one resumes from checkpoints/last.ckpt."
-)
-_FORCE_HELP = "Start over: delete this run's checkpoints, logs and model first."
+_StageOutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Run folder: config.yaml, train.log, metrics.csv, tb/, checkpoints/, model.pt. "
+        "A finished run (model.pt) is skipped; an interrupted one resumes from checkpoints/last.ckpt.",
+        show_default=False,
+    ),
+]
+_ForceOption = Annotated[
+    bool, typer.Option("--force", help="Start over: delete this run's checkpoints, logs and model first.")
+]
 
 
 def _prepare(
@@ -66,12 +67,8 @@ def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
 
 @app.command("train-classifier")
 def train_classifier_command(
-    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
-    dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
-    out: Path = typer.Option(..., "--out", help=_OUT_HELP),
-    recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
-    force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
+    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
+    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
 ) -> None:
     """Fine-tune the classifier (recipe section `classifier`) on the train split; prints the model path."""
     from spol.stages import train_classifier
@@ -82,17 +79,14 @@ def train_classifier_command(
 
 @app.command("train-cam")
 def train_cam_command(
-    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
-    dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
-    out: Path = typer.Option(..., "--out", help=_OUT_HELP),
-    recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
+    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
     baseline: bool = typer.Option(
         False,
         "--baseline",
-        help="Train the vanilla CAM network (deepest features only, plain cross-entropy) instead of MFF-Net.",
+        help="Train the vanilla CAM network (deepest features only, plain cross-entropy, recipe section "
+        "`baseline`) instead of MFF-Net.",
     ),
-    force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
+    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
 ) -> None:
     """Train the CAM network (MFF-Net #1, recipe section `cam`) on the train split's labels; prints the model path."""
     from spol.stages import train_cam
@@ -103,15 +97,14 @@ def train_cam_command(
 
 @app.command("train-seg")
 def train_seg_command(
-    data: Path = typer.Option(..., "--data", help="Dataset root folder."),
-    dataset_format: str = typer.Option(..., "--format", help="Dataset format: cub, wsol, imagenet or csv."),
-    pseudo_masks: Path = typer.Option(
-        ..., "--pseudo-masks", help="Folder written by `spol pseudo-masks` for this dataset."
-    ),
-    out: Path = typer.Option(..., "--out", help=_OUT_HELP),
-    recipe: str = typer.Option("cpu", "--recipe", help=_RECIPE_HELP),
-    overrides: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),
-    force: bool = typer.Option(False, "--force", help=_FORCE_HELP),
+    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
+    pseudo_masks: Annotated[
+        Path,
+        typer.Option(
+            "--pseudo-masks", help="Folder written by `spol pseudo-masks` for this dataset.", show_default=False
+        ),
+    ],
+    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
 ) -> None:
     """Train the class-agnostic segmentation network (MFF-Net #2, `seg`) on pseudo masks; prints the model path."""
     from spol.stages import train_seg

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "read_csv_folder": "spol.data.csv_folder",
     "read_cub": "spol.data.cub",
+    "DatasetFormatName": "spol.data.formats",
+    "FORMATS": "spol.data.formats",
+    "read_dataset": "spol.data.formats",
     "hold_out_val": "spol.data.holdout",
     "read_imagenet": "spol.data.imagenet",
     "UnreadableImageError": "spol.data.images",
@@ -27,8 +30,6 @@ _EXPORTS: dict[str, str] = {
     "Problem": "spol.data.records",
     "dataset_fingerprint": "spol.data.records",
     "records_digest": "spol.data.records",
-    "FORMATS": "spol.data.summary",
-    "read_dataset": "spol.data.summary",
     "summarize": "spol.data.summary",
     "SYNTHETIC_PRESETS": "spol.data.synthetic",
     "SyntheticConfig": "spol.data.synthetic",
@@ -42,6 +43,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from spol.data.csv_folder import read_csv_folder
     from spol.data.cub import read_cub
+    from spol.data.formats import FORMATS, DatasetFormatName, read_dataset
     from spol.data.holdout import hold_out_val
     from spol.data.imagenet import read_imagenet
     from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
         dataset_fingerprint,
         records_digest,
     )
-    from spol.data.summary import FORMATS, read_dataset, summarize
+    from spol.data.summary import summarize
     from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
     from spol.data.wsol import read_wsol, read_wsol_metadata
 

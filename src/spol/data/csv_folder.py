@@ -29,6 +29,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from spol.data._reading import PendingRecord, Source, finish_records, format_box, parse_box, read_lines
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, Problem, Split
@@ -39,6 +40,16 @@ CSV_NAME = "labels.csv"
 CLASSES_NAME = "classes.txt"
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 KNOWN_COLUMNS = frozenset({"image", "label", "split", *BOX_COLUMNS})
+
+
+class _Row(NamedTuple):
+    """A usable row of the CSV file: the image, its label cell, its box if any, and its split."""
+
+    source: Source
+    image: str
+    label: str
+    box: Box | None
+    split: Split
 
 
 def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None, progress: bool = True) -> Dataset:
@@ -59,6 +70,23 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
     root = Path(root)
     csv_path = root if root.is_file() else root / CSV_NAME
     folder = csv_path.parent
+    header, rows = _read_csv(root, csv_path)
+    problems: list[Problem] = []
+    column, with_boxes = _columns(header, f"{csv_path}:1", problems)
+    entries = _read_rows(csv_path, rows, len(header), column, with_boxes, problems)
+    class_names, label_index = _classes(folder, [entry.label for entry in entries], problems)
+    pending = _pending_records(entries, folder, class_names, label_index, problems)
+    records = finish_records(pending, problems, workers=workers, progress=progress)
+    logger.info("CSV %s: %d images, %d classes, %d problems", csv_path, len(records), len(class_names), len(problems))
+    return Dataset(format="csv", root=folder, class_names=class_names, records=records, problems=problems)
+
+
+def _read_csv(root: Path, csv_path: Path) -> tuple[list[str], list[list[str]]]:
+    """(the header's column names, lowercased, and the rows after it) of the CSV file.
+
+    Raises:
+        DatasetFormatError: no CSV file, one that is not UTF-8 CSV, or no ``image`` / ``label`` column.
+    """
     if not csv_path.is_file():
         raise DatasetFormatError(
             f"no {CSV_NAME} in {root}: expected a CSV file with the header image,label,x0,y0,x1,y1[,split] "
@@ -75,8 +103,11 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
             f"{csv_path} must start with a header naming the columns image and label "
             f"(and optionally x0,y0,x1,y1,split); got {rows[0] if rows else 'an empty file'}"
         )
-    problems: list[Problem] = []
-    header_line = f"{csv_path}:1"
+    return header, rows[1:]
+
+
+def _columns(header: list[str], header_line: str, problems: list[Problem]) -> tuple[dict[str, int], bool]:
+    """(index of each known column, whether all four box columns are present); odd columns are problems."""
     unknown = [name for name in header if name not in KNOWN_COLUMNS]
     if unknown:
         problems.append(
@@ -88,43 +119,65 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
     has_boxes = [name in header for name in BOX_COLUMNS]
     if any(has_boxes) and not all(has_boxes):
         problems.append(Problem("box columns need all of x0,y0,x1,y1; boxes ignored", line=header_line))
-    column = {name: header.index(name) for name in KNOWN_COLUMNS if name in header}
-    with_boxes = all(has_boxes)
+    return {name: header.index(name) for name in KNOWN_COLUMNS if name in header}, all(has_boxes)
 
-    # First pass: rows into (source, image, label text, box or None, split).
-    entries: list[tuple[Source, str, str, Box | None, Split]] = []
-    for number, row in enumerate(rows[1:], start=2):
+
+def _read_rows(
+    csv_path: Path,
+    rows: list[list[str]],
+    width: int,
+    column: dict[str, int],
+    with_boxes: bool,
+    problems: list[Problem],
+) -> list[_Row]:
+    """The usable rows after the header (the first row is line 2); blank rows are skipped, bad ones are problems."""
+    entries: list[_Row] = []
+    for number, row in enumerate(rows, start=2):
         source = Source(line=f"{csv_path}:{number}")
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) > len(header):
-            problems.append(source.problem(f"malformed line: {len(row)} fields for {len(header)} columns; ignored"))
+        if len(row) > width:
+            problems.append(source.problem(f"malformed line: {len(row)} fields for {width} columns; ignored"))
             continue
-        row = row + [""] * (len(header) - len(row))  # trailing empty cells may be left out
-        cells = {name: row[index].strip() for name, index in column.items()}
-        image, label_text = cells["image"], cells["label"]
-        if not image or not label_text:
-            problems.append(source.problem("malformed line: empty image or label; ignored"))
-            continue
-        split = cells.get("split") or "train"
-        if split not in SPLITS:
-            problems.append(source.problem(f"unknown split {split!r} (expected train, val or test); ignored"))
-            continue
-        box = None
-        if with_boxes:
-            values = [cells[name] for name in BOX_COLUMNS]
-            if any(values):
-                try:
-                    box = parse_box(values)
-                except ValueError:
-                    problems.append(
-                        source.problem(f"malformed box {values}: give four numbers or leave all four empty; ignored")
-                    )
-                    continue
-        entries.append((source, image, label_text, box, split))
+        row = row + [""] * (width - len(row))  # trailing empty cells may be left out
+        entry = _parse_row(source, {name: row[index].strip() for name, index in column.items()}, with_boxes, problems)
+        if entry is not None:
+            entries.append(entry)
+    return entries
 
-    class_names, label_index = _classes(folder, [label for _, _, label, _, _ in entries], problems)
 
+def _parse_row(source: Source, cells: dict[str, str], with_boxes: bool, problems: list[Problem]) -> _Row | None:
+    """One row's cells by column name as a `_Row`; None (and a problem) when a cell is unusable."""
+    image, label_text = cells["image"], cells["label"]
+    if not image or not label_text:
+        problems.append(source.problem("malformed line: empty image or label; ignored"))
+        return None
+    split = cells.get("split") or "train"
+    if split not in SPLITS:
+        problems.append(source.problem(f"unknown split {split!r} (expected train, val or test); ignored"))
+        return None
+    box = None
+    if with_boxes:
+        values = [cells[name] for name in BOX_COLUMNS]
+        if any(values):
+            try:
+                box = parse_box(values)
+            except ValueError:
+                problems.append(
+                    source.problem(f"malformed box {values}: give four numbers or leave all four empty; ignored")
+                )
+                return None
+    return _Row(source, image, label_text, box, split)
+
+
+def _pending_records(
+    entries: list[_Row],
+    folder: Path,
+    class_names: list[str],
+    label_index: Callable[[str], int | None],
+    problems: list[Problem],
+) -> list[PendingRecord]:
+    """The rows grouped by image (first row first); rows that disagree with their image's first are problems."""
     pending: dict[str, PendingRecord] = {}
     first_row: dict[str, Source] = {}
     seen_boxes: dict[tuple[str, Box], Source] = {}
@@ -161,9 +214,7 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
                 continue
             seen_boxes[image_id, box] = source
             record.boxes.append((box, source))
-    records = finish_records(list(pending.values()), problems, workers=workers, progress=progress)
-    logger.info("CSV %s: %d images, %d classes, %d problems", csv_path, len(records), len(class_names), len(problems))
-    return Dataset(format="csv", root=folder, class_names=class_names, records=records, problems=problems)
+    return list(pending.values())
 
 
 def _is_index(text: str) -> bool:

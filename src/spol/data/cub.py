@@ -23,11 +23,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TypeAlias
 
 from spol.data._reading import PendingRecord, Source, finish_records, read_lines
 from spol.data.records import Box, Dataset, DatasetFormatError, Problem, Split
 
 logger = logging.getLogger(__name__)
+
+_Rows: TypeAlias = dict[str, tuple[Source, list[str]]]
+"""Lines of an index file by their first field: ``key -> (source, [other fields])``."""
 
 INDEX_FILES = ("images.txt", "classes.txt", "image_class_labels.txt", "bounding_boxes.txt", "train_test_split.txt")
 
@@ -38,9 +42,9 @@ def _locate(root: Path) -> Path:
     return root
 
 
-def _keyed(path: Path, fields: int, expected: str, problems: list[Problem]) -> dict[str, tuple[Source, list[str]]]:
+def _keyed(path: Path, fields: int, expected: str, problems: list[Problem]) -> _Rows:
     """Lines of ``<key> <value>...`` keyed by their first field; a repeated key keeps its first line."""
-    rows: dict[str, tuple[Source, list[str]]] = {}
+    rows: _Rows = {}
     for source, line in read_lines(path):
         parts = line.split(maxsplit=fields - 1)
         if len(parts) != fields:
@@ -54,21 +58,8 @@ def _keyed(path: Path, fields: int, expected: str, problems: list[Problem]) -> d
     return rows
 
 
-def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progress: bool = True) -> Dataset:
-    """Read CUB-200-2011 from its extracted folder.
-
-    Args:
-        root: The ``CUB_200_2011`` folder (or the folder holding it).
-        workers: Threads reading image headers (sizes); default `spol.data.images.default_workers`.
-        progress: Show a progress bar while reading image headers.
-
-    Returns:
-        The dataset, format ``"cub"``; entries that could not be used are in ``problems``.
-
-    Raises:
-        DatasetFormatError: an index file or ``images/`` is missing.
-    """
-    root = _locate(Path(root))
+def _check_folder(root: Path) -> None:
+    """Raise `DatasetFormatError` naming what `root` lacks of a CUB-200-2011 folder."""
     missing = [name for name in INDEX_FILES if not (root / name).is_file()]
     if not (root / "images").is_dir():
         missing.append("images/")
@@ -77,11 +68,12 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             f"{root} is not a CUB-200-2011 folder: missing {', '.join(missing)}. Expected the extracted "
             f"CUB_200_2011/ folder holding {', '.join(INDEX_FILES)} and images/"
         )
-    problems: list[Problem] = []
 
-    classes = _keyed(root / "classes.txt", 2, "<class_id> <name>", problems)
+
+def _read_classes(path: Path, problems: list[Problem]) -> tuple[list[str], dict[int, int]]:
+    """``classes.txt``: (class names in label order, label of each class id)."""
     class_ids: dict[int, str] = {}
-    for key, (source, (name,)) in classes.items():
+    for key, (source, (name,)) in _keyed(path, 2, "<class_id> <name>", problems).items():
         try:
             class_id = int(key)
         except ValueError:
@@ -90,16 +82,13 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
         class_ids[class_id] = name
     ordered = sorted(class_ids)
     if ordered != list(range(1, len(ordered) + 1)):
-        problems.append(
-            Problem(
-                f"class ids are not 1..{len(ordered)}; labels follow the sorted ids",
-                line=f"{root / 'classes.txt'}:1",
-            )
-        )
-    label_of_class = {class_id: label for label, class_id in enumerate(ordered)}
-    class_names = [class_ids[class_id] for class_id in ordered]
+        problems.append(Problem(f"class ids are not 1..{len(ordered)}; labels follow the sorted ids", line=f"{path}:1"))
+    return [class_ids[class_id] for class_id in ordered], {class_id: label for label, class_id in enumerate(ordered)}
 
-    images = _keyed(root / "images.txt", 2, "<image_id> <relative path>", problems)
+
+def _read_images(path: Path, problems: list[Problem]) -> _Rows:
+    """``images.txt``: ``image id -> (source, [relative path])``, each path listed once."""
+    images = _keyed(path, 2, "<image_id> <relative path>", problems)
     seen_paths: dict[str, Source] = {}
     for key, (source, (relative,)) in list(images.items()):
         if relative in seen_paths:
@@ -109,13 +98,16 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             del images[key]
         else:
             seen_paths[relative] = source
+    return images
 
-    # Images whose label or split line is present but unusable: their problem is already reported.
-    reported: set[str] = set()
+
+def _read_labels(
+    path: Path, images: _Rows, label_of_class: dict[int, int], problems: list[Problem]
+) -> tuple[dict[str, int], set[str]]:
+    """``image_class_labels.txt``: (label of each image id, image ids whose class id is unknown)."""
     labels: dict[str, int] = {}
-    for key, (source, (value,)) in _keyed(
-        root / "image_class_labels.txt", 2, "<image_id> <class_id>", problems
-    ).items():
+    unusable: set[str] = set()
+    for key, (source, (value,)) in _keyed(path, 2, "<image_id> <class_id>", problems).items():
         if key not in images:
             problems.append(source.problem(f"class label for unknown image id {key}; ignored"))
             continue
@@ -123,10 +115,15 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             labels[key] = label_of_class[int(value)]
         except (ValueError, KeyError):
             problems.append(source.problem(f"unknown class id {value!r} for image id {key}; image skipped"))
-            reported.add(key)
+            unusable.add(key)
+    return labels, unusable
 
+
+def _read_splits(path: Path, images: _Rows, problems: list[Problem]) -> tuple[dict[str, Split], set[str]]:
+    """``train_test_split.txt``: (split of each image id, image ids whose split is neither 1 nor 0)."""
     splits: dict[str, Split] = {}
-    for key, (source, (value,)) in _keyed(root / "train_test_split.txt", 2, "<image_id> <1|0>", problems).items():
+    unusable: set[str] = set()
+    for key, (source, (value,)) in _keyed(path, 2, "<image_id> <1|0>", problems).items():
         if key not in images:
             problems.append(source.problem(f"split for unknown image id {key}; ignored"))
         elif value in ("1", "0"):
@@ -135,11 +132,14 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             problems.append(
                 source.problem(f"split {value!r} for image id {key} is not 1 (train) or 0 (test); image skipped")
             )
-            reported.add(key)
+            unusable.add(key)
+    return splits, unusable
 
+
+def _read_boxes(path: Path, images: _Rows, problems: list[Problem]) -> dict[str, list[tuple[Box, Source]]]:
+    """``bounding_boxes.txt``: the one box of each image id, as ``(x, y, x + width, y + height)``."""
     boxes: dict[str, list[tuple[Box, Source]]] = {}
-    boxes_path = root / "bounding_boxes.txt"
-    for source, line in read_lines(boxes_path):
+    for source, line in read_lines(path):
         parts = line.split()
         try:
             if len(parts) != 5:
@@ -160,9 +160,21 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             )
             continue
         boxes[parts[0]] = [((x, y, x + width, y + height), source)]
+    return boxes
 
+
+def _pending_records(
+    root: Path,
+    images: _Rows,
+    labels: dict[str, int],
+    splits: dict[str, Split],
+    boxes: dict[str, list[tuple[Box, Source]]],
+    reported: set[str],
+    problems: list[Problem],
+) -> list[PendingRecord]:
+    """The images of ``images.txt`` with a label and a split, in its order; the others are problems."""
     masks_dir = next((d for d in (root / "segmentations", root.parent / "segmentations") if d.is_dir()), None)
-    pending = []
+    pending: list[PendingRecord] = []
     for key, (source, (relative,)) in images.items():
         if key in reported:
             continue
@@ -176,13 +188,6 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
             continue
         if key not in boxes:
             problems.append(source.problem(f"image id {key} has no box in bounding_boxes.txt"))
-        mask_paths: tuple[Path, ...] = ()
-        if masks_dir is not None:
-            mask = (masks_dir / relative).with_suffix(".png")
-            if mask.is_file():
-                mask_paths = (mask,)
-            else:
-                problems.append(Problem(f"segmentation mask missing for image {relative}", path=str(mask)))
         pending.append(
             PendingRecord(
                 image_id=relative,
@@ -190,9 +195,48 @@ def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progre
                 label=labels[key],
                 split=splits[key],
                 boxes=boxes.get(key, []),
-                mask_paths=mask_paths,
+                mask_paths=_mask_paths(masks_dir, relative, problems),
             )
         )
+    return pending
+
+
+def _mask_paths(masks_dir: Path | None, relative: str, problems: list[Problem]) -> tuple[Path, ...]:
+    """The segmentation mask of an image, when the segmentations are present; a missing one is a problem."""
+    if masks_dir is None:
+        return ()
+    mask = (masks_dir / relative).with_suffix(".png")
+    if mask.is_file():
+        return (mask,)
+    problems.append(Problem(f"segmentation mask missing for image {relative}", path=str(mask)))
+    return ()
+
+
+def read_cub(root: str | os.PathLike[str], *, workers: int | None = None, progress: bool = True) -> Dataset:
+    """Read CUB-200-2011 from its extracted folder.
+
+    Args:
+        root: The ``CUB_200_2011`` folder (or the folder holding it).
+        workers: Threads reading image headers (sizes); default `spol.data.images.default_workers`.
+        progress: Show a progress bar while reading image headers.
+
+    Returns:
+        The dataset, format ``"cub"``; entries that could not be used are in ``problems``.
+
+    Raises:
+        DatasetFormatError: an index file or ``images/`` is missing.
+    """
+    root = _locate(Path(root))
+    _check_folder(root)
+    problems: list[Problem] = []
+    class_names, label_of_class = _read_classes(root / "classes.txt", problems)
+    images = _read_images(root / "images.txt", problems)
+    labels, bad_labels = _read_labels(root / "image_class_labels.txt", images, label_of_class, problems)
+    splits, bad_splits = _read_splits(root / "train_test_split.txt", images, problems)
+    boxes = _read_boxes(root / "bounding_boxes.txt", images, problems)
+    # Images whose label or split line is present but unusable: their problem is already reported.
+    reported = bad_labels | bad_splits
+    pending = _pending_records(root, images, labels, splits, boxes, reported, problems)
     records = finish_records(pending, problems, workers=workers, progress=progress)
     logger.info("CUB %s: %d images, %d classes, %d problems", root, len(records), len(class_names), len(problems))
     return Dataset(format="cub", root=root, class_names=class_names, records=records, problems=problems)

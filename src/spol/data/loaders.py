@@ -57,20 +57,31 @@ class SeededShuffle(Sampler[tuple[int, int]]):
         return iter(zip(order, seeds, strict=True))
 
 
-def _split_key(key: SampleKey) -> tuple[int, int | None]:
-    return (key[0], key[1]) if isinstance(key, tuple) else (int(key), None)
+class _RecordDataset(TorchDataset):
+    """A dataset of one item per `ImageRecord`, indexed by `SampleKey`, made by a random `transform`."""
+
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable[..., Any]) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _record(self, key: SampleKey) -> tuple[ImageRecord, int | None]:
+        """The record of `key` and its augmentation seed (None: the global RNG)."""
+        index, seed = (key[0], key[1]) if isinstance(key, tuple) else (int(key), None)
+        return self.records[index], seed
+
+    def _apply_transform(self, seed: int | None, *inputs: Any) -> Any:
+        """``transform(*inputs)``, drawing its random parameters from `seed` when given (global RNG untouched)."""
+        if seed is None:
+            return self.transform(*inputs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(*inputs)
 
 
-def _transform(transform: Callable[..., Any], seed: int | None, *inputs: Any) -> Any:
-    """``transform(*inputs)``, drawing its random parameters from `seed` when given (global RNG untouched)."""
-    if seed is None:
-        return transform(*inputs)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return transform(*inputs)
-
-
-class ImageLabelDataset(TorchDataset):
+class ImageLabelDataset(_RecordDataset):
     """``(image, label)`` pairs: image a float tensor 3 x H x W from `transform`, label an int64 scalar tensor.
 
     Args:
@@ -83,21 +94,16 @@ class ImageLabelDataset(TorchDataset):
     def __init__(
         self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], *, min_size: int | None = None
     ) -> None:
-        self.records = list(records)
-        self.transform = transform
+        super().__init__(records, transform)
         self.min_size = min_size
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
-        index, seed = _split_key(key)
-        record = self.records[index]
-        image = _transform(self.transform, seed, load_image_rgb(record.path, min_size=self.min_size))
+        record, seed = self._record(key)
+        image = self._apply_transform(seed, load_image_rgb(record.path, min_size=self.min_size))
         return image, torch.tensor(record.label, dtype=torch.int64)
 
 
-class ImageMaskDataset(TorchDataset):
+class ImageMaskDataset(_RecordDataset):
     """``(image, mask)`` pairs for segmentation training.
 
     Args:
@@ -116,16 +122,11 @@ class ImageMaskDataset(TorchDataset):
         read_mask: Callable[[ImageRecord], np.ndarray],
         transform: Callable[..., Any],
     ) -> None:
-        self.records = list(records)
+        super().__init__(records, transform)
         self.read_mask = read_mask
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
-        index, seed = _split_key(key)
-        record = self.records[index]
+        record, seed = self._record(key)
         image = load_image_rgb(record.path)
         mask = np.asarray(self.read_mask(record))
         if mask.shape != (image.height, image.width):
@@ -133,9 +134,7 @@ class ImageMaskDataset(TorchDataset):
                 f"label mask of image {record.image_id!r} is {mask.shape[1::-1]} (w, h) but the image is "
                 f"{image.size}; regenerate the pseudo masks for this dataset"
             )
-        image_t, mask_t = _transform(
-            self.transform, seed, image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8)))
-        )
+        image_t, mask_t = self._apply_transform(seed, image, tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))))
         return image_t, mask_t.as_subclass(torch.Tensor).to(torch.int64)
 
 

@@ -1,51 +1,14 @@
-"""One entry point over the dataset readers, and the summary `spol data summary` prints."""
+"""The summary `spol data summary` prints (the readers are dispatched in `spol.data.formats`)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from spol.data.formats import FORMATS, read_dataset
 from spol.data.images import SIZE_MISMATCH, verify_images
 from spol.data.records import SPLITS, Dataset, ImageRecord, Split
 
-FORMATS: tuple[str, ...] = ("cub", "wsol", "imagenet", "csv")
-"""Dataset formats `read_dataset` reads."""
-
-
-def read_dataset(
-    root: str | os.PathLike[str], format: str, *, workers: int | None = None, progress: bool = True
-) -> Dataset:
-    """Read the dataset at `root` in `format`.
-
-    Args:
-        root: The dataset folder (``"csv"`` also takes the CSV file's path).
-        format: ``"cub"`` (CUB-200-2011 as distributed, `spol.data.read_cub`), ``"wsol"``
-            (wsolevaluation metadata, `spol.data.wsol.read_wsol`), ``"imagenet"`` (ILSVRC folders,
-            `spol.data.read_imagenet`) or ``"csv"`` (images plus ``labels.csv``, `spol.data.read_csv_folder`).
-        workers: Threads reading image headers.
-        progress: Show progress bars.
-
-    Raises:
-        ValueError: `format` is not one of `FORMATS`.
-        DatasetFormatError: `root` is not a dataset of that format (the message names what is missing).
-    """
-    if format == "cub":
-        from spol.data.cub import read_cub
-
-        return read_cub(root, workers=workers, progress=progress)
-    if format == "imagenet":
-        from spol.data.imagenet import read_imagenet
-
-        return read_imagenet(root, workers=workers, progress=progress)
-    if format == "csv":
-        from spol.data.csv_folder import read_csv_folder
-
-        return read_csv_folder(root, workers=workers, progress=progress)
-    if format == "wsol":
-        from spol.data.wsol import read_wsol
-
-        return read_wsol(root, workers=workers, progress=progress)
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+__all__ = ["FORMATS", "read_dataset", "summarize"]  # FORMATS and read_dataset: re-exported from formats
 
 
 def summarize(

@@ -54,6 +54,7 @@ from PIL import Image
 
 from spol.data._threads import thread_map
 from spol.fileio import remove_stale_temporaries, save_image_atomic, write_json_atomic, write_text_atomic
+from spol.rundir import check_record
 
 logger = logging.getLogger(__name__)
 
@@ -258,23 +259,19 @@ def generate_synthetic(
         `out_dir` as a Path.
 
     Raises:
-        FileExistsError: `out_dir` holds other files or another generation and `force` is false
-            (the message names --force).
+        FileExistsError: `out_dir` holds other files and `force` is false (the message names --force).
+        ValueError: `out_dir` holds a generation made with another config and `force` is false.
         NotADirectoryError: `out_dir` is a file.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; give a folder for the synthetic dataset")
     if out.is_dir() and any(out.iterdir()) and not force:
-        stamp = out / CONFIG_STAMP
-        if stamp.is_file():
-            if json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(dataclasses.asdict(config))):
-                logger.info("%s already holds this synthetic benchmark; nothing to do", out)
-                return out
-            raise FileExistsError(
-                f"{out} holds a synthetic benchmark made with other settings ({stamp}); pass --force to "
-                "regenerate it, or choose another folder"
-            )
+        # As JSON gives it back (tuples become lists).
+        settings = json.loads(json.dumps(dataclasses.asdict(config)))
+        if check_record(out / CONFIG_STAMP, None, settings, what="synthetic config", force=False):
+            logger.info("%s already holds this synthetic benchmark; nothing to do", out)
+            return out
         foreign = [
             entry.name
             for entry in out.iterdir()

@@ -196,9 +196,9 @@ def _add_pixel(stats: np.ndarray, r: np.uint64, x: int, y: int, area2: int, eule
 
 @numba.njit(cache=True, nogil=True)
 def _pixels_by_level(u: np.ndarray, padded_width: int, descending: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Counting sort: per-level pixel counts and pixels as ``row << 32 | padded flat index``.
+    """Counting sort: ``(ends, pixels)``, pixels as ``row << 32 | padded flat index`` in visiting order.
 
-    Within a level the pixels keep raster order.
+    The pixels of ``level`` end at ``ends[level]`` (uint64); within a level they keep raster order.
     """
     height, width = u.shape
     counts = np.zeros(256, np.int64)
@@ -217,7 +217,7 @@ def _pixels_by_level(u: np.ndarray, padded_width: int, descending: bool) -> tupl
             level = u[y, x]
             pixels[fill[level]] = (np.uint64(y) << _U32) | np.uint64((y + 1) * padded_width + x + 1)
             fill[level] += 1
-    return counts, pixels
+    return fill.astype(np.uint64), pixels  # each level's fill position has reached its end
 
 
 @numba.njit(cache=True, nogil=True)
@@ -236,6 +236,17 @@ def _unpack(pixel: np.uint64, pw: np.uint64) -> tuple[np.uint64, int, int]:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _switch_on(
+    on: np.ndarray, pixel: np.uint64, pw: np.uint64, group_count: np.ndarray
+) -> tuple[np.uint64, int, int, np.uint64, int]:
+    """Turn a packed pixel on: ``(padded index, x, y, neighbourhood before, its number of on groups)``."""
+    q, x, y = _unpack(pixel, pw)
+    nb = _neighbourhood(on, q, pw)
+    on[q] = 1
+    return q, x, y, nb, group_count[nb]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _neighbourhood(on: np.ndarray, q: np.uint64, pw: np.uint64) -> np.uint64:
     """The 8-bit neighbourhood of padded index q (bit j: neighbour j in ring order is on)."""
     return (
@@ -248,6 +259,16 @@ def _neighbourhood(on: np.ndarray, q: np.uint64, pw: np.uint64) -> np.uint64:
         | (np.uint64(on[q + pw - _U1]) << _U6)
         | (np.uint64(on[q - _U1]) << _U7)
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _component_forest(capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Union-find storage for `capacity` component nodes: parents, statistics, root list, root slots."""
+    parent = np.empty(capacity, np.uint32)
+    stats = np.empty((capacity, 7), np.int64)  # columns _X0 ... _FIRST
+    roots = np.empty(capacity, np.uint32)
+    root_slot = np.empty(capacity, np.uint32)
+    return parent, stats, roots, root_slot
 
 
 @numba.njit(cache=True, nogil=True)
@@ -299,18 +320,14 @@ def _foreground_sweep(
     """Outer-contour boxes at each cut (distinct, decreasing): ``(needs_opencv, holes, offsets, boxes)``."""
     height, width = u.shape
     padded_width = width + 2
-    counts, pixels = _pixels_by_level(u, padded_width, True)
+    ends, pixels = _pixels_by_level(u, padded_width, True)
     pw = np.uint64(padded_width)
     base = pw + _U1
     shifted = _neighbour_shifts(padded_width)
     on = np.zeros((height + 2) * padded_width, np.uint8)
     label = np.empty((height + 2) * padded_width, np.uint32)
     # Component nodes, created only for pixels with no on neighbour (local maxima), so few on smooth maps.
-    capacity = height * width
-    parent = np.empty(capacity, np.uint32)
-    stats = np.empty((capacity, 7), np.int64)
-    roots = np.empty(capacity, np.uint32)
-    root_slot = np.empty(capacity, np.uint32)
+    parent, stats, roots, root_slot = _component_forest(height * width)
     num_cuts = cuts.shape[0]
     needs_opencv = np.zeros(num_cuts, np.bool_)
     holes = np.zeros(num_cuts, np.int64)
@@ -325,16 +342,11 @@ def _foreground_sweep(
     total_euler4 = 0  # 4 x the Euler number of the mask
     cut_index = 0
     k = np.uint64(0)
-    for level in range(255, -1, -1):
-        if cut_index == num_cuts:
-            break
-        end = k + np.uint64(counts[level])
-        while k < end:
-            q, x, y = _unpack(pixels[k], pw)
+    last_level = cuts[num_cuts - 1] + 1 if num_cuts else 256  # the last cut's mask is complete there
+    for level in range(255, last_level - 1, -1):
+        while k < ends[level]:
+            q, x, y, nb, num_groups = _switch_on(on, pixels[k], pw, group_count)
             k += _U1
-            nb = _neighbourhood(on, q, pw)
-            on[q] = 1
-            num_groups = group_count[nb]
             d_area2 = area2_delta[nb]
             d_euler4 = euler4_delta[nb]
             total_euler4 += d_euler4
@@ -452,7 +464,7 @@ def _hole_sweep(
     height, width = u.shape
     padded_width = width + 2
     padded = (height + 2) * padded_width
-    counts, pixels = _pixels_by_level(u, padded_width, False)
+    ends, pixels = _pixels_by_level(u, padded_width, False)
     pw = np.uint64(padded_width)
     base = pw + _U1
     shifted = _neighbour_shifts(padded_width)
@@ -466,11 +478,8 @@ def _hole_sweep(
         for q in (i * padded_width, i * padded_width + padded_width - 1):
             on[q] = 1
             label[q] = 0
-    capacity = height * width + 1
-    parent = np.empty(capacity, np.uint32)
-    stats = np.empty((capacity, 7), np.int64)  # the foreground's columns; area, Euler and first unused
-    roots = np.empty(capacity, np.uint32)
-    root_slot = np.empty(capacity, np.uint32)
+    # The foreground's statistics columns; area, Euler and first unused. Node 0 is the outside.
+    parent, stats, roots, root_slot = _component_forest(height * width + 1)
     parent[0] = 0
     _set_stats(stats, np.uint64(0), 0, 0, 0, 0, 0)  # the outside's box is never reported
     num_cuts = cuts.shape[0]
@@ -479,18 +488,12 @@ def _hole_sweep(
     num_boxes = 0
     num_roots = 0  # holes only: the outside is never listed
     num_nodes = np.uint64(1)
-    cut_index = 0
     k = np.uint64(0)
-    for level in range(256):
-        if cut_index == num_cuts:
-            break
-        end = k + np.uint64(counts[level])
-        while k < end:
-            q, x, y = _unpack(pixels[k], pw)
+    cut_index = 0
+    for level in range(cuts[num_cuts - 1] + 1 if num_cuts else 0):  # up to the last cut's background
+        while k < ends[level]:
+            q, x, y, nb, num_groups = _switch_on(on, pixels[k], pw, group_count)
             k += _U1
-            nb = _neighbourhood(on, q, pw)
-            on[q] = 1
-            num_groups = group_count[nb]
             if num_groups and num_roots == 0:  # no holes yet: all background is the outside
                 label[q] = 0
                 continue

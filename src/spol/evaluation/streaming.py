@@ -78,8 +78,9 @@ class ProtocolCounts:
         masks: bool = False,
         loc_iou: int = LOC_IOU,
     ) -> None:
-        self.thresholds = np.asarray(thresholds, dtype=np.float64)
-        self.iou_thresholds = tuple(int(v) for v in iou_thresholds)
+        self.box = BoxAccuracy(thresholds, iou_thresholds, keep_per_image=False)
+        """Largest-contour boxes (MaxBoxAcc); it checks and converts the thresholds."""
+        self.thresholds, self.iou_thresholds = self.box.thresholds, self.box.iou_thresholds
         if loc_iou not in self.iou_thresholds:
             raise ValueError(
                 f"iou_thresholds must include {loc_iou}: GT-known and Top-k Loc use the threshold best at "
@@ -87,8 +88,6 @@ class ProtocolCounts:
             )
         self.loc_iou = loc_iou
         self._loc_row = self.iou_thresholds.index(loc_iou)
-        self.box = BoxAccuracy(self.thresholds, self.iou_thresholds, keep_per_image=False)
-        """Largest-contour boxes (MaxBoxAcc)."""
         self.box_v2 = BoxAccuracy(self.thresholds, self.iou_thresholds, multi_contour=True, keep_per_image=False)
         """Every-contour boxes (MaxBoxAccV2)."""
         self.pixel = PixelAccuracy(self.thresholds) if masks else None

@@ -212,15 +212,9 @@ class Localizer:
     ) -> None:
         # The same rules as localizer.json; the two model entries are placeholders here.
         config = LocalizerConfig(
-            class_names=list(class_names),
-            classifier="<module>",
-            segmenter="<module>",
-            threshold=threshold,
-            input_size=input_size,
-            classifier_input_size=classifier_input_size,
-            threshold_rule=threshold_rule,
-            precision=precision,
-            align_corners=align_corners,
+            class_names=list(class_names), classifier="<module>", segmenter="<module>", threshold=threshold,
+            input_size=input_size, classifier_input_size=classifier_input_size, threshold_rule=threshold_rule,
+            precision=precision, align_corners=align_corners,
         )
         self.class_names = list(config.class_names)
         self.align_corners = config.align_corners
@@ -266,18 +260,8 @@ class Localizer:
         classifier = load_exported_model(run_dir / config.classifier, expect=CLASSIFIERS)
         segmenter = load_exported_model(run_dir / config.segmenter, expect=SEGMENTERS)
         logger.debug("loaded localizer from %s (%d classes)", run_dir, len(config.class_names))
-        return cls(
-            classifier,
-            segmenter,
-            class_names=config.class_names,
-            threshold=config.threshold,
-            input_size=config.input_size,
-            classifier_input_size=config.classifier_input_size,
-            threshold_rule=config.threshold_rule,
-            precision=config.precision,
-            align_corners=config.align_corners,
-            device=device,
-        )
+        settings = config.model_dump(exclude={"classifier", "segmenter"})
+        return cls(classifier, segmenter, **settings, device=device)
 
     def __call__(self, image: ImageInput) -> Localization:
         """Localize one image: PIL (non-RGB modes converted), H x W x 3 uint8 RGB array, or path.
@@ -382,38 +366,24 @@ def _relative_to_run(run_dir: Path, path: str | os.PathLike[str]) -> str:
 def write_localizer_config(
     run_dir: str | os.PathLike[str],
     *,
-    class_names: Sequence[str],
     classifier: str | os.PathLike[str],
     segmenter: str | os.PathLike[str],
-    threshold: float,
-    input_size: int = 224,
-    classifier_input_size: int | None = None,
-    threshold_rule: ThresholdRule = "absolute",
-    precision: str = "32-true",
-    align_corners: bool = False,
+    **settings: Any,
 ) -> Path:
     """Write ``run_dir/localizer.json`` atomically (replacing it) and return its path.
 
     `classifier` and `segmenter` are model files from `spol.models.export_model`, relative to
     `run_dir` or absolute (stored relative when inside `run_dir`, so the run folder can move).
+    `settings` are the other `LocalizerConfig` fields (``class_names``, ``threshold``, ...).
 
     Raises:
-        ValueError: an argument breaks `LocalizerConfig` (empty or duplicate class names,
-            threshold outside [0, 1], ...).
+        ValueError: the arguments break `LocalizerConfig` (empty or duplicate class names,
+            threshold outside [0, 1], an unknown field, ...).
     """
     run_dir = Path(run_dir)
+    models = {"classifier": _relative_to_run(run_dir, classifier), "segmenter": _relative_to_run(run_dir, segmenter)}
     try:
-        config = LocalizerConfig(
-            class_names=list(class_names),
-            classifier=_relative_to_run(run_dir, classifier),
-            segmenter=_relative_to_run(run_dir, segmenter),
-            threshold=threshold,
-            input_size=input_size,
-            classifier_input_size=classifier_input_size,
-            threshold_rule=threshold_rule,
-            precision=precision,
-            align_corners=align_corners,
-        )
+        config = LocalizerConfig(**models, **settings)
     except ValidationError as error:
         raise ValueError(f"invalid localizer description for {run_dir}: {error}") from error
     path = run_dir / LOCALIZER_CONFIG

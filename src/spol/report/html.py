@@ -194,7 +194,23 @@ def render_report(
     pseudo_masks: Mapping[str, Any] | None = None,
     title: str = "SPOL vs. CAM: weakly supervised object localization",
 ) -> str:
-    """The report's HTML text (see `write_report`)."""
+    """The report's HTML text: one self-contained page (see `write_report`).
+
+    Args:
+        metrics: the ``metrics.json`` content, ``{"spol": {...}, "mffcam": {...}, "cam": {...}}`` with keys
+            ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``max_box_acc`` (``{"30", "50", "70"}``),
+            ``max_box_acc_v2``, ``pxap`` (may be null), ``cls_top1``, ``threshold``; missing or
+            null values show as a dash.
+        samples: pictures to show, see `ReportSample`.
+        notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
+        candidates: the training settings tried on val, see `candidates_table` (none: no such section).
+        charts: curves to draw (`spol.report.charts`), inline SVG.
+        pseudo_masks: `spol.stages.pseudo_masks.pseudo_mask_statistics` of the run, or None.
+        title: page title.
+
+    Raises:
+        ValueError: empty `metrics`, or a sample whose image or maps break the documented layout.
+    """
     if not isinstance(metrics, Mapping) or not metrics:
         raise ValueError("metrics must be a non-empty mapping of method name to its metrics (metrics.json content)")
     methods = [METHOD_LABELS.get(m, m) for m in metrics]
@@ -222,46 +238,19 @@ def render_report(
     )
 
 
-def write_report(
-    path: str | os.PathLike[str],
-    *,
-    metrics: Mapping[str, Mapping[str, Any]],
-    samples: Sequence[ReportSample],
-    notes: Sequence[str] = (),
-    candidates: Sequence[Mapping[str, Any]] = (),
-    charts: Sequence[Chart] = (),
-    pseudo_masks: Mapping[str, Any] | None = None,
-    title: str = "SPOL vs. CAM: weakly supervised object localization",
-) -> Path:
+def write_report(path: str | os.PathLike[str], **content: Any) -> Path:
     """Write the self-contained HTML report to `path` atomically (replacing it) and return the path.
 
     Args:
         path: output file (``.html``).
-        metrics: the ``metrics.json`` content, ``{"spol": {...}, "mffcam": {...}, "cam": {...}}`` with keys
-            ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``max_box_acc`` (``{"30", "50", "70"}``),
-            ``max_box_acc_v2``, ``pxap`` (may be null), ``cls_top1``, ``threshold``; missing or
-            null values show as a dash.
-        samples: pictures to show, see `ReportSample`.
-        notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
-        candidates: the training settings tried on val, see `candidates_table` (none: no such section).
-        charts: curves to draw (`spol.report.charts`), inline SVG.
-        pseudo_masks: `spol.stages.pseudo_masks.pseudo_mask_statistics` of the run, or None.
-        title: page title.
+        **content: the keyword arguments of `render_report` (``metrics``, ``samples``, ...).
 
     Raises:
-        ValueError: empty `metrics`, or a sample whose image or maps break the documented layout.
+        ValueError: as `render_report`.
+        TypeError: a keyword `render_report` does not take.
     """
     path = Path(path)
-    text = render_report(
-        metrics=metrics,
-        samples=samples,
-        notes=notes,
-        candidates=candidates,
-        charts=charts,
-        pseudo_masks=pseudo_masks,
-        title=title,
-    )
-    write_text_atomic(path, text)
+    write_text_atomic(path, render_report(**content))
     return path
 
 

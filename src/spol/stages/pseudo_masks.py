@@ -10,7 +10,6 @@ segmentation network is trained, `double_threshold` turns ``(P, G)`` into its ta
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import deque
@@ -34,6 +33,7 @@ from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.fileio import image_id_path, save_image_atomic, write_json_atomic
 from spol.models import state_digest
+from spol.rundir import check_record
 from spol.scoremaps import check_scoremap
 from spol.stages.distributed import barrier, gather_objects, is_global_zero
 from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
@@ -381,12 +381,7 @@ def _check_source(out_dir: Path, source: dict[str, Any]) -> None:
     if not path.is_file():
         logger.warning("%s has pseudo masks but no %s: cannot tell which CAM network made them", out_dir, SOURCE_NAME)
         return
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    if recorded != source:
-        raise ValueError(
-            f"the pseudo masks in {out_dir} were made by another CAM network or resize ({path} records "
-            f"{recorded}, now {source}); pass force=True / --force to regenerate them, or choose another folder"
-        )
+    check_record(path, None, source, what="CAM network or resize", force=False)
 
 
 def generate_pseudo_masks(

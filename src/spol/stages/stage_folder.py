@@ -22,8 +22,8 @@ from spol.rundir import (
     METRICS_CSV,
     MODEL_FILE,
     TENSORBOARD_DIR,
-    differences,
     read_record,
+    refuse_changes,
     remove_owned,
 )
 from spol.stages.distributed import is_global_zero
@@ -77,12 +77,8 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
         if started and not model_path.is_file() and recorded is not None:
             # An interrupted stage may resume with another length (train longer): compare the rest.
             recorded, compared = _without_length(recorded), _without_length(inputs)
-        if started and not force and recorded is not None and recorded != compared:
-            raise ValueError(
-                f"{run_dir} was trained from other inputs than now "
-                f"(changed: {'; '.join(differences(recorded, compared))}; "
-                f"see {inputs_path}); pass --force to train it again, or choose another output folder"
-            )
+        if started and not force and recorded is not None:
+            refuse_changes(recorded, compared, record=inputs_path, what="training input")
         if (force or not model_path.is_file()) and is_global_zero():
             write_json_atomic(inputs_path, inputs)
     if model_path.is_file() and not force:
