@@ -9,6 +9,7 @@ import typer
 
 from spol.cli._app import app, fail
 from spol.cli._options import DataOption, FormatOption
+from spol.config import PseudoMaskConfig
 from spol.rundir import MODEL_FILE
 
 
@@ -22,7 +23,9 @@ def pseudo_masks(
     out: Path = typer.Option(
         ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
     ),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+    batch_size: int = typer.Option(
+        PseudoMaskConfig.model_fields["batch_size"].default, "--batch-size", min=1, help="Images per forward pass."
+    ),
     device: str = typer.Option(
         "auto", "--device", help="Device of the CAM network: cpu, cuda, cuda:N, or auto (a GPU when there is one)."
     ),
