@@ -66,6 +66,12 @@ class StageOptimConfig(_Strict):
     optimizer: Optimizer = Field("sgd", description="'sgd' (the paper's) or 'adamw'")
     schedule: Schedule = Field("constant", description="learning-rate schedule over the stage's steps")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (None: run all epochs)")
+    min_steps: int | None = Field(
+        None,
+        ge=1,
+        description="train at least this many optimiser steps: on a small train split the epochs are raised "
+        "to reach them (None: exactly `epochs`)",
+    )
 
 
 class ClassifierConfig(StageOptimConfig):

@@ -12,7 +12,7 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.models import load_exported_model
 from spol.stages import train_cam
-from spol.stages.engine import make_train_loader, per_device_batch_size
+from spol.stages.engine import make_train_loader, per_device_batch_size, stage_epochs
 
 
 def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
@@ -68,3 +68,16 @@ def test_resume_continues_from_last_checkpoint_and_force_starts_over(
     train_cam(fast_recipe, tiny_dataset, run, force=True)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"]]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
+
+
+def test_min_steps_raises_the_epochs_of_a_small_train_split(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 2, "min_steps": 7}), steps_per_epoch=2) == 4
+    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 5, "min_steps": 7}), steps_per_epoch=2) == 5
+    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 2}), steps_per_epoch=2) == 2
+    # Two steps an epoch on this split: one epoch asked, five steps at least, so three epochs run.
+    recipe = fast_recipe.model_copy(update={"cam": fast_recipe.cam.model_copy(update={"epochs": 1, "min_steps": 5})})
+    run = tmp_path / "cam"
+    train_cam(recipe, tiny_dataset, run)
+    assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"], ["2", "6"]]

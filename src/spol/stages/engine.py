@@ -28,6 +28,7 @@ global rank 0 alone writes the run folder, and every rank returns once ``model.p
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,13 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available() and recipe.trainer.accelerator != "cpu",
     )
+
+
+def stage_epochs(stage: StageOptimConfig, steps_per_epoch: int) -> int:
+    """``stage.epochs``, raised so that the stage makes at least ``stage.min_steps`` optimiser steps."""
+    if stage.min_steps is None or steps_per_epoch < 1:
+        return stage.epochs
+    return max(stage.epochs, math.ceil(stage.min_steps / steps_per_epoch))
 
 
 class _ShuffleEpoch(Callback):
@@ -207,6 +215,8 @@ def fit_stage(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
         )
         loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
+        # Known only now that the loader is: a small train split trains more epochs to reach `min_steps`.
+        trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, len(loader) // t.accumulate_grad_batches)
         # Trainer.callbacks is set at run time, unknown to type checkers.
         trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
@@ -217,7 +227,7 @@ def fit_stage(
             loader.batch_size,
             trainer.world_size,
             f", {t.accumulate_grad_batches} accumulated" if t.accumulate_grad_batches > 1 else "",
-            stage.epochs,
+            epochs,
             f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
         )
         ckpt_path = last if last.is_file() else None

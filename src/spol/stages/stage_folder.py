@@ -49,10 +49,18 @@ def stage_inputs(
         "seed": recipe.seed,
         "data": {"resize": recipe.data.resize, "crop": recipe.data.crop},
         "trainer": trainer,
-        **{name: getattr(recipe, name).model_dump(mode="json") for name in sections},
+        **{name: _section(recipe, name) for name in sections},
         "train_images": records_digest(records),
         **upstream,
     }
+
+
+def _section(recipe: Recipe, name: str) -> dict[str, Any]:
+    values: dict[str, Any] = getattr(recipe, name).model_dump(mode="json")
+    # min_steps came after stages were first recorded: left out while off, a finished stage stays reusable.
+    if values.get("min_steps", 0) is None:
+        del values["min_steps"]
+    return values
 
 
 def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
@@ -87,7 +95,7 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
     return None
 
 
-_LENGTH_KEYS = ("epochs", "max_steps")
+_LENGTH_KEYS = ("epochs", "max_steps", "min_steps")
 
 
 def _without_length(inputs: dict[str, Any]) -> dict[str, Any]:
