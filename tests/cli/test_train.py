@@ -18,7 +18,8 @@ runner = CliRunner()
 FAST = [
     "--set", "weights=null", "--set", "data.resize=64", "--set", "data.crop=56", "--set", "data.num_workers=0",
     "--set", "cam.batch_size=4", "--set", "cam.epochs=1", "--set", "seg.batch_size=4", "--set", "seg.epochs=1",
-    "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1",
+    "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "cam.min_steps=null",
+    "--set", "seg.min_steps=null",
 ]
 
 

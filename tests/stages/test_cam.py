@@ -54,8 +54,8 @@ def test_baseline_trains_the_vanilla_cam(fast_recipe: Recipe, tiny_dataset: Data
 @pytest.mark.slow
 def test_imagenet_style_recipe_freezes_the_stem_and_has_one_head(tiny_dataset: Dataset, tmp_path: Path) -> None:
     recipe = load_recipe("cpu", ["weights=null", "data.resize=64", "data.crop=56", "data.num_workers=0",
-                                 "cam.batch_size=4", "cam.epochs=1", "cam.aux_branch=false", "cam.freeze_stem=true",
-                                 "cam.lr=0.5", "trainer.accelerator=cpu", "trainer.devices=1"])
+                                 "cam.batch_size=4", "cam.epochs=1", "cam.min_steps=null", "cam.aux_branch=false",
+                                 "cam.freeze_stem=true", "cam.lr=0.5", "trainer.accelerator=cpu", "trainer.devices=1"])
     model = load_exported_model(train_cam(recipe, tiny_dataset, tmp_path / "cam"))
     assert not model.aux_branch
     seed_everything(recipe.seed)

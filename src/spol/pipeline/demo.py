@@ -19,6 +19,9 @@ QUICK_OVERRIDES = (
     "cam.epochs=1",
     "baseline.epochs=1",
     "seg.epochs=1",
+    "cam.min_steps=null",
+    "baseline.min_steps=null",
+    "seg.min_steps=null",
 )
 """Recipe overrides of `spol demo --quick`."""
 

@@ -220,7 +220,7 @@ def fit_stage(
         # Trainer.callbacks is set at run time, unknown to type checkers.
         trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
-            "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s",
+            "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s%s",
             type(system).__name__,
             len(dataset),  # type: ignore[arg-type]
             stage.batch_size,
@@ -228,6 +228,7 @@ def fit_stage(
             trainer.world_size,
             f", {t.accumulate_grad_batches} accumulated" if t.accumulate_grad_batches > 1 else "",
             epochs,
+            f" (raised from {stage.epochs} to reach min_steps {stage.min_steps})" if epochs > stage.epochs else "",
             f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
         )
         ckpt_path = last if last.is_file() else None
