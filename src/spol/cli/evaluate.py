@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, fail
-from spol.data.records import SPLITS, DatasetFormatError
+from spol.data.records import DatasetFormatError
 from spol.data.wsol import read_wsol_metadata
 from spol.evaluation import (
     LOC_IOU,
@@ -131,9 +131,8 @@ def evaluate_maps(
         raise fail(f"--predictions needs IoU level {LOC_IOU} in --iou-thresholds")
     if not 0 < cam_curve_interval < 1:
         raise fail(f"--cam-curve-interval must lie in (0, 1), got {cam_curve_interval}")
-    split = metadata.name if metadata.name in SPLITS else "test"
     try:
-        dataset = read_wsol_metadata(metadata, split=split, mask_root=masks, probe_sizes=False, progress=False)
+        dataset = read_wsol_metadata(metadata, mask_root=masks, probe_sizes=False, progress=False)
     except DatasetFormatError as error:
         raise fail(str(error)) from error
     if dataset.problems:

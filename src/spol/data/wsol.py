@@ -36,10 +36,13 @@ METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "local
 """The index files of one split folder; ``image_ids.txt`` and ``class_labels.txt`` are required."""
 
 
+_SPLIT_NAMES: dict[str, Split] = {name: name for name in SPLITS}
+
+
 def read_wsol_metadata(
     split_dir: str | os.PathLike[str],
     *,
-    split: Split,
+    split: Split | None = None,
     image_root: str | os.PathLike[str] | None = None,
     mask_root: str | os.PathLike[str] | None = None,
     probe_sizes: bool = True,
@@ -51,7 +54,8 @@ def read_wsol_metadata(
     Args:
         split_dir: Folder holding ``image_ids.txt``, ``class_labels.txt`` and optionally
             ``image_sizes.txt`` and ``localization.txt``.
-        split: The split every record gets.
+        split: The split every record gets; None: the folder's name when it is one (``metadata/CUB/val``),
+            else ``"test"``.
         image_root: Folder the image ids are relative to; default ``split_dir``'s parent.
         mask_root: Folder the mask paths are relative to; default `image_root`.
         probe_sizes: Read the size of an image missing from ``image_sizes.txt`` from its header
@@ -68,6 +72,7 @@ def read_wsol_metadata(
         DatasetFormatError: ``image_ids.txt`` or ``class_labels.txt`` is missing.
     """
     split_dir = Path(split_dir)
+    split = split or _SPLIT_NAMES.get(split_dir.name, "test")
     image_root = Path(image_root) if image_root is not None else split_dir.parent
     mask_root = Path(mask_root) if mask_root is not None else image_root
     _check_split_dir(split_dir)
