@@ -98,14 +98,15 @@ def test_train_seg_reports_missing_pseudo_masks(fast_recipe: Recipe, tiny_datase
 def test_segmentation_loss_falls_on_a_learnable_labelling(
     fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
-    # Every valid pixel is object (a flip- and crop-invariant target): the loss must fall epoch by epoch.
+    # Every valid pixel is object (a flip- and crop-invariant target): the loss must fall and the accuracy rise.
     # At a constant rate: a one-cycle schedule (the cpu recipe's) warms up over the first epoch of so short a run.
+    # Two steps an epoch are noisy, so the first epoch is compared with the last, not each with the next.
     label = np.ones((64, 64), np.uint8)
     label[:, :16] = IGNORE_LABEL
-    constant = {"epochs": 3, "optimizer": "sgd", "lr": 0.02, "backbone_lr_mult": 1.0, "schedule": "constant"}
+    constant = {"epochs": 4, "optimizer": "sgd", "lr": 0.02, "backbone_lr_mult": 1.0, "schedule": "constant"}
     recipe = fast_recipe.model_copy(update={"seg": fast_recipe.seg.model_copy(update=constant)})
     run = tmp_path / "seg"
     fit_segmentation(recipe, tiny_dataset.records, lambda r: label, run)
     rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()[1:] if line.startswith("epoch")]
-    losses = [float(row[3]) for row in rows]
-    assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
+    losses, accuracies = [float(row[3]) for row in rows], [float(row[4]) for row in rows]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0] and accuracies[-1] > accuracies[0] + 0.2
