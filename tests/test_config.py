@@ -79,6 +79,8 @@ def test_wrong_types_and_ranges_name_the_key(tmp_path: Path) -> None:
         load_recipe("cpu", ["classifier.epochs=-1"])
     with pytest.raises(ValueError, match=r"cam\.schedule"):
         load_recipe("cpu", ["cam.schedule=cosine"])
+    with pytest.raises(ValueError, match=r"freeze_blocks=2 needs freeze_stem=true"):
+        load_recipe("cpu", ["baseline.freeze_stem=false", "baseline.freeze_blocks=2"])
     path = tmp_path / "list.yaml"
     path.write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ValueError, match="mapping"):

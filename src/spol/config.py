@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SHIPPED_RECIPES: tuple[str, ...] = ("cub", "imagenet", "cpu")
 """Names accepted by `load_recipe` besides YAML paths."""
@@ -110,6 +110,21 @@ class ClassifierConfig(StageOptimConfig):
 
 class _LocalizerOptimConfig(StageOptimConfig):
     freeze_stem: bool = Field(False, description="freeze the backbone's first conv and BN (ImageNet recipe)")
+    freeze_blocks: int = Field(
+        0,
+        ge=0,
+        description="also freeze the backbone's first N stages after the stem (EfficientNet blocks.0, 1, ...; "
+        "ResNet layer1, 2, ...): no backward pass through them, a faster step on CPU; needs freeze_stem",
+    )
+
+    @model_validator(mode="after")
+    def _blocks_after_the_stem(self) -> _LocalizerOptimConfig:
+        if self.freeze_blocks and not self.freeze_stem:
+            raise ValueError(
+                f"freeze_blocks={self.freeze_blocks} needs freeze_stem=true: a trainable stem under frozen "
+                "blocks would still need the backward pass through them"
+            )
+        return self
 
 
 class CamConfig(_LocalizerOptimConfig):

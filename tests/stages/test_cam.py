@@ -10,7 +10,9 @@ import torch
 from spol.config import Recipe, load_recipe, with_overrides
 from spol.data import Dataset
 from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, build_vanilla_cam, load_exported_model
+from spol.models.backbones import ResNet50Backbone
 from spol.stages import train_cam
+from spol.stages._common import freeze_backbone
 from spol.stages.engine import seed_everything
 
 
@@ -55,7 +57,8 @@ def test_baseline_trains_the_vanilla_cam(fast_recipe: Recipe, tiny_dataset: Data
 def test_imagenet_style_recipe_freezes_the_stem_and_has_one_head(tiny_dataset: Dataset, tmp_path: Path) -> None:
     recipe = load_recipe("cpu", ["weights=null", "data.resize=64", "data.crop=56", "data.num_workers=0",
                                  "cam.batch_size=4", "cam.epochs=1", "cam.min_steps=null", "cam.aux_branch=false",
-                                 "cam.freeze_stem=true", "cam.lr=0.5", "trainer.accelerator=cpu", "trainer.devices=1"])
+                                 "cam.freeze_stem=true", "cam.freeze_blocks=0", "cam.lr=0.5", "trainer.accelerator=cpu",
+                                 "trainer.devices=1"])
     model = load_exported_model(train_cam(recipe, tiny_dataset, tmp_path / "cam"))
     assert not model.aux_branch
     seed_everything(recipe.seed)
@@ -83,11 +86,13 @@ def test_empty_train_split_is_an_error(fast_recipe: Recipe, tiny_dataset: Datase
     assert not (tmp_path / "cam" / "model.pt").exists()
 
 
-def test_adamw_with_one_cycle_and_a_frozen_stem(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_adamw_with_one_cycle_and_frozen_first_layers(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
     recipe = with_overrides(
         fast_recipe,
         ["baseline.optimizer=adamw", "baseline.lr=0.001", "baseline.schedule=onecycle", "baseline.freeze_stem=true",
-         "baseline.epochs=2"],
+         "baseline.freeze_blocks=1", "baseline.epochs=2"],
     )
     run = tmp_path / "baseline"
     train_cam(recipe, tiny_dataset, run, baseline=True)
@@ -103,8 +108,19 @@ def test_adamw_with_one_cycle_and_a_frozen_stem(fast_recipe: Recipe, tiny_datase
     trained = load_exported_model(run / "model.pt").state_dict()
     seed_everything(recipe.seed)
     initial = build_vanilla_cam(backbone=recipe.backbone, num_classes=2, weights=None).state_dict()
-    stem = [
-        k for k in initial if k.startswith(("backbone.body.conv_stem.", "backbone.body.bn1.")) and "running" not in k
-    ]
-    assert stem and all(torch.equal(initial[k], trained[k]) for k in stem if "num_batches" not in k)
+    first_layers = ("backbone.body.conv_stem.", "backbone.body.bn1.", "backbone.body.blocks.0.")
+    frozen = [k for k in initial if k.startswith(first_layers) and "running" not in k and "num_batches" not in k]
+    assert any(".blocks.0." in k for k in frozen) and all(torch.equal(initial[k], trained[k]) for k in frozen)
+    assert not torch.equal(  # the next stage trains
+        initial["backbone.body.blocks.1.0.conv_pw.weight"], trained["backbone.body.blocks.1.0.conv_pw.weight"]
+    )
     assert not torch.equal(initial["classifier.weight"], trained["classifier.weight"])
+
+
+def test_freezing_names_the_stages_of_either_backbone() -> None:
+    resnet = ResNet50Backbone()
+    frozen = freeze_backbone(resnet, 2)
+    assert {name.split(".")[0] for name in frozen} == {"conv1", "bn1", "layer1", "layer2"}
+    assert all(p.requires_grad for n, p in resnet.named_parameters() if n.startswith(("layer3.", "layer4.")))
+    with pytest.raises(ValueError, match="cannot freeze 5 blocks of ResNet50Backbone: it has 4"):
+        freeze_backbone(resnet, 5)

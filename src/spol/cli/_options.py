@@ -47,7 +47,7 @@ RecipeOption = Annotated[
         "--recipe",
         "-r",
         help=f"Recipe: a shipped name ({', '.join(SHIPPED_RECIPES)}) or a YAML file. cub and imagenet are the "
-        "paper's recipes, cpu a small CPU recipe (EfficientNet-Lite0, 160 px).",
+        "paper's recipes, cpu a small CPU recipe (EfficientNet-Lite0, 128 px crops).",
     ),
 ]
 SetOption = Annotated[

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from spol.config import load_recipe
-from spol.data.synthetic import SyntheticConfig, generate_synthetic
+from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
 from spol.pipeline.run import PipelineResult, run_pipeline
 from spol.rundir import claim_folder
 
-DEMO_DATA = SyntheticConfig(num_classes=10, train_per_class=180, test_per_class=50, seed=0)
-"""1800 training images (of which the pipeline holds out a validation share) and 500 test images."""
+DEMO_DATA = SYNTHETIC_PRESETS["demo"]
+"""1500 training images (of which the pipeline holds out a validation share) and 500 test images, seed 0."""
 
 QUICK_DATA = SyntheticConfig(num_classes=4, train_per_class=40, test_per_class=10, seed=0)
 """A smoke-test size: the whole pipeline in a few minutes, numbers not meaningful."""

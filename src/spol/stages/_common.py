@@ -1,7 +1,8 @@
-"""Helpers the training stages share: train records, parameter groups, stem freezing."""
+"""Helpers the training stages share: train records, parameter groups, freezing the first layers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from torch import nn
@@ -11,6 +12,8 @@ from spol.data import Dataset, ImageRecord
 # Parameter-name prefixes of a backbone's stem (first conv + BN): torchvision ResNet-50 and timm
 # EfficientNets as wrapped by spol.models.build_backbone.
 _STEM_PREFIXES = ("conv1.", "bn1.", "body.conv_stem.", "body.bn1.")
+
+logger = logging.getLogger(__name__)
 
 
 def train_records(dataset: Dataset) -> list[ImageRecord]:
@@ -43,22 +46,39 @@ def not_head_predicate(head_prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda name: not name.startswith(head_prefixes)
 
 
-def freeze_stem(backbone: nn.Module) -> list[str]:
-    """Set ``requires_grad=False`` on the backbone's first conv and BN; returns the frozen names.
+def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:
+    """Set ``requires_grad=False`` on the backbone's stem (first conv and BN) and its first `blocks` stages.
 
-    Only the parameters are frozen: in training mode the stem BN's running statistics still update.
+    The stages are EfficientNet's ``blocks.0``, ``blocks.1``, ... and ResNet's ``layer1``, ``layer2``, ...
+    Only the parameters are frozen: in training mode their BNs' running statistics still update.
+    Returns the frozen parameter names.
 
     Raises:
-        ValueError: the backbone has no parameter with a known stem name.
+        ValueError: the backbone has no parameter with a known stem name, or fewer than `blocks` stages.
     """
+    stages = _stage_prefixes(backbone)
+    if blocks > len(stages):
+        raise ValueError(f"cannot freeze {blocks} blocks of {type(backbone).__name__}: it has {len(stages)}")
+    prefixes = _STEM_PREFIXES + tuple(stages[:blocks])
     frozen = []
     for name, parameter in backbone.named_parameters():
-        if name.startswith(_STEM_PREFIXES):
+        if name.startswith(prefixes):
             parameter.requires_grad_(False)
             frozen.append(name)
-    if not frozen:
+    if not any(name.startswith(_STEM_PREFIXES) for name in frozen):
         raise ValueError(
             f"cannot freeze the stem of {type(backbone).__name__}: no parameter starts with {_STEM_PREFIXES}; "
-            "set cam.freeze_stem=false"
+            "set freeze_stem=false for this stage"
         )
+    logger.info(
+        "froze %d backbone parameters: the stem%s", len(frozen), f" and the first {blocks} blocks" if blocks else ""
+    )
     return frozen
+
+
+def _stage_prefixes(backbone: nn.Module) -> list[str]:
+    """Parameter-name prefixes of the backbone's stages after the stem, in forward order."""
+    body = getattr(backbone, "body", None)
+    if isinstance(body, nn.Module) and isinstance(getattr(body, "blocks", None), nn.Sequential):
+        return [f"body.blocks.{index}." for index in range(len(body.blocks))]  # timm EfficientNets
+    return [f"{name}." for name, _ in backbone.named_children() if name.startswith("layer")]  # torchvision ResNet

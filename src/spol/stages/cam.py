@@ -19,7 +19,7 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import normalization_of, train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
-from spol.stages._common import backbone_predicate, freeze_stem, train_records
+from spol.stages._common import backbone_predicate, freeze_backbone, train_records
 from spol.stages.engine import fit_stage, seed_everything
 from spol.stages.stage_folder import finished_model, stage_inputs
 from spol.stages.system import TrainingSystem
@@ -78,8 +78,7 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     builder, kwargs = cam_model_kwargs(recipe, dataset.num_classes, baseline=baseline)
     net = MODEL_BUILDERS[builder](**kwargs, weights=recipe.weights)
     if section.freeze_stem:
-        frozen = freeze_stem(cast(nn.Module, net.backbone))
-        logger.info("froze the backbone stem: %s", ", ".join(frozen))
+        freeze_backbone(cast(nn.Module, net.backbone), section.freeze_blocks)
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=normalization_of(net))
     images = ImageLabelDataset(records, transform, min_size=recipe.data.resize)
     logger.info("training %s on %d images, %d classes", builder, len(records), dataset.num_classes)

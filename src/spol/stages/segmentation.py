@@ -26,7 +26,7 @@ from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.rundir import read_record
-from spol.stages._common import backbone_predicate, freeze_stem, train_records
+from spol.stages._common import backbone_predicate, freeze_backbone, train_records
 from spol.stages.engine import fit_stage, seed_everything
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
@@ -117,7 +117,7 @@ def fit_segmentation(
     kwargs: dict[str, Any] = {"backbone": recipe.backbone}
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
     if recipe.seg.freeze_stem:
-        logger.info("froze the backbone stem: %s", ", ".join(freeze_stem(net.backbone)))
+        freeze_backbone(net.backbone, recipe.seg.freeze_blocks)
     transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
     images = ImageMaskDataset(records, read_labels, transform)
     logger.info("training the segmentation network on %d images", len(records))

@@ -55,11 +55,15 @@ def stage_inputs(
     }
 
 
+_LATER_KEYS: dict[str, Any] = {"min_steps": None, "freeze_blocks": 0}
+
+
 def _section(recipe: Recipe, name: str) -> dict[str, Any]:
     values: dict[str, Any] = getattr(recipe, name).model_dump(mode="json")
-    # min_steps came after stages were first recorded: left out while off, a finished stage stays reusable.
-    if values.get("min_steps", 0) is None:
-        del values["min_steps"]
+    # Keys that came after stages were first recorded: left out while off, a finished stage stays reusable.
+    for key, off in _LATER_KEYS.items():
+        if key in values and values[key] == off:
+            del values[key]
     return values
 
 
