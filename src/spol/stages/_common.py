@@ -78,7 +78,7 @@ def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:
 
 def _stage_prefixes(backbone: nn.Module) -> list[str]:
     """Parameter-name prefixes of the backbone's stages after the stem, in forward order."""
-    body = getattr(backbone, "body", None)
-    if isinstance(body, nn.Module) and isinstance(getattr(body, "blocks", None), nn.Sequential):
-        return [f"body.blocks.{index}." for index in range(len(body.blocks))]  # timm EfficientNets
+    blocks = getattr(getattr(backbone, "body", None), "blocks", None)
+    if isinstance(blocks, nn.Sequential):
+        return [f"body.blocks.{index}." for index in range(len(blocks))]  # timm EfficientNets
     return [f"{name}." for name, _ in backbone.named_children() if name.startswith("layer")]  # torchvision ResNet
