@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from spol.config import Recipe, load_recipe, with_overrides
 from spol.data import Dataset
@@ -124,3 +125,11 @@ def test_freezing_names_the_stages_of_either_backbone() -> None:
     assert all(p.requires_grad for n, p in resnet.named_parameters() if n.startswith(("layer3.", "layer4.")))
     with pytest.raises(ValueError, match="cannot freeze 5 blocks of ResNet50Backbone: it has 4"):
         freeze_backbone(resnet, 5)
+
+
+def test_a_backbone_without_a_known_stem_is_refused_and_left_trainable() -> None:
+    backbone = nn.Module()
+    backbone.layer1 = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="cannot freeze the stem of Module"):
+        freeze_backbone(backbone, 1)
+    assert all(parameter.requires_grad for parameter in backbone.parameters())

@@ -60,16 +60,15 @@ def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:
     if blocks > len(stages):
         raise ValueError(f"cannot freeze {blocks} blocks of {type(backbone).__name__}: it has {len(stages)}")
     prefixes = _STEM_PREFIXES + tuple(stages[:blocks])
-    frozen = []
-    for name, parameter in backbone.named_parameters():
-        if name.startswith(prefixes):
-            parameter.requires_grad_(False)
-            frozen.append(name)
-    if not any(name.startswith(_STEM_PREFIXES) for name in frozen):
+    chosen = {name: parameter for name, parameter in backbone.named_parameters() if name.startswith(prefixes)}
+    if not any(name.startswith(_STEM_PREFIXES) for name in chosen):  # checked first: an error leaves nothing frozen
         raise ValueError(
             f"cannot freeze the stem of {type(backbone).__name__}: no parameter starts with {_STEM_PREFIXES}; "
             "set freeze_stem=false for this stage"
         )
+    for parameter in chosen.values():
+        parameter.requires_grad_(False)
+    frozen = list(chosen)
     logger.info(
         "froze %d backbone parameters: the stem%s", len(frozen), f" and the first {blocks} blocks" if blocks else ""
     )
