@@ -1,15 +1,16 @@
 """SPOL, MFF-CAM and vanilla CAM over several training seeds, on the demo's data and other generated sets.
 
 Each (dataset, seed) runs the whole pipeline with the CPU recipe as shipped into its own folder and
-reads its metrics.json; the summary gives the mean and the spread (sample standard deviation) over
-the seeds, on test, each method at the settings of the recipe (chosen on val by
-``recipe_search.py``). Datasets are those of ``recipe_search.py``: ``demo`` (the `spol demo` data),
-``robust`` (its robust preset), ``few15`` and ``large15``.
+reads its metrics.json and selection.json; the summary gives the mean and the spread (sample standard
+deviation) over the seeds, on test and on val, each method at the settings of the recipe (chosen on val
+by ``recipe_search.py``). Datasets are those of ``recipe_search.py``: ``demo`` (the `spol demo` data),
+``robust`` (its robust preset), ``few15``, ``large15`` and ``parts15``.
 
     .venv/bin/python benchmarks/demo_seeds.py --out runs/bench --datasets demo few15 --seeds 0 1 2 3 4
 
-Folders that already hold a finished run are reused (the pipeline skips finished stages).
-About 8 minutes per demo run on 2 CPU cores, 3-4 for few15 / large15.
+Folders that already hold a finished run are reused (the pipeline skips finished stages, then scores the
+maps again); ``--summary-only`` reads their metrics.json and selection.json and trains and scores nothing.
+About 6 minutes a run on 2 CPU cores with nothing else running, 5-6 for the other datasets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from recipe_search import DATASETS
 from spol.config import load_recipe
 from spol.data import generate_synthetic
 from spol.pipeline import run_pipeline
+from spol.rundir import METRICS_FILE, SELECTION_FILE
 
 KEYS = (("GT-known Loc", "gt_known_loc"), ("MaxBoxAccV2", "max_box_acc_v2"), ("Top-1 Loc", "top1_loc"), ("PxAP", "pxap"))
 METHODS = (("SPOL", "spol"), ("MFF-CAM", "mffcam"), ("CAM", "cam"))
@@ -39,9 +41,19 @@ def _data(root: Path, name: str) -> Path:
 
 def _run(data: Path, out: Path, seed: int, extra: list[str]) -> dict:
     start = time.perf_counter()
-    result = run_pipeline(load_recipe("cpu", (f"seed={seed}", *extra)), data, "cub", out)
+    run_pipeline(load_recipe("cpu", (f"seed={seed}", *extra)), data, "cub", out)
     print(f"{out.name}: {time.perf_counter() - start:.0f} s", flush=True)
-    return result.metrics
+    return _finished(out)
+
+
+def _finished(out: Path) -> dict:
+    """A finished run's test metrics, with each method's val MaxBoxAccV2 under ``val_max_box_acc_v2``."""
+    if not (out / METRICS_FILE).is_file():
+        raise SystemExit(f"{out}: no finished run there (no {METRICS_FILE}); run without --summary-only to train it")
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    candidates = json.loads((out / SELECTION_FILE).read_text())["candidates"]
+    val = {c["method"]: c["val_max_box_acc_v2"] for c in candidates if c["selected"]}
+    return {**metrics, "val_max_box_acc_v2": val}
 
 
 def _cell(values: list[float]) -> str:
@@ -58,6 +70,8 @@ def _summarise(name: str, runs: list[dict]) -> None:
         cells = [_cell([r[method][key] for r in runs]) for _, method in METHODS]
         diff = _cell([r["spol"][key] - r["cam"][key] for r in runs])
         print(f"{label:<14}" + "".join(f"{cell:>15}" for cell in cells) + f"{diff:>15}")
+    val = [_cell([r["val_max_box_acc_v2"][method] for r in runs]) for _, method in METHODS]
+    print(f"{'val V2':<14}" + "".join(f"{cell:>15}" for cell in val) + "  (where thresholds were chosen)")
     print(
         "per seed GT-known (SPOL / MFF-CAM / CAM): "
         + ", ".join("/".join(f"{r[m]['gt_known_loc']:.1f}" for _, m in METHODS) for r in runs)
@@ -70,11 +84,18 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["demo"], choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="recipe override for every run")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="train nothing: summarise the runs already finished in --out"
+    )
     args = parser.parse_args()
     summary = {}
     for name in args.datasets:
+        folders = [args.out / f"{name}-seed{seed}" for seed in args.seeds]
+        if args.summary_only:
+            summary[name] = [_finished(folder) for folder in folders]
+            continue
         data = _data(args.out, name)
-        summary[name] = [_run(data, args.out / f"{name}-seed{seed}", seed, args.extra) for seed in args.seeds]
+        summary[name] = [_run(data, folder, seed, args.extra) for folder, seed in zip(folders, args.seeds, strict=True)]
     for name, runs in summary.items():
         _summarise(name, runs)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
