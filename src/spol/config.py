@@ -196,6 +196,12 @@ class TrainerConfig(_Strict):
     sync_batchnorm: bool = Field(False, description="DDP: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     deterministic: bool | Literal["warn"] = Field(False, description="torch deterministic algorithms")
     log_every_n_steps: int = Field(50, ge=1, description="steps between logged training metrics")
+    keep_checkpoints: int | None = Field(
+        2,
+        ge=0,
+        description="epoch-NNN.ckpt files kept beside last.ckpt, the newest (a ResNet-50 MFF-Net's is 200 MB); "
+        "null: one per epoch",
+    )
     limit_train_batches: int | float | None = Field(
         None, description="batches (int) or share (float) of each epoch; null: all"
     )

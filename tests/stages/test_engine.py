@@ -81,3 +81,26 @@ def test_min_steps_raises_the_epochs_of_a_small_train_split(
     run = tmp_path / "cam"
     train_cam(recipe, tiny_dataset, run)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"], ["2", "6"]]
+
+
+@pytest.mark.parametrize(("keep", "expected"), [
+    (1, ["epoch-002.ckpt", "last.ckpt"]),
+    (0, ["last.ckpt"]),
+    (None, ["epoch-000.ckpt", "epoch-001.ckpt", "epoch-002.ckpt", "last.ckpt"]),
+])
+def test_keep_checkpoints_bounds_the_epoch_checkpoints_on_disk(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, keep: int | None, expected: list[str]
+) -> None:
+    recipe = fast_recipe.model_copy(update={
+        "cam": fast_recipe.cam.model_copy(update={"epochs": 3}),
+        "trainer": fast_recipe.trainer.model_copy(update={"keep_checkpoints": keep}),
+    })
+    run = tmp_path / "cam"
+    train_cam(recipe, tiny_dataset, run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == expected
+    # What is kept is the end of training: the newest epoch checkpoint holds the exported weights.
+    if keep:
+        state = torch.load(run / "checkpoints" / expected[0], weights_only=True)["state_dict"]
+        exported = load_exported_model(run / "model.pt").state_dict()
+        for name, value in exported.items():
+            torch.testing.assert_close(state[f"net.{name}"], value, msg=name)

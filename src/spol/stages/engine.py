@@ -9,7 +9,7 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
       metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
                          (`spol.stages.training_log.MetricsCSV`)
       tb/                TensorBoard logs
-      checkpoints/       epoch-NNN.ckpt per epoch and last.ckpt (resume point)
+      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
       inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
@@ -199,7 +199,10 @@ def fit_stage(
                     dirpath=checkpoint_dir,
                     filename="epoch-{epoch:03d}",
                     auto_insert_metric_name=False,
-                    save_top_k=-1,
+                    # The newest epochs are the "best" ones (Lightning's idiom for keeping the last k).
+                    monitor="epoch" if t.keep_checkpoints is not None else None,
+                    mode="max",
+                    save_top_k=t.keep_checkpoints if t.keep_checkpoints is not None else -1,
                     every_n_epochs=1,
                     save_last=True,
                     save_on_train_epoch_end=True,

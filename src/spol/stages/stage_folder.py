@@ -42,7 +42,8 @@ def stage_inputs(
     change no weight.
     """
     trainer = recipe.trainer.model_dump(mode="json")
-    trainer.pop("log_every_n_steps")
+    for key in ("log_every_n_steps", "keep_checkpoints"):
+        trainer.pop(key)
     return {
         "backbone": recipe.backbone,
         "weights": recipe.weights,
