@@ -131,8 +131,8 @@ def check_resume_checkpoint(path: Path) -> None:
     except Exception as error:  # torch raises many types for a truncated file
         raise ValueError(
             f"checkpoint {path} is truncated or corrupt ({type(error).__name__}); delete it to resume from an "
-            f"earlier checkpoint renamed to {LAST_CHECKPOINT} (epoch-NNN.ckpt beside it), or pass --force to train "
-            "this stage again"
+            f"earlier checkpoint renamed to {LAST_CHECKPOINT} (an epoch-NNN.ckpt beside it, as many as "
+            "trainer.keep_checkpoints kept), or pass --force to train this stage again"
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a Lightning checkpoint of this stage; delete it or pass --force")
