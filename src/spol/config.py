@@ -39,7 +39,11 @@ class DataConfig(_Strict):
     resize: int = Field(256, gt=0, description="training images are resized to resize x resize")
     crop: int = Field(224, gt=0, description="then randomly cropped to crop x crop")
     val_share: float = Field(
-        0.1, ge=0.0, lt=1.0, description="share of train images held out as val when the dataset has no val split"
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="per class, the share of train images drawn (from the boxed ones) as val, and as test, when the "
+        "dataset has no boxed split of its own",
     )
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     bad_images: Literal["skip", "refuse"] = Field(

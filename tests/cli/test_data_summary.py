@@ -89,6 +89,32 @@ def test_not_that_format_exits_2_naming_the_missing_file(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.stderr
 
 
+def test_imagefolder_json_counts_images_boxes_and_skipped_files(tmp_path):
+    for name, size in {"cat/a.png": (30, 20), "cat/sub/b.png": (10, 10), "dog/c.jpg": (8, 8)}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size).save(tmp_path / name)
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"")
+    (tmp_path / "dog" / "notes.txt").write_text("skipped")
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\ncat/a.png,1,2,10,12\ncat/a.png,0,0,5,5\nnope.png,0,0,1,1\n")
+    result = runner.invoke(app, ["data", "summary", str(tmp_path), "--format", "imagefolder", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["format"] == "imagefolder" and summary["images"] == {"train": 3}
+    assert summary["classes"] == 2 and summary["boxes"] == 2 and summary["images_with_masks"] == 0
+    assert summary["problems"] == [
+        {"problem": "hidden file; skipped", "path": str(tmp_path / "cat" / ".DS_Store")},
+        {"problem": "not an image file (extension .txt); skipped", "path": str(tmp_path / "dog" / "notes.txt")},
+        {
+            "problem": "image nope.png is not an image of the folder (root/<class>/<image>); its box is ignored",
+            "line": f"{tmp_path / 'boxes.csv'}:4",
+        },
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["data", "summary", str(empty), "--format", "imagefolder"])
+    assert result.exit_code == 2 and "root/<class>/<image>" in result.stderr
+
+
 def test_help_explains_options():
     result = runner.invoke(app, ["data", "summary", "--help"])
     assert result.exit_code == 0

@@ -18,7 +18,6 @@ from spol.data import load_image_rgb, read_dataset
 from spol.data.transforms import eval_transform
 from spol.evaluation import scoremap_to_boxes
 from spol.localization import Localizer
-from spol.models import load_exported_model
 from spol.pipeline.inference import scoremaps_of
 
 
@@ -35,17 +34,20 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(quick_demo: tuple[Path, str]) -> None:
     out, output = quick_demo
     assert "GT-known Loc" in output and str(out / "report.html") in output
+    assert output.startswith("smoke test:") and "numbers mean nothing" in output
+    assert "Smoke test" in (out / "report.html").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"spol", "mffcam", "cam"}
     assert metrics["spol"]["pxap"] is not None  # the synthetic data has masks
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "localizer.json").is_file()
 
-    # `spol localize` draws, on each test image, the box the evaluation scored at the chosen threshold.
-    localizer = Localizer.from_run(out, device="cpu")
+    # `spol localize --method spol` draws, on each test image, the box the evaluation scored at the chosen
+    # threshold (with no "no object" cut, which the protocol does not have).
+    localizer = Localizer.from_run(out, method="spol", min_score=0.0, device="cpu")
     test = [r for r in read_dataset(out / "data", "cub").records if r.split == "test"]
-    segmenter = load_exported_model(out / json.loads((out / "localizer.json").read_text())["segmenter"])
-    transform = eval_transform(resize=localizer.input_size, normalization=segmenter.normalization)
+    segmenter = localizer.map_network
+    transform = eval_transform(resize=localizer.input_size, normalization=localizer.map_normalization)
     images = torch.stack([transform(load_image_rgb(r.path)) for r in test])
     with torch.inference_mode():
         maps, _ = scoremaps_of(segmenter.eval(), "seg", images, torch.zeros(len(test), dtype=torch.int64))

@@ -119,3 +119,25 @@ def test_bad_class_files_and_paths_are_one_line_errors(release_files, tmp_path):
     assert result.exit_code == 2 and "not a release top1top5.npy" in result.stderr
     result = runner.invoke(app, [*base, "--format", "nope"])
     assert result.exit_code == 2 and "--format must be one of" in result.stderr
+
+
+@pytest.mark.slow
+def test_out_with_a_classifier_gives_a_localizer_of_the_released_network(release_files, tmp_path):
+    from spol.localization import Localizer
+    from spol.models import build_classifier, export_model
+
+    data, state_dict, _, _, test, _ = release_files
+    kwargs = {"backbone": "efficientnet_lite0", "num_classes": 3}
+    export_model(build_classifier(**kwargs, weights=None), builder="classifier", kwargs=kwargs, path=tmp_path / "c.pt")
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(data), "--format", "cub", "--recipe", "cub", "--segmenter", str(state_dict),
+            "--release", "--classifier", str(tmp_path / "c.pt"), "--json", "--out", str(out),
+            "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "data.num_workers=0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["threshold_from"] == "val held out from the boxed train images"
+    localizer = Localizer.from_run(out, device="cpu")
+    assert (out / "segmenter.pt").is_file() and localizer.kind == "seg" and localizer.validated
+    assert localizer.threshold == printed["threshold"] and localizer.threshold_rule == "protocol"
+    assert localizer(test[0].path).class_name in read_dataset(data, "cub").class_names

@@ -16,7 +16,7 @@ from spol.localization import write_localizer_config
 from spol.models import build_classifier, build_mffnet_seg, export_model
 
 CLASS_NAMES = ["cat", "dog", "bird"]
-EXPECTED_KEYS = {"image", "width", "height", "class", "score", "top5", "box", "mask"}
+EXPECTED_KEYS = {"image", "width", "height", "class", "score", "top5", "localization_score", "box", "mask"}
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,54 @@ def test_single_file_without_json_and_path_errors(run_dir: Path, tmp_path: Path)
     assert missing.exit_code == 2 and "nope.png" in missing.stderr
     no_run = CliRunner().invoke(app, ["localize", str(image), "--run", str(tmp_path)])
     assert no_run.exit_code == 2 and "localizer.json" in no_run.stderr
+
+
+def test_without_a_run_the_built_in_imagenet_model_localizes_a_photograph(tmp_path: Path) -> None:
+    from skimage import data
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(data.chelsea()).save(photo)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((60, 80, 3), dtype=np.uint8)).save(blank)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["localize", str(photo), str(blank), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "built-in ImageNet model" in result.stderr and "EfficientNet-Lite0" in result.stderr
+    cat, nothing = result.stdout.splitlines()
+    assert cat.startswith(f"{photo}: Egyptian cat") and "box " in cat
+    assert nothing.startswith(f"{blank}:") and "no object" in nothing
+    method = CliRunner().invoke(app, ["localize", str(photo), "--method", "cam", "--out", str(tmp_path / "o2")])
+    assert method.exit_code == 2 and "--run" in method.stderr
+
+
+def test_method_picks_another_of_the_runs_methods(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    kwargs = {"backbone": "efficientnet_lite0", "num_classes": len(CLASS_NAMES)}
+    from spol.models import build_mffnet_cam
+
+    export_model(build_mffnet_cam(**kwargs, weights=None), builder="mffnet_cam", kwargs=kwargs, path=run / "cam.pt")
+    seg = {"model": run_dir / "seg.pt", "kind": "seg", "threshold": 0.5, "threshold_rule": "absolute"}
+    cam = {"model": "cam.pt", "kind": "cam", "threshold": 0.3, "threshold_rule": "protocol", "validated": True}
+    write_localizer_config(
+        run,
+        class_names=CLASS_NAMES,
+        classifier="cam.pt",
+        method="mffcam",
+        methods={"spol": seg, "mffcam": cam},
+        input_size=64,
+    )
+    image = tmp_path / "one.png"
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(image)
+    chosen = CliRunner().invoke(app, ["localize", str(image), "--run", str(run), "--out", str(tmp_path / "a")])
+    assert (
+        chosen.exit_code == 0 and "localizing with MFF-CAM, protocol threshold 0.3 chosen on boxed val" in chosen.stderr
+    )
+    other = CliRunner().invoke(
+        app, ["localize", str(image), "--run", str(run), "--method", "spol", "--out", str(tmp_path / "b")]
+    )
+    assert other.exit_code == 0 and "localizing with SPOL, absolute threshold 0.5" in other.stderr
+    unknown = CliRunner().invoke(
+        app, ["localize", str(image), "--run", str(run), "--method", "cam", "--out", str(tmp_path / "c")]
+    )
+    assert unknown.exit_code == 2 and "choose one of spol, mffcam" in unknown.stderr

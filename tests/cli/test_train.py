@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from spol.cli._app import app
 from spol.data import read_dataset
 from spol.data.synthetic import SyntheticConfig, generate_synthetic
+from spol.localization import Localizer
 from spol.models import MFFNet, load_exported_model
 from spol.stages.pseudo_masks import generate_pseudo_masks
 
@@ -53,6 +54,11 @@ def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Pat
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(str(cam_run / "model.pt"))
+    # The stage's network localizes as it is: MFF-CAM at the CAM rule, which no box validated.
+    assert "localizer.json" in result.stderr and "fixed rule" in result.stderr
+    cam_localizer = Localizer.from_run(cam_run, device="cpu")
+    assert (cam_localizer.method, cam_localizer.kind, cam_localizer.validated) == ("mffcam", "cam", False)
+    assert cam_localizer.class_names == read_dataset(synthetic, "cub", progress=False).class_names
     # Held-out val images are not trained on: at most 9 of the 10 train images -> 2 steps of 4.
     assert [
         line.split(",")[2] for line in (cam_run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")
@@ -65,7 +71,10 @@ def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Pat
     )
     seg_run = tmp_path / "seg"
     result = runner.invoke(app, ["train-seg", "--data", str(synthetic), "--format", "cub", "--pseudo-masks", str(masks),
-                                 "--out", str(seg_run), *FAST])
+                                 "--out", str(seg_run), "--classifier", str(cam_run), *FAST])
     assert result.exit_code == 0, result.output
     model = load_exported_model(seg_run / "model.pt")
     assert isinstance(model, MFFNet) and model.head == "seg"
+    seg_localizer = Localizer.from_run(seg_run, device="cpu")
+    assert (seg_localizer.method, seg_localizer.kind, seg_localizer.threshold) == ("spol", "seg", 0.2)
+    assert seg_localizer(next((synthetic / "images").rglob("*.jpg"))).class_name in cam_localizer.class_names

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from spol.cli import app
 from spol.localization import Localizer
 from spol.localization.export import export_localizer
+from spol.models import load_exported_model
 
 
 def _photos() -> list[np.ndarray]:
@@ -29,18 +30,34 @@ def _photos() -> list[np.ndarray]:
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_torchscript_file_gives_the_localizers_maps_and_classes(localizer: Localizer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["spol", "mffcam"])
+def test_torchscript_file_gives_the_localizers_maps_and_classes(
+    method: str, localizer: Localizer, tiny_run: Path, tmp_path: Path
+) -> None:
+    if method == "mffcam":  # a CAM method whose network also gives the classes: its map is the top class's CAM
+        cam = load_exported_model(tiny_run / "cam" / "model.pt")
+        localizer = Localizer(
+            cam,
+            cam,
+            class_names=localizer.class_names,
+            threshold=0.3,
+            kind="cam",
+            threshold_rule="protocol",
+            method="mffcam",
+            input_size=localizer.input_size,
+        )
     path = export_localizer(localizer, tmp_path / "localizer.pt", export_format="torchscript")
     exported = torch.jit.load(str(path))
     for image in _photos():
         found = localizer(image)
         with torch.no_grad():
-            scoremap, class_scores, grid = exported(torch.from_numpy(image))
+            scoremap, class_scores, grid, localization_score = exported(torch.from_numpy(image))
         assert scoremap.shape == image.shape[:2] and grid.shape == (224, 224)
         assert np.abs(scoremap.numpy() - found.scoremap).max() < 1e-3
         assert int(class_scores.argmax()) == found.class_index
         assert class_scores.sum().item() == pytest.approx(1.0, abs=1e-5)
         assert float(class_scores.max()) == pytest.approx(found.score, abs=1e-4)
+        assert float(localization_score) == pytest.approx(found.localization_score, abs=1e-4)
 
 
 def test_export_refuses_what_it_cannot_do(tiny_run: Path, tmp_path: Path) -> None:
@@ -51,9 +68,7 @@ def test_export_refuses_what_it_cannot_do(tiny_run: Path, tmp_path: Path) -> Non
     assert not_a_run.exit_code == 2 and "localizer.json does not exist" in not_a_run.output
     existing = tmp_path / "mine.pt"
     existing.write_bytes(b"the user's file")
-    refused = runner.invoke(
-        app, ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(existing)]
-    )
+    refused = runner.invoke(app, ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(existing)])
     assert refused.exit_code == 2 and "--force" in refused.output
     assert existing.read_bytes() == b"the user's file"
     into_folder = runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path)])

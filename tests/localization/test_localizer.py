@@ -69,9 +69,9 @@ def test_scoremap_follows_the_test_time_protocol(localizer: Localizer) -> None:
     # The evaluation's map: logits upsampled to the 224 grid, then the sigmoid; then resized to the image.
     image = _images(2)[1]
     assert image.shape[:2] == (INPUT_SIZE, INPUT_SIZE)
-    x = eval_transform(resize=INPUT_SIZE, normalization=localizer.segmenter.normalization)(Image.fromarray(image))
+    x = eval_transform(resize=INPUT_SIZE, normalization=localizer.map_normalization)(Image.fromarray(image))
     with torch.inference_mode():
-        logits = localizer.segmenter(x[None]).maps
+        logits = localizer.map_network(x[None]).maps
     protocol = torch.sigmoid(F.interpolate(logits, size=(224, 224), mode="bilinear"))[0, 0].numpy()
     expected = cv2.resize(protocol, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
     found = localizer(image)
@@ -119,7 +119,7 @@ def test_threshold_rule_reaches_the_mask(localizer: Localizer) -> None:
     assert localizer.binarize(scoremap).tolist() == [[False, False, False, False]]  # threshold 0.5, absolute
     protocol = Localizer(
         localizer.classifier,
-        localizer.segmenter,
+        localizer.map_network,
         class_names=CLASS_NAMES,
         threshold=0.5,
         threshold_rule="protocol",
@@ -140,7 +140,7 @@ def test_run_folder_errors_name_the_problem(tiny_run: Path, localizer: Localizer
     (run / LOCALIZER_CONFIG).write_text(json.dumps({**config, "classifier": "missing.pt"}))
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         Localizer.from_run(run)
-    fewer = Localizer(localizer.classifier, localizer.segmenter, class_names=CLASS_NAMES[:4], threshold=0.5)
+    fewer = Localizer(localizer.classifier, localizer.map_network, class_names=CLASS_NAMES[:4], threshold=0.5)
     with pytest.raises(ValueError, match="4 classes"):
         fewer(_images(1)[0])
     with pytest.raises(ValueError, match="threshold"):

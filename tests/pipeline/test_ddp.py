@@ -41,7 +41,8 @@ OVERRIDES = (
     "trainer.strategy=ddp",
 )
 METHOD_KEYS = {
-    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train"
+    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train",
+    "threshold_rule", "threshold_from",
 }
 
 

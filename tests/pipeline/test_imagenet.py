@@ -91,7 +91,7 @@ def test_imagenet_recipe_runs_every_stage_on_an_ilsvrc_layout(tmp_path):
     report = json.loads((run / "pseudo_masks" / "report.json").read_text())
     train = [r for r in read_dataset(root, "imagenet").records if r.split == "train"]
     held_out = result.notes[0]
-    assert "held out from train" in held_out
+    assert held_out.startswith("val: ") and "boxed train images" in held_out
     assert (
         report["written"] + report["skipped_existing"]
         == report["total"]

@@ -35,7 +35,8 @@ TINY = (
     "trainer.log_every_n_steps=1",
 )
 METHOD_KEYS = {
-    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train"
+    "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train",
+    "threshold_rule", "threshold_from",
 }
 
 
@@ -74,6 +75,7 @@ def test_metrics_file_has_every_method_with_the_documented_keys(finished_run):
         # GT-known Loc uses one threshold chosen on val, so it cannot beat the best threshold on test.
         assert method["gt_known_loc"] <= method["max_box_acc"]["50"] + 1e-9
         assert 0.0 <= method["threshold"] < 1.0
+        assert (method["threshold_rule"], method["threshold_from"]) == ("protocol", "val")
 
 
 def test_run_folder_holds_every_stage_the_report_and_the_localizer(finished_run):
@@ -88,8 +90,33 @@ def test_run_folder_holds_every_stage_the_report_and_the_localizer(finished_run)
     # Curves: box accuracy per method (3), the pixel PR curves, training loss and accuracy; pseudo-mask shares.
     assert html.count("<svg") == 6 and "chosen on val" in html and "Pixel precision-recall" in html
     assert "Pseudo masks (" in html and "foreground recall vs ground-truth masks" in html
-    assert any("held out from train" in note for note in result.notes)
-    assert "GT-known Loc" in format_comparison(result.metrics)
+    assert any(note.startswith("val: ") and "boxed train images" in note for note in result.notes)
+    table = format_comparison(result.metrics)
+    assert "GT-known Loc" in table and "SPOL-best other" in table
+    # The report starts with the run's details and defines its numbers.
+    assert html.index("time per stage") < html.index("Metrics (test split)") and "What it measures" in html
+
+
+def test_the_method_best_on_val_localizes_by_default(finished_run):
+    _, _, run, result = finished_run
+    selection = json.loads((run / "selection.json").read_text())
+    scores = selection["val_max_box_acc_v2"]
+    assert set(scores) == {"spol", "mffcam", "cam"} and selection["method_from"] == "val"
+    best = max(scores, key=lambda m: (scores[m], -list(scores).index(m)))
+    assert selection["method"] == result.method == best
+    interval = selection["bootstrap"]["interval_95"][best]
+    assert interval[0] <= scores[best] <= interval[1]
+    assert sum(selection["bootstrap"]["best_share"].values()) == pytest.approx(1.0)
+    config = json.loads((run / "localizer.json").read_text())
+    assert config["method"] == best and set(config["methods"]) == {"spol", "mffcam", "cam"}
+    for method, entry in config["methods"].items():
+        assert entry["validated"] and entry["threshold"] == result.metrics[method]["threshold"]
+        assert entry["kind"] == ("seg" if method == "spol" else "cam")
+    assert config["methods"]["cam"]["model"] == "baseline_cam/model.pt"
+    assert spol.Localizer.from_run(run).method == best
+    for method in ("spol", "mffcam", "cam"):
+        localizer = spol.Localizer.from_run(run, method=method)
+        assert localizer.kind == config["methods"][method]["kind"] and localizer.validated
 
 
 def test_localizer_from_the_run_gives_a_box_inside_the_image(finished_run):
@@ -113,15 +140,32 @@ def test_rerun_skips_finished_stages_and_gives_the_same_numbers(finished_run):
     np.testing.assert_equal(again.metrics, result.metrics)
 
 
-def test_a_dataset_without_a_test_split_is_refused(tmp_path):
+def test_a_dataset_without_a_test_split_gets_val_and_test_from_its_boxed_train_images(tmp_path):
+    from spol.pipeline import prepare_dataset
+
     data = generate_synthetic(
         tmp_path / "data",
-        SyntheticConfig(num_classes=2, train_per_class=4, test_per_class=0, image_size=(48, 48)),
+        SyntheticConfig(num_classes=2, train_per_class=8, test_per_class=0, image_size=(48, 48)),
         progress=False,
         workers=1,
     )
-    with pytest.raises(ValueError, match="no 'test' images"):
-        run_pipeline(load_recipe("cpu", TINY), data, "cub", tmp_path / "run")
+    dataset, notes = prepare_dataset(data, "cub", load_recipe("cpu", TINY))
+    assert dataset.splits() == {"train": 8, "val": 4, "test": 4}  # round(0.25 x 8) = 2 per class and split
+    assert any(note.startswith("test: 4 boxed images, boxed train images") for note in notes)
+
+
+def test_a_dataset_without_train_images_is_refused_before_a_run_folder_is_made(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_text("image,label,split\na.png,x,test\n")
+    with pytest.raises(ValueError, match="no 'train' images"):
+        run_pipeline(load_recipe("cpu", TINY), tmp_path, "csv", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "labels.csv").write_text("image,label\na.png,x\n")
+    with pytest.raises(ValueError, match="1 class; .* at least 2"):
+        run_pipeline(load_recipe("cpu", TINY), tmp_path, "csv", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_path):
@@ -145,7 +189,7 @@ def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_pat
     evaluated = dataset.split("val") + dataset.split("test")
     assert evaluated and all(r.boxes for r in evaluated)
     assert len(dataset.split("test")) == 3
-    assert any("without a ground-truth box left out" in note for note in notes)
+    assert any("without a box left out" in note for note in notes)
 
 
 def test_a_stage_made_with_other_settings_is_refused_without_force(finished_run):

@@ -105,4 +105,4 @@ def test_selection_scores_candidates_on_val_and_tests_only_the_best(tmp_path):
     assert "Training settings chosen on val" in html and "baseline.lr=0.005" in html
     localizer = json.loads((run / "localizer.json").read_text())
     chosen_seg = next(c for c in by_method["spol"] if c["selected"])["settings"]["seg.lr"]
-    assert localizer["segmenter"] == f"select/seg/seg.lr={chosen_seg}/seg/model.pt"
+    assert localizer["methods"]["spol"]["model"] == f"select/seg/seg.lr={chosen_seg}/seg/model.pt"

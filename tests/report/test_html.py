@@ -113,7 +113,7 @@ def test_report_is_valid_html_with_the_table_and_embedded_pictures(tmp_path: Pat
     parser.close()
     assert parser.stack == [] and parser.external == []
 
-    table = {row[0]: row[1:] for row in parser.rows if row and row[0] in {label for label, _ in METRIC_ROWS}}
+    table = _metrics_rows(parser)
     assert table["Top-1 Loc"] == ["60.00", "50.50", "+9.50"]
     assert table["MaxBoxAcc@70"] == ["40.00", "45.50", "-5.50"]
     assert table["MaxBoxAcc@30"] == ["90.00", "85.00", "+5.00"]
@@ -130,14 +130,44 @@ def test_report_is_valid_html_with_the_table_and_embedded_pictures(tmp_path: Pat
     assert not [p for p in tmp_path.iterdir() if p.name != "report.html"]  # atomic: no temporary left
 
 
-def test_three_methods_get_a_column_each_and_first_minus_last(tmp_path: Path) -> None:
+def _metrics_rows(parser: _Collector) -> dict[str, list[str]]:
+    """The metrics table's rows by label (the definitions table below it repeats the labels)."""
+    table: dict[str, list[str]] = {}
+    for row in parser.rows:
+        if row and row[0] in {label for label, _ in METRIC_ROWS} and row[0] not in table:
+            table[row[0]] = row[1:]
+    return table
+
+
+def test_three_methods_get_a_column_each_and_spol_minus_the_best_other(tmp_path: Path) -> None:
     three = {"spol": METRICS["spol"], "mffcam": {**METRICS["spol"], "top1_loc": 70.0}, "cam": METRICS["cam"]}
-    path = write_report(tmp_path / "report.html", metrics=three, samples=[])
+    details = [("data", "/data/birds (format imagefolder, 3 classes)"), ("seed", "0")]
+    path = write_report(tmp_path / "report.html", metrics=three, samples=[], details=details, method="mffcam")
+    text = path.read_text(encoding="utf-8")
     parser = _Collector()
-    parser.feed(path.read_text(encoding="utf-8"))
-    assert ["Metric", "SPOL", "MFF-CAM", "CAM", "SPOL − CAM"] in parser.rows
-    table = {row[0]: row[1:] for row in parser.rows if row and row[0] in {label for label, _ in METRIC_ROWS}}
-    assert table["Top-1 Loc"] == ["60.00", "70.00", "50.50", "+9.50"]
+    parser.feed(text)
+    assert ["Metric", "SPOL", "MFF-CAM", "CAM", "SPOL − best other"] in parser.rows
+    table = _metrics_rows(parser)
+    assert table["Top-1 Loc"] == ["60.00", "70.00", "50.50", "-10.00"]  # SPOL - MFF-CAM, the best other
+    assert table["MaxBoxAcc@70"] == ["40.00", "40.00", "45.50", "-5.50"]  # SPOL - CAM
+    assert '<td class="best">70.00</td>' in text  # the best of a row in bold
+    # The run's details come first, every metric is defined, and the localizing method is named.
+    assert text.index("/data/birds (format imagefolder") < text.index("Top-1 Loc")
+    assert ["seed", "0"] in parser.rows
+    for label in ("Top-1 Loc", "GT-known Loc", "MaxBoxAccV2", "PxAP", "threshold", "IoU"):
+        assert any(row[0] == label and len(row) == 2 and len(row[1]) > 20 for row in parser.rows)
+    assert "<b>MFF-CAM</b> localizes by default" in text
+    assert "Smoke test" not in text
+
+
+def test_no_test_metrics_are_said_not_shown_as_zero_and_a_smoke_test_says_its_numbers_mean_nothing(
+    tmp_path: Path,
+) -> None:
+    unevaluated = {m: {"threshold": 0.2, "threshold_rule": "protocol", "train": {}} for m in ("spol", "mffcam", "cam")}
+    text = write_report(tmp_path / "report.html", metrics=unevaluated, samples=[]).read_text(encoding="utf-8")
+    assert "No localization metrics" in text and "0.00" not in text and "SPOL − best other" not in text
+    smoke = write_report(tmp_path / "smoke.html", metrics=METRICS, samples=[], smoke_test=True)
+    assert "numbers mean nothing" in smoke.read_text(encoding="utf-8")
 
 
 def test_bad_inputs_are_rejected(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         help="Dataset folder: CUB_200_2011/, the wsolevaluation metadata root, the ImageNet folder, "
-        "or the folder holding labels.csv (see `spol data summary`).",
+        "the folder holding labels.csv, or the folder of class folders (see `spol data summary`).",
         show_default=False,
     ),
 ]
@@ -37,7 +37,8 @@ FormatOption = Annotated[
         metavar="|".join(FORMATS),
         callback=_checked_format,
         help="cub: CUB-200-2011 as distributed; wsol: wsolevaluation metadata; imagenet: ILSVRC train/ and val/ "
-        "(val is the test split); csv: images plus labels.csv (image,label,x0,y0,x1,y1[,split]).",
+        "(val is the test split); csv: images plus labels.csv (image,label,x0,y0,x1,y1[,split]); "
+        "imagefolder: root/<class>/<image> plus an optional boxes.csv (image,x0,y0,x1,y1).",
         show_default=False,
     ),
 ]

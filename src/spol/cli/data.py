@@ -28,7 +28,7 @@ def summary(
         Path,
         typer.Argument(
             help="Dataset folder: CUB_200_2011/, the wsolevaluation metadata root, the ImageNet folder, "
-            "or the folder holding labels.csv (or the CSV file itself).",
+            "the folder holding labels.csv (or the CSV file itself), or the folder of class folders.",
             show_default=False,
         ),
     ],

@@ -47,7 +47,11 @@ def evaluate_command(
     ),
     recipe: RecipeOption = DEFAULT_RECIPE,
     overrides: SetOption = None,
-    out: Path | None = typer.Option(None, "--out", help="Write OUT/metrics.json."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Evaluate a trained segmentation network (and classes) on the test split, without training.

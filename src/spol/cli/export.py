@@ -21,14 +21,21 @@ def export(
         help="onnx (opset 18; run it with onnxruntime, no spol or torch needed) or torchscript (torch.jit.load).",
     ),
     out: Path = typer.Option(..., "--out", help="The file to write, e.g. localizer.onnx."),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="Which of the run's methods to export: spol, mffcam or cam. Default: the run's choice.",
+        show_default=False,
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
-    """Export the segmentation network and the classifier with their preprocessing, as one file.
+    """Export the map network (SPOL's segmentation network or a CAM network) and the classifier, as one file.
 
     The file takes `image`, one H x W x 3 uint8 RGB array of any size, and returns `scoremap` (H x W
     float32 in [0, 1], the map `spol localize` thresholds), `class_scores` (K float32 softmax, in the
-    order of localizer.json's class_names) and `protocol_scoremap` (224 x 224, the map the box is
-    taken from). Mask and box: the run's threshold in localizer.json, see the README.
+    order of localizer.json's class_names), `protocol_scoremap` (224 x 224, the map the box is
+    taken from) and `localization_score` (below min_score: no object). Mask and box: the method's
+    threshold and rule in localizer.json, see the README.
     """
     from spol.localization import Localizer
     from spol.localization.export import EXPORT_FORMATS, export_localizer
@@ -44,9 +51,9 @@ def export(
     if out.exists() and not force:
         raise fail(f"{out} exists; pass --force to replace it or choose another --out")
     try:
-        localizer = Localizer.from_run(run, device="cpu")
+        localizer = Localizer.from_run(run, method=method, device="cpu")
         export_localizer(localizer, out, export_format=export_format)  # type: ignore[arg-type]
-    except ImportError as error:
+    except (ImportError, ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from error
     except Exception as error:
         message = explain_failure(error, out.parent)
@@ -55,5 +62,6 @@ def export(
         raise fail(message) from error
     typer.echo(f"exported the localizer of {run} to {out} ({export_format}, {out.stat().st_size / 1e6:.1f} MB)")
     typer.echo(
-        f"threshold {localizer.threshold} ({localizer.threshold_rule} rule) and class names: {run / LOCALIZER_FILE}"
+        f"method {localizer.method}: threshold {localizer.threshold} ({localizer.threshold_rule} rule), "
+        f"min_score {localizer.min_score}; class names: {run / LOCALIZER_FILE}"
     )

@@ -1,4 +1,4 @@
-"""`spol localize`: class, box and mask for image files and folders, from a trained run."""
+"""`spol localize`: class, box and mask for image files and folders, from a trained run or the built-in model."""
 
 from __future__ import annotations
 
@@ -22,8 +22,29 @@ def localize(
         help="Image files and/or folders; folders are walked recursively in sorted order and every file is tried.",
         show_default=False,
     ),
-    run: Path = typer.Option(
-        ..., "--run", help="Run folder made by `spol pipeline` (holds localizer.json and the model files)."
+    run: Path | None = typer.Option(
+        None,
+        "--run",
+        help="Run folder holding localizer.json and its model files (from `spol pipeline`, `train-cam`, "
+        "`train-seg` or `evaluate --out`). Without it: spol's built-in ImageNet model (EfficientNet-Lite0 CAM, "
+        "1000 ImageNet classes), for everyday photos.",
+        show_default=False,
+    ),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="Which of the run's methods localizes: spol, mffcam or cam. Default: the run's choice (the best "
+        "on boxed val images; SPOL without them).",
+        show_default=False,
+    ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Report no object below this localization score (default: the run's, 0.5). The score is the "
+        "highest object probability in the map (SPOL) or per-location class probability (CAM methods).",
+        show_default=False,
     ),
     out: Path = typer.Option(
         DEFAULT_OUT,
@@ -38,40 +59,57 @@ def localize(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object per image on stdout (image, width, height, class, score, top5, box, mask); "
+        help="Print one JSON object per image on stdout (image, width, height, class, score, top5, "
+        "localization_score, box, mask); "
         "progress and skipped files go to stderr.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in the output folder."),
 ) -> None:
-    """Localize objects in images: top-5 classes, object mask and box (pixels after EXIF orientation).
+    """Localize objects in images: top-5 classes, a localization score, object mask and box.
 
-    Files that are not readable images are named on stderr and skipped; the exit code is then 1.
+    Boxes are in pixels after EXIF orientation. An image whose localization score is below --min-score
+    gets no box ("no object"). Files that are not readable images are named on stderr and skipped; the
+    exit code is then 1.
     """
     from tqdm import tqdm
 
     from spol.localization import Localizer, SkippedImage, collect_images, localize_files
 
-    if not run.is_dir():
-        raise fail(f"--run {run} is not a folder; pass the run folder of `spol pipeline`")
-    if not (run / LOCALIZER_FILE).is_file():
-        raise fail(f"{run / LOCALIZER_FILE} does not exist; pass a run folder made by `spol pipeline`")
+    if run is not None:
+        if not run.is_dir():
+            raise fail(f"--run {run} is not a folder; pass a run folder holding {LOCALIZER_FILE}")
+        if not (run / LOCALIZER_FILE).is_file():
+            raise fail(
+                f"{run / LOCALIZER_FILE} does not exist; pass a run folder made by `spol pipeline`, `spol train-cam`, "
+                "`spol train-seg` or `spol evaluate --out`"
+            )
+    elif method is not None:
+        raise fail("--method chooses among a run's methods; pass --run too")
     try:
         paths = collect_images(inputs, exclude=out)
     except FileNotFoundError as error:
         raise fail(str(error)) from error
     if not paths:
         raise fail(f"no files found in {', '.join(map(str, inputs))}")
+    score_option = {} if min_score is None else {"min_score": min_score}
     try:
-        localizer = Localizer.from_run(run, device=device)
+        if run is None:
+            localizer = Localizer.imagenet(device=device, **score_option)
+        else:
+            localizer = Localizer.from_run(run, method=method, device=device, **score_option)
     except (FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from error
+    typer.echo(f"localizing with {localizer.description}", err=True)
 
     def on_result(record: dict) -> None:
         if as_json:
             typer.echo(json.dumps(record))
         else:
             box = "no object" if record["box"] is None else "box " + " ".join(map(str, record["box"]))
-            typer.echo(f"{record['image']}: {record['class']} ({record['score']:.3f}), {box}")
+            typer.echo(
+                f"{record['image']}: {record['class']} ({record['score']:.3f}), {box} "
+                f"(localization score {record['localization_score']:.2f})"
+            )
 
     def on_skip(skipped: SkippedImage) -> None:
         # tqdm.write keeps the progress bar intact.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
+
+if TYPE_CHECKING:
+    from spol.pipeline import PipelineResult
 
 
 @app.command("pipeline")
@@ -46,17 +50,20 @@ def pipeline_command(
         "(the layout `spol evaluate-maps --scoremaps` reads), to re-score a run or compare it with other maps.",
     ),
 ) -> None:
-    """Train SPOL and the vanilla CAM baseline, evaluate both, write metrics.json and report.html.
+    """Train SPOL, MFF-CAM and the vanilla CAM on class labels; evaluate them where there are boxes; write the report.
 
-    SPOL is the CAM network, the pseudo masks and the segmentation network; both methods are
-    evaluated on the test split with thresholds chosen on val.
+    SPOL is the CAM network (MFF-Net), the pseudo masks and the segmentation network; MFF-CAM is its
+    CAM network alone. Training uses the class labels only. Boxed images make the evaluation: the
+    dataset's own boxed val/test splits, or boxes drawn for a few images per class, split between val
+    (thresholds, settings and the localizing method are chosen there) and test (the metrics). With no
+    box at all everything is still trained and OUT/localizer.json written, without metrics.
 
     Every stage runs on the recipe's trainer: set trainer.devices / trainer.num_nodes for several GPUs
     (Lightning starts the other processes itself, or launch with torchrun / SLURM); training and
     inference are sharded and one process writes the results. Batch sizes are global.
     """
     from spol.config import load_recipe
-    from spol.pipeline import format_comparison, run_pipeline
+    from spol.pipeline import run_pipeline
     from spol.stages.distributed import is_global_zero
 
     quiet_other_ranks()
@@ -73,10 +80,23 @@ def pipeline_command(
             save_scoremaps=save_scoremaps,
             select=select,
             overwrite_foreign=overwrite_foreign,
+            recipe_name=recipe,
         )
     if is_global_zero():
-        typer.echo(format_comparison(result.metrics))
-        typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+        _print_result(result)
+
+
+def _print_result(result: PipelineResult, *, smoke_test: bool = False) -> None:
+    from spol.localization import METHOD_LABELS
+    from spol.pipeline import format_comparison
+
+    if smoke_test:
+        typer.echo("smoke test: tiny data and a few steps check that every stage runs; these numbers mean nothing")
+    typer.echo(format_comparison(result.metrics))
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"\nlocalizes with: {METHOD_LABELS[result.method]} (spol localize IMAGES --run {result.run_dir})")
+    typer.echo(f"metrics: {result.metrics_path}\nreport:  {result.report_path}")
 
 
 @app.command("demo")
@@ -85,12 +105,9 @@ def demo_command(
     quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (a smoke test, ~3 minutes)."),
     force: bool = typer.Option(False, "--force", help="Regenerate the data and redo every stage."),
 ) -> None:
-    """Make the synthetic benchmark, run the pipeline with the CPU recipe, print SPOL vs CAM."""
-    from spol.pipeline import format_comparison, run_demo
+    """Make the synthetic benchmark, run the pipeline with the CPU recipe, print SPOL, MFF-CAM and CAM."""
+    from spol.pipeline import run_demo
 
     with explained_failures(out):
         result = run_demo(out, quick=quick, force=force)
-    typer.echo(format_comparison(result.metrics))
-    for note in result.notes:
-        typer.echo(f"note: {note}")
-    typer.echo(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    _print_result(result, smoke_test=quick)

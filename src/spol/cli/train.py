@@ -54,7 +54,7 @@ def _prepare(
     return recipe, hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)
 
 
-def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
+def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> Path:
     quiet_other_ranks()
     try:
         model_path = train(*args, **kwargs)
@@ -63,6 +63,45 @@ def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
     except RuntimeError as error:
         raise fail(str(error), 1) from error
     typer.echo(str(model_path))
+    return model_path
+
+
+def _write_localizer(
+    out: Path, recipe: Recipe, dataset: Dataset, *, classifier: Path, method: str, model: Path
+) -> None:
+    """OUT/localizer.json for `spol localize --run OUT`, at the method's fixed threshold rule (no val choice)."""
+    from spol.localization import UNVALIDATED_RULES, write_localizer_config
+    from spol.stages.distributed import is_global_zero
+
+    if not is_global_zero():
+        return
+    threshold, rule = UNVALIDATED_RULES[method]
+    try:
+        path = write_localizer_config(
+            out,
+            class_names=dataset.class_names,
+            classifier=classifier.resolve(),
+            method=method,
+            methods={
+                method: {
+                    "model": model.resolve(),
+                    "kind": "seg" if method == "spol" else "cam",
+                    "threshold": threshold,
+                    "threshold_rule": rule,
+                    "validated": False,
+                }
+            },
+            input_size=recipe.evaluation.input_size,
+            precision=recipe.trainer.precision,
+            align_corners=recipe.evaluation.align_corners,
+        )
+    except ValueError as error:
+        raise fail(str(error)) from error
+    typer.echo(
+        f"localizer: {path} ({rule} threshold {threshold:g}, a fixed rule; `spol pipeline` chooses it on boxed val "
+        "images)",
+        err=True,
+    )
 
 
 @app.command("train-classifier")
@@ -92,7 +131,8 @@ def train_cam_command(
     from spol.stages import train_cam
 
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
-    _run(train_cam, loaded, dataset, out, baseline=baseline, force=force)
+    model = _run(train_cam, loaded, dataset, out, baseline=baseline, force=force)
+    _write_localizer(out, loaded, dataset, classifier=model, method="cam" if baseline else "mffcam", model=model)
 
 
 @app.command("train-seg")
@@ -104,12 +144,28 @@ def train_seg_command(
             "--pseudo-masks", help="Folder written by `spol pseudo-masks` for this dataset.", show_default=False
         ),
     ],
+    classifier: Annotated[
+        Path | None,
+        typer.Option(
+            "--classifier",
+            help="The network that names the classes at localize time: the CAM network that made the pseudo "
+            "masks or a classifier (a model file, or its stage folder). With it OUT/localizer.json is written, "
+            "for `spol localize --run OUT`.",
+            show_default=False,
+        ),
+    ] = None,
     recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
 ) -> None:
     """Train the class-agnostic segmentation network (MFF-Net #2, `seg`) on pseudo masks; prints the model path."""
+    from spol.rundir import MODEL_FILE
     from spol.stages import train_seg
 
     if not pseudo_masks.is_dir():
         raise fail(f"pseudo-mask folder {pseudo_masks} does not exist; run `spol pseudo-masks` first")
+    classes = classifier / MODEL_FILE if classifier is not None and classifier.is_dir() else classifier
+    if classes is not None and not classes.is_file():
+        raise fail(f"--classifier {classifier}: no model file there; pass a model.pt or the stage folder holding one")
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
-    _run(train_seg, loaded, dataset, pseudo_masks, out, force=force)
+    model = _run(train_seg, loaded, dataset, pseudo_masks, out, force=force)
+    if classes is not None:
+        _write_localizer(out, loaded, dataset, classifier=classes, method="spol", model=model)

@@ -1,4 +1,4 @@
-"""Datasets: readers for CUB-200-2011, wsolevaluation metadata, ILSVRC and CSV folders.
+"""Datasets: readers for CUB-200-2011, wsolevaluation metadata, ILSVRC, CSV folders and image folders.
 
 The names below are imported on first use, so that a command which only reads a dataset does not
 pay for torchvision or scikit-image.
@@ -15,7 +15,10 @@ _EXPORTS: dict[str, str] = {
     "DatasetFormatName": "spol.data.formats",
     "FORMATS": "spol.data.formats",
     "read_dataset": "spol.data.formats",
+    "EvaluationSplits": "spol.data.holdout",
+    "draw_evaluation_splits": "spol.data.holdout",
     "hold_out_val": "spol.data.holdout",
+    "read_image_folder": "spol.data.image_folder",
     "read_imagenet": "spol.data.imagenet",
     "UnreadableImageError": "spol.data.images",
     "decode_image": "spol.data.images",
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from spol.data.csv_folder import read_csv_folder
     from spol.data.cub import read_cub
     from spol.data.formats import FORMATS, DatasetFormatName, read_dataset
-    from spol.data.holdout import hold_out_val
+    from spol.data.holdout import EvaluationSplits, draw_evaluation_splits, hold_out_val
     from spol.data.imagenet import read_imagenet
     from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
     from spol.data.records import (

@@ -11,6 +11,7 @@ evaluation protocol refuses a box that breaks the convention
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,19 @@ def read_lines(path: Path) -> Iterator[tuple[Source, str]]:
         line = line.strip()
         if line:
             yield Source(line=f"{path}:{number}"), line
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    """Every row of a UTF-8 CSV index file (header included; a byte-order mark is dropped).
+
+    Raises:
+        DatasetFormatError: the file cannot be read as UTF-8 CSV.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetFormatError(f"cannot read {path} as a UTF-8 CSV file: {error}") from error
 
 
 def format_box(box: Box) -> str:

@@ -24,14 +24,21 @@ list are not read.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from spol.data._reading import PendingRecord, Source, finish_records, format_box, parse_box, read_lines
+from spol.data._reading import (
+    PendingRecord,
+    Source,
+    finish_records,
+    format_box,
+    parse_box,
+    read_csv_rows,
+    read_lines,
+)
 from spol.data.records import SPLITS, Box, Dataset, DatasetFormatError, Problem, Split
 
 logger = logging.getLogger(__name__)
@@ -92,11 +99,7 @@ def _read_csv(root: Path, csv_path: Path) -> tuple[list[str], list[list[str]]]:
             f"no {CSV_NAME} in {root}: expected a CSV file with the header image,label,x0,y0,x1,y1[,split] "
             "(or pass the CSV file's path)"
         )
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DatasetFormatError(f"cannot read {csv_path} as a UTF-8 CSV file: {error}") from error
+    rows = read_csv_rows(csv_path)
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if "image" not in header or "label" not in header:
         raise DatasetFormatError(

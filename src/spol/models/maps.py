@@ -7,15 +7,45 @@ localizer all make their maps here, so the box `spol localize` draws is the box 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError
 
+MapKind = Literal["cam", "seg"]
+"""What a map network returns: ``"cam"``, class maps (a CAM network: one map per class, and logits);
+``"seg"``, one class-agnostic map of object logits (the segmentation network)."""
+
 
 def _to_protocol_size(maps: Tensor, align_corners: bool = False) -> Tensor:
     return F.interpolate(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=align_corners)
+
+
+def cam_normalized(picked: Tensor) -> Tensor:
+    """``B x h x w`` maps min-max normalised per image to [0, 1]; traceable (an all-constant map gives zeros)."""
+    low = picked.amin(dim=(1, 2), keepdim=True)
+    high = picked.amax(dim=(1, 2), keepdim=True)
+    span = high - low
+    return torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked)).clamp(0, 1)
+
+
+def class_peak_probability(maps: Tensor, labels: Tensor) -> Tensor:
+    """The highest per-location probability of class ``labels[b]``: softmax over the K class maps at each location.
+
+    Args:
+        maps: ``B x K x h x w`` class maps (a CAM network's, at its own resolution).
+        labels: ``B`` int64 classes.
+
+    Returns:
+        ``B`` float32 in [0, 1]: near 1 where some location clearly shows the class, low on blank
+        or noise images (no location is confidently any class).
+    """
+    probabilities = torch.softmax(maps.float(), dim=1)
+    index = labels.view(-1, 1, 1, 1).expand(-1, 1, maps.shape[2], maps.shape[3])
+    return probabilities.gather(1, index).amax(dim=(1, 2, 3))
 
 
 def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
@@ -32,11 +62,7 @@ def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
     picked = _to_protocol_size(picked).squeeze(1)
     if torch.isnan(picked).any():
         raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
-    low = picked.amin(dim=(1, 2), keepdim=True)
-    high = picked.amax(dim=(1, 2), keepdim=True)
-    span = high - low
-    normalised = torch.where(span > 0, (picked - low) / span.clamp_min(1e-12), torch.zeros_like(picked))
-    return normalised.clamp_(0, 1)
+    return cam_normalized(picked)
 
 
 def seg_probabilities(maps: Tensor, *, align_corners: bool = False) -> Tensor:
@@ -60,4 +86,11 @@ def seg_scoremaps(maps: Tensor, *, align_corners: bool = False) -> Tensor:
     return probs
 
 
-__all__ = ["cam_scoremaps", "seg_probabilities", "seg_scoremaps"]
+__all__ = [
+    "MapKind",
+    "cam_normalized",
+    "cam_scoremaps",
+    "class_peak_probability",
+    "seg_probabilities",
+    "seg_scoremaps",
+]

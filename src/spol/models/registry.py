@@ -14,13 +14,14 @@ from spol.fileio import atomic_path
 from spol.models.backbones import check_state_dict, load_state_dict_checked
 from spol.models.classifier import build_classifier
 from spol.models.mffnet import build_mffnet_cam, build_mffnet_seg
-from spol.models.vanilla_cam import build_vanilla_cam
+from spol.models.vanilla_cam import build_classifier_cam, build_vanilla_cam
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mffnet_cam": build_mffnet_cam,
     "mffnet_seg": build_mffnet_seg,
     "vanilla_cam": build_vanilla_cam,
     "classifier": build_classifier,
+    "classifier_cam": build_classifier_cam,
 }
 """Builder name → keyword-only builder. Every builder takes ``weights=None`` for a bare network."""
 
@@ -80,14 +81,17 @@ def export_model(model: nn.Module, *, builder: str, kwargs: dict[str, Any], path
 
 
 SEGMENTERS = ("mffnet_seg",)
-CLASSIFIERS = ("classifier", "mffnet_cam", "vanilla_cam")
-"""Builders whose networks can serve as the segmenter / the classifier (`load_exported_model`'s `expect`)."""
+CLASSIFIERS = ("classifier", "mffnet_cam", "vanilla_cam", "classifier_cam")
+CAM_NETWORKS = ("mffnet_cam", "vanilla_cam", "classifier_cam")
+"""Builders whose networks can serve as the segmenter / the classifier / a CAM network (for
+`load_exported_model`'s `expect`)."""
 
 _ROLES = {
     "mffnet_seg": "a segmentation network",
     "mffnet_cam": "a CAM network (MFF-Net)",
     "vanilla_cam": "a vanilla CAM network",
     "classifier": "a classifier",
+    "classifier_cam": "the CAM of a pretrained classifier",
 }
 
 

@@ -1,12 +1,14 @@
-"""The plain CAM baseline (Zhou et al., CVPR 2016): last backbone stage, 1x1 conv classifier, GAP."""
+"""The plain CAM (Zhou et al., CVPR 2016): the baseline network to train, and the CAM of a pretrained classifier."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spol.models.backbones import FeatureBackbone, WeightsArg, build_backbone
+from spol.models.classifier import build_classifier
 from spol.models.mffnet import MFFNetOutput, init_new_layers
 
 
@@ -45,3 +47,48 @@ def build_vanilla_cam(
 ) -> VanillaCAM:
     """The vanilla CAM network on a `build_backbone` backbone."""
     return VanillaCAM(build_backbone(backbone, weights=weights), num_classes)
+
+
+class ClassifierCAM(nn.Module):
+    """The CAM of a pretrained image classifier (Zhou et al., CVPR 2016): its linear head at every location.
+
+    ``maps = W f + b`` on the classifier's last feature map ``f`` (timm's ``forward_features``,
+    B x C x H/32 x W/32), one map per class; ``logits = mean_{x,y} maps``, which equals the
+    classifier's own logits because pooling and the head are both linear. ``aux_logits`` is None.
+
+    Args:
+        classifier: a timm classifier (``forward_features`` and a linear ``get_classifier()``)
+            with a ``normalization`` attribute, e.g. from `spol.models.build_classifier`.
+    """
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        get_classifier = getattr(classifier, "get_classifier", None)
+        head = get_classifier() if callable(get_classifier) else None
+        if not (hasattr(classifier, "forward_features") and isinstance(head, nn.Linear)):
+            raise ValueError(
+                f"{type(classifier).__name__} has no forward_features and linear head; use a timm classifier "
+                "(backbone 'efficientnet_lite0' or 'timm:<name>')"
+            )
+        self.classifier = classifier
+        self.normalization: str = getattr(classifier, "normalization", "imagenet")
+
+    def forward(self, x: Tensor) -> MFFNetOutput:
+        """B x 3 x H x W normalised images → maps B x K x h x w and logits B x K."""
+        features = self.classifier.forward_features(x)  # type: ignore[operator]
+        head = self.classifier.get_classifier()  # type: ignore[operator]
+        maps = F.conv2d(features, head.weight[:, :, None, None], head.bias)
+        return MFFNetOutput(maps, maps.mean(dim=(2, 3)), None)
+
+
+def build_classifier_cam(
+    *,
+    backbone: str = "efficientnet_lite0",
+    num_classes: int = 1000,
+    weights: WeightsArg | Literal["default"] = "default",
+) -> ClassifierCAM:
+    """`ClassifierCAM` of a `spol.models.build_classifier` classifier (with ``"default"``: ImageNet's Lite0)."""
+    classifier = build_classifier(
+        backbone=backbone, num_classes=num_classes, weights=weights, require_head=weights is not None
+    )
+    return ClassifierCAM(classifier)

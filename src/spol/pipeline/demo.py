@@ -39,4 +39,4 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, force: b
     # The same benchmark already there is reused; an interrupted generation is completed.
     generate_synthetic(out_dir / "data", QUICK_DATA if quick else DEMO_DATA, force=force)
     recipe = load_recipe("cpu", QUICK_OVERRIDES if quick else ())
-    return run_pipeline(recipe, out_dir / "data", "cub", out_dir, force=force)
+    return run_pipeline(recipe, out_dir / "data", "cub", out_dir, force=force, recipe_name="cpu", smoke_test=quick)

@@ -23,12 +23,23 @@ from spol.evaluation.release_protocol import (
     read_release_class_hits,
 )
 from spol.fileio import write_json_atomic
-from spol.models import CLASSIFIERS, SEGMENTERS, from_release, load_exported_model
+from spol.localization import write_localizer_config
+from spol.models import CLASSIFIERS, SEGMENTERS, export_model, from_release, load_exported_model
 from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.run import prepare_splits
+from spol.rundir import METRICS_FILE
 from spol.stages.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
+
+VAL_ORIGINS = {
+    "dataset": "the dataset's val split",
+    "train": "val held out from the boxed train images",
+    "test": "val drawn from half of the boxed test images",
+}
+"""``threshold_from`` of the result, by `spol.data.EvaluationSplits.val_from`."""
+RELEASE_SEGMENTER_FILE = "segmenter.pt"
+"""With ``--release --out OUT``: the authors' segmentation network as a spol model file, for OUT/localizer.json."""
 
 
 def evaluate_networks(
@@ -61,7 +72,9 @@ def evaluate_networks(
         threshold: apply this score-map threshold instead of choosing it on val (the release
             protocol's fixed ``map > threshold`` too; default 0.2 there).
         release_protocol: add ``release_protocol``: the numbers as ``cub200-seg/test.py`` computes them.
-        out_dir: write ``metrics.json`` there (created), or None.
+        out_dir: write ``metrics.json`` there (created), or None; with `classifier` also ``localizer.json``
+            (the segmenter at the chosen threshold, for ``spol localize --run OUT``; with `release`
+            the segmenter is first saved there as a spol model file, ``segmenter.pt``).
         progress: show progress bars.
 
     Returns:
@@ -73,11 +86,13 @@ def evaluate_networks(
     """
     if classifier is not None and class_predictions is not None:
         raise ValueError("give either a classifier or class predictions, not both")
-    dataset = read_dataset(Path(data_root), data_format)
-    if not dataset.split("test"):
-        raise ValueError(f"{data_root}: the dataset has no test images to evaluate")
-    dataset, notes = prepare_splits(dataset, recipe) if threshold is None else (dataset, [])
-    test = [r for r in dataset.split("test") if r.boxes]
+    # The pipeline's splits, so that a network is scored on the images its run was scored on.
+    splits, _ = prepare_splits(read_dataset(Path(data_root), data_format), recipe)
+    dataset, test = splits.dataset, splits.dataset.split("test")
+    if not test:
+        raise ValueError(f"{data_root}: no test image has a ground-truth box; there is nothing to evaluate")
+    if threshold is None and splits.val_from is None:
+        raise ValueError(f"{data_root}: no boxed val image to choose the threshold on; pass --threshold")
     seg = from_release(segmenter, "seg").network if release else load_exported_model(Path(segmenter), expect=SEGMENTERS)
     classes = load_exported_model(Path(classifier), expect=CLASSIFIERS) if classifier is not None else None
     hits = None
@@ -88,7 +103,7 @@ def evaluate_networks(
     kwargs: dict[str, Any] = {"recipe": recipe, "input_size": input_size, "progress": progress}
 
     if threshold is None:
-        val = [r for r in dataset.split("val") if r.boxes]
+        val = dataset.split("val")
         val_system = ScoreMapSystem(seg, "seg", align_corners=align)
         chosen = score_split(val_system, val, description="SPOL maps (val)", **kwargs).best_threshold()
     else:
@@ -107,7 +122,7 @@ def evaluate_networks(
         **kwargs,
     )
     result: dict[str, Any] = counts.summary(chosen)
-    result["threshold_from"] = "given" if threshold is not None else ("val" if not notes else "val held out from train")
+    result["threshold_from"] = "given" if threshold is not None else VAL_ORIGINS[splits.val_from or "dataset"]
     if release_protocol:
         release_hits = hits if hits is not None else predicted if predicted is not None else None
         if release_hits is None:
@@ -125,7 +140,27 @@ def evaluate_networks(
         )
         result["release_protocol"] = outcome.to_json()
     if out_dir is not None and is_global_zero():
-        write_json_atomic(Path(out_dir) / "metrics.json", result)
+        out_dir = Path(out_dir)
+        write_json_atomic(out_dir / METRICS_FILE, result)
+        if classifier is not None:
+            segmenter_file = Path(segmenter).resolve()
+            if release:  # the authors' file as a spol model file, which the localizer rebuilds
+                segmenter_file = out_dir / RELEASE_SEGMENTER_FILE
+                export_model(seg, builder="mffnet_seg", kwargs={"backbone": "resnet50"}, path=segmenter_file)
+            spol = {"model": segmenter_file, "kind": "seg", "threshold": chosen, "threshold_rule": "protocol"}
+            write_localizer_config(
+                out_dir,
+                class_names=dataset.class_names,
+                classifier=Path(classifier).resolve(),
+                method="spol",
+                methods={"spol": {**spol, "validated": threshold is None}},
+                input_size=input_size,
+                classifier_input_size=recipe.classifier.test_size or recipe.classifier.crop or input_size,
+                precision=recipe.trainer.precision,
+                align_corners=align,
+            )
+        else:
+            log.info("no --classifier: %s gets no localizer.json (it needs the classes)", out_dir)
     return result
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,13 +27,11 @@ from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import ProtocolCounts, StreamingEvaluator
 from spol.fileio import atomic_path, image_id_path
-from spol.models.maps import cam_scoremaps, seg_scoremaps
+from spol.models.maps import MapKind, cam_scoremaps, seg_scoremaps
 from spol.stages.distributed import all_reduce_sum
 from spol.stages.inference import InferenceSystem, run_inference
 
 TOP_K = 5
-
-MapKind = Literal["cam", "seg"]
 
 
 def scoremaps_of(
@@ -133,6 +131,7 @@ def score_split(
     save_dir: Path | None = None,
     class_hits: np.ndarray | None = None,
     class_hits_out: np.ndarray | None = None,
+    every_contour_out: np.ndarray | None = None,
     progress: bool = True,
     description: str = "score maps",
 ) -> ProtocolCounts:
@@ -151,6 +150,8 @@ def score_split(
             instead of the system's classes.
         class_hits_out: int64 ``[N, 2]`` zeros, filled with the system's top-1 / top-5 hits per
             record (summed over processes, so every process gets them all).
+        every_contour_out: int64 ``[N, num_iou, num_thresholds]`` zeros, filled with each record's
+            every-contour box correctness (MaxBoxAccV2's; summed over processes), for a bootstrap.
         progress: show a progress bar named `description`.
         description: the progress bar's name.
 
@@ -173,7 +174,9 @@ def score_split(
         iou_thresholds=settings.iou_thresholds,
         masks=masks,
         workers=evaluation_workers(recipe),
+        keep_every_contour=every_contour_out is not None,
     )
+    order: list[int] = []  # record indices in the order their maps reached the evaluator
 
     def consume(outputs: tuple[Tensor, Tensor | None], batch: tuple[Tensor, Tensor, list[Tensor]]) -> None:
         maps, top5 = outputs
@@ -185,6 +188,7 @@ def score_split(
                     with tmp.open("wb") as file:
                         np.save(file, scoremap)
         indices = batch[0].tolist()
+        order.extend(indices)
         top5_np = None if top5 is None else top5.cpu().numpy()
         if class_hits_out is not None and top5_np is not None:
             for row, (index, record) in enumerate(zip(indices, batch_records, strict=True)):
@@ -210,6 +214,10 @@ def score_split(
         evaluator.close()
     if class_hits_out is not None:
         class_hits_out[:] = all_reduce_sum(class_hits_out)
+    if every_contour_out is not None and evaluator.every_contour is not None:
+        if order:
+            every_contour_out[order] = np.stack(evaluator.every_contour)
+        every_contour_out[:] = all_reduce_sum(every_contour_out)
     return counts.summed(all_reduce_sum)
 
 

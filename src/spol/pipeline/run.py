@@ -23,21 +23,43 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
+
+from spol import __version__ as spol_version
 from spol.config import Recipe, recipe_to_yaml
-from spol.data import Dataset, ImageRecord, dataset_fingerprint, hold_out_val, read_dataset, verify_images
-from spol.data.records import Split
-from spol.evaluation import METRIC_ROWS, ProtocolCounts, metric_difference, metric_value
+from spol.data import (
+    Dataset,
+    EvaluationSplits,
+    ImageRecord,
+    dataset_fingerprint,
+    draw_evaluation_splits,
+    read_dataset,
+    verify_images,
+)
+from spol.evaluation import (
+    MAX_BOOTSTRAP_IMAGES,
+    METRIC_ROWS,
+    BootstrapResult,
+    ProtocolCounts,
+    best_other_difference,
+    bootstrap_max_box_acc_v2,
+    metric_value,
+)
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
-from spol.localization import write_localizer_config
+from spol.localization import METHOD_LABELS, UNVALIDATED_RULES, write_localizer_config
 from spol.models import load_exported_model
 from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.samples import build_report_samples
 from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
-from spol.report import METHOD_LABELS, write_report
+from spol.report import write_report
 from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recall_chart, training_charts
 from spol.rundir import (
     CONFIG_FILE,
@@ -68,11 +90,20 @@ THRESHOLD_IOU = 50
 
 @dataclass
 class PipelineResult:
-    """Where a pipeline run put its results, and the metrics it computed."""
+    """Where a pipeline run put its results, the metrics it computed and the method it chose.
+
+    Attributes:
+        run_dir: the run folder.
+        metrics: ``metrics.json``: per method its test metrics (absent without boxed test images),
+            ``threshold``, ``threshold_rule``, ``threshold_from`` and ``train``.
+        notes: what the report lists under "Notes" (how the splits were made, skipped images, ...).
+        method: the method that localizes by default (``localizer.json``'s ``method``).
+    """
 
     run_dir: Path
     metrics: dict[str, dict]
     notes: list[str] = field(default_factory=list)
+    method: str = "spol"
 
     @property
     def metrics_path(self) -> Path:
@@ -82,10 +113,66 @@ class PipelineResult:
     def report_path(self) -> Path:
         return self.run_dir / REPORT_FILE
 
+    @property
+    def evaluated(self) -> bool:
+        """Whether the run has test metrics (some test image had a box)."""
+        return any(has_test_metrics(entry) for entry in self.metrics.values())
+
+
+def has_test_metrics(entry: Mapping[str, Any]) -> bool:
+    """Whether a method's ``metrics.json`` entry holds test metrics (not only its threshold)."""
+    return "max_box_acc_v2" in entry
+
+
+NO_BOXES_NOTE = (
+    "no localization metrics: no image has a ground-truth box. Everything was trained on the class labels; "
+    "SPOL localizes with a fixed threshold (the release's segmentation map > 0.2) that no box checked. "
+    "To measure the methods, and let boxes choose the threshold and the method, draw boxes for a few images "
+    "per class (boxes.csv for --format imagefolder, the x0,y0,x1,y1 columns for csv) and rerun"
+)
+NO_TEST_NOTE = (
+    "no test metrics: every boxed image went to val (choices were made on it); draw boxes for more images "
+    "to measure the chosen method on test"
+)
+
+
+def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, list[str]]:
+    """The evaluation splits (`spol.data.draw_evaluation_splits`) and the notes that say how they were made.
+
+    Raises:
+        ValueError: no train image, or fewer than 2 classes.
+    """
+    root = dataset.root
+    notes: list[str] = []
+    if dataset.problems:
+        log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
+        notes.append(f"{len(dataset.problems)} problem(s) while reading the dataset (see `spol data summary`)")
+    if not dataset.split("train"):
+        raise ValueError(
+            f"{root}: the dataset has no 'train' images; spol pipeline trains on them (in a CSV, leave the split "
+            "column empty or write train)"
+        )
+    if dataset.num_classes < 2:
+        raise ValueError(
+            f"{root}: the dataset has {dataset.num_classes} class; the CAM networks learn where objects are from "
+            "what tells classes apart, so spol needs at least 2 (for --format imagefolder, --data is the folder "
+            "that holds the class folders)"
+        )
+    splits = draw_evaluation_splits(dataset, share=recipe.data.val_share, seed=recipe.seed)
+    notes += splits.describe(recipe.data.val_share, recipe.seed)
+    if splits.val_from is None:
+        notes.append(NO_BOXES_NOTE)
+    elif splits.test_from is None:
+        notes.append(NO_TEST_NOTE)
+    for note in notes:
+        log.info("%s", note)
+    return splits, notes
+
 
 def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Dataset, list[str]]:
-    """Read the dataset and hold out a validation split from train when it has none."""
-    return prepare_splits(read_dataset(root, data_format), recipe)
+    """Read the dataset and give it boxed val and test splits where its boxes allow (`prepare_splits`)."""
+    splits, notes = prepare_splits(read_dataset(root, data_format), recipe)
+    return splits.dataset, notes
 
 
 def drop_unreadable_images(
@@ -126,44 +213,6 @@ def drop_unreadable_images(
     return replace(dataset, records=[r for r in dataset.records if str(r.path) not in unreadable]), [note]
 
 
-def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[Dataset, list[str]]:
-    """Hold out a validation split from train when the dataset has none; leave out val/test images without a box.
-
-    Raises:
-        ValueError: no train or test images, or no boxed val or test image.
-    """
-    root = dataset.root
-    notes: list[str] = []
-    if dataset.problems:
-        log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
-        notes.append(f"{len(dataset.problems)} problem(s) while reading the dataset (see `spol data summary`)")
-    splits = dataset.splits()
-    for needed in ("train", "test"):
-        if not splits.get(needed):
-            raise ValueError(f"{root}: the dataset has no {needed!r} images; spol pipeline needs train and test splits")
-    if not splits.get("val"):
-        dataset = hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)
-        notes.append(
-            f"validation split held out from train: {len(dataset.split('val'))} images "
-            f"({recipe.data.val_share:.0%} per class, seed {recipe.seed}); thresholds chosen on it"
-        )
-    else:
-        notes.append("thresholds chosen on the dataset's own validation split")
-    unboxed = [r for r in dataset.records if r.split != "train" and not r.boxes]
-    if unboxed:
-        # Box metrics need a box on every evaluated image; one without is left out, and counted.
-        dataset = replace(dataset, records=[r for r in dataset.records if r.split == "train" or r.boxes])
-        notes.append(f"{len(unboxed)} val/test image(s) without a ground-truth box left out of the evaluation")
-        log.warning(notes[-1])
-    needed_splits: tuple[Split, ...] = ("val", "test")
-    for needed in needed_splits:
-        if not dataset.split(needed):
-            raise ValueError(
-                f"{root}: no {needed} image has a ground-truth box; spol pipeline needs boxed val and test images"
-            )
-    return dataset, notes
-
-
 def run_pipeline(
     recipe: Recipe,
     data_root: str | Path,
@@ -176,8 +225,16 @@ def run_pipeline(
     select: Sequence[str] = (),
     overwrite_foreign: bool = False,
     progress: bool = True,
+    recipe_name: str | None = None,
+    smoke_test: bool = False,
 ) -> PipelineResult:
-    """Train every SPOL stage and the CAM baseline on `data_root`, evaluate both, write the report.
+    """Train every SPOL stage and the CAM baseline on `data_root`, evaluate them, choose one, write the report.
+
+    Training uses the class labels only. The boxes the dataset has make the evaluation splits
+    (`prepare_splits`): thresholds, training settings (`select`) and the localizing method are chosen
+    on boxed val images, and the metrics computed on boxed test images. Without any box everything is
+    still trained and written (models, ``localizer.json`` with SPOL at a fixed threshold, the report),
+    without metrics.
 
     The run folder is spol's (`spol.rundir`): a folder holding other files is refused unless
     `overwrite_foreign`; a rerun with another dataset or recipe is refused unless `force`, which
@@ -190,20 +247,22 @@ def run_pipeline(
     Args:
         recipe: the validated recipe.
         data_root: dataset folder, read with `spol.data.read_dataset(data_root, data_format)`.
-        data_format: ``"cub"``, ``"wsol"``, ``"imagenet"`` or ``"csv"``.
+        data_format: a format of `spol.data.FORMATS` (``"cub"``, ``"imagefolder"``, ``"csv"``, ...).
         run_dir: the run folder (created; finished stages found there are skipped).
         force: redo every stage.
-        report_samples: number of test images shown in the report.
+        report_samples: number of images shown in the report (test images, else val, else train).
         save_scoremaps: also save every val and test score map as
             ``RUN/scoremaps/<method>/<split>/<image_id>.npy`` (``spol evaluate-maps`` reads them).
         select: ``"KEY=V1,V2,..."`` training settings to choose on val, per method
             (`spol.pipeline.selection`); the report and ``RUN/selection.json`` list every candidate.
         overwrite_foreign: write into a folder that holds files spol did not write (never deleting them).
         progress: show progress bars.
+        recipe_name: how the recipe was named (a shipped name or a file), for the report.
+        smoke_test: label the results as a smoke test's (``spol demo --quick``), whose numbers mean nothing.
 
     Raises:
-        ValueError: bad settings, a dataset without the needed splits, or a run folder made from
-            another dataset or recipe (without `force`).
+        ValueError: bad settings, a dataset without train images, `select` without boxed val images,
+            or a run folder made from another dataset or recipe (without `force`).
         FileExistsError / NotADirectoryError: the run folder holds foreign files or is a file.
         RuntimeError: another pipeline uses the run folder.
     """
@@ -211,6 +270,15 @@ def run_pipeline(
         raise ValueError(
             f"evaluation.iou_thresholds must include {THRESHOLD_IOU}: GT-known and Top-k Loc use the "
             f"threshold best at IoU 0.5 on val (got {list(recipe.evaluation.iou_thresholds)})"
+        )
+    candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
+    # The dataset is read and its splits checked before the run folder exists: a refused run leaves nothing.
+    dataset = read_dataset(Path(data_root), data_format)
+    splits, _ = prepare_splits(dataset, recipe)
+    if any(len(options) > 1 for options in candidates.values()) and splits.val_from is None:
+        raise ValueError(
+            f"{data_root}: --select chooses training settings on boxed val images, and no image has a box; "
+            "draw boxes for a few images per class (see the README, 'Only class labels?') or leave out --select"
         )
     run_dir = Path(run_dir)
     owner = is_global_zero()
@@ -226,14 +294,16 @@ def run_pipeline(
         try:
             return _run(
                 recipe,
-                Path(data_root),
+                dataset,
                 data_format,
                 run_dir,
+                candidates=candidates,
                 force=force,
                 report_samples=report_samples,
                 save_scoremaps=save_scoremaps,
-                select=select,
                 progress=progress,
+                recipe_name=recipe_name,
+                smoke_test=smoke_test,
             )
         finally:
             if handler is not None:
@@ -241,26 +311,46 @@ def run_pipeline(
                 handler.close()
 
 
+class _StageClock:
+    """Seconds spent per stage in this invocation (a skipped, finished stage takes about none)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def describe(self) -> str:
+        return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items())
+
+
 def _run(
     recipe: Recipe,
-    data_root: Path,
+    dataset: Dataset,
     data_format: str,
     run_dir: Path,
     *,
+    candidates: dict[str, list[Candidate]],
     force: bool,
     report_samples: int,
     save_scoremaps: bool,
-    select: Sequence[str],
     progress: bool,
+    recipe_name: str | None,
+    smoke_test: bool,
 ) -> PipelineResult:
-    candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
+    started_at = datetime.now(timezone.utc)
+    clock = _StageClock()
     selecting = any(len(options) > 1 for options in candidates.values())
     # Outputs of an earlier invocation are reused only when it made some; a failed one blocks nothing.
     # Each stage checks the recipe settings it was made with (its inputs.json) and refuses others, so
     # a recipe that changes only later stages (or the evaluation) reuses the finished ones.
     started = any((run_dir / name).is_dir() for name in STAGE_FOLDERS)
     config_path, config = run_dir / CONFIG_FILE, recipe_to_yaml(recipe)
-    dataset = read_dataset(data_root, data_format)
     fingerprint = dataset_fingerprint(dataset)
     check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
     if is_global_zero():
@@ -271,7 +361,8 @@ def _run(
     dataset, skipped = drop_unreadable_images(
         dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress
     )
-    dataset, notes = prepare_splits(dataset, recipe)
+    splits, notes = prepare_splits(dataset, recipe)
+    dataset = splits.dataset
     notes += skipped
     val, test = dataset.split("val"), dataset.split("test")
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
@@ -279,21 +370,23 @@ def _run(
     classifier_path = None
     if recipe.classifier.enabled:
         log.info("stage: classifier")
-        classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
+        with clock("classifier"):
+            classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
     input_size = recipe.evaluation.input_size
     # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
     section = recipe.classifier
     classifier_size = (section.test_size or section.crop or input_size) if classifier_path else input_size
     align = recipe.evaluation.align_corners
     classifier_model = load_exported_model(classifier_path) if classifier_path else None
-    with_masks = all(r.mask_paths for r in test)
+    with_masks = bool(test) and all(r.mask_paths for r in test)
     done: dict[Path, Path] = {}  # stage folder -> its model file (or itself), so candidates share a stage
 
     def cam_network(candidate: Candidate) -> Path:
         cam_dir = stage_root(run_dir, "cam", candidate) / "cam"
         if cam_dir not in done:
             log.info("stage: CAM network (MFF-Net)%s", f" [{candidate.label}]" if candidate.overrides else "")
-            done[cam_dir] = train_cam(candidate.recipe, dataset, cam_dir, force=force)
+            with clock("CAM network"):
+                done[cam_dir] = train_cam(candidate.recipe, dataset, cam_dir, force=force)
         return done[cam_dir]
 
     def pseudo_masks(candidate: Candidate) -> Path:
@@ -302,18 +395,19 @@ def _run(
             cam_model = load_exported_model(cam_network(candidate))
             section = candidate.recipe.pseudo_masks
             log.info("stage: pseudo masks%s", f" [{candidate.label}]" if candidate.overrides else "")
-            report = generate_pseudo_masks(
-                cam_model,
-                dataset.split("train"),
-                pseudo_dir,
-                resize=section.resize,
-                batch_size=section.batch_size,
-                trainer=recipe.trainer,
-                num_workers=recipe.data.num_workers,
-                workers=section.workers,
-                force=force,
-                progress=progress,
-            )
+            with clock("pseudo masks"):
+                report = generate_pseudo_masks(
+                    cam_model,
+                    dataset.split("train"),
+                    pseudo_dir,
+                    resize=section.resize,
+                    batch_size=section.batch_size,
+                    trainer=recipe.trainer,
+                    num_workers=recipe.data.num_workers,
+                    workers=section.workers,
+                    force=force,
+                    progress=progress,
+                )
             if report.failed:
                 notes.append(
                     f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})"
@@ -326,141 +420,259 @@ def _run(
         if seg_dir not in done:
             masks = pseudo_masks(candidate)
             log.info("stage: segmentation network%s", f" [{candidate.label}]" if candidate.overrides else "")
-            done[seg_dir] = train_seg(candidate.recipe, dataset, masks, seg_dir, force=force)
+            with clock("segmentation"):
+                done[seg_dir] = train_seg(candidate.recipe, dataset, masks, seg_dir, force=force)
         return done[seg_dir]
 
     def baseline_network(candidate: Candidate) -> Path:
         baseline_dir = stage_root(run_dir, "baseline_cam", candidate) / "baseline_cam"
         if baseline_dir not in done:
             log.info("stage: vanilla CAM baseline%s", f" [{candidate.label}]" if candidate.overrides else "")
-            done[baseline_dir] = train_cam(candidate.recipe, dataset, baseline_dir, baseline=True, force=force)
+            with clock("vanilla CAM"):
+                done[baseline_dir] = train_cam(candidate.recipe, dataset, baseline_dir, baseline=True, force=force)
         return done[baseline_dir]
 
-    def systems(candidate: Candidate) -> tuple[ScoreMapSystem, ScoreMapSystem]:
-        """The method's networks on val (maps) and on test (maps and classes)."""
+    def map_network(candidate: Candidate) -> Path:
+        """The model file that makes the method's maps (training it and what it needs first)."""
         if candidate.method == "spol":
-            seg_model = load_exported_model(seg_network(candidate))
-            classes = classifier_model or load_exported_model(cam_network(candidate))
-            return (
-                ScoreMapSystem(seg_model, "seg", align_corners=align),
-                ScoreMapSystem(seg_model, "seg", classifier=classes, align_corners=align),
-            )
-        network = cam_network(candidate) if candidate.method == "mffcam" else baseline_network(candidate)
-        system = ScoreMapSystem(load_exported_model(network), "cam")
-        return system, system
+            return seg_network(candidate)
+        return cam_network(candidate) if candidate.method == "mffcam" else baseline_network(candidate)
 
-    def score(system: ScoreMapSystem, records: list[ImageRecord], method: str, split: str) -> ProtocolCounts:
-        return score_split(
-            system,
-            records,
-            recipe=recipe,
-            input_size=input_size,
-            classifier_input_size=classifier_size,
-            masks=with_masks and split == "test",
-            save_dir=run_dir / "scoremaps" / method / split if save_scoremaps else None,
-            progress=progress,
-            description=f"{METHOD_LABELS[method]} maps ({split})",
-        )
+    def system(candidate: Candidate, *, classes: bool) -> ScoreMapSystem:
+        """The method's networks: maps, and with `classes` the classifier's classes for SPOL."""
+        network = load_exported_model(map_network(candidate))
+        if candidate.method != "spol":
+            return ScoreMapSystem(network, "cam")
+        classifier = (classifier_model or load_exported_model(cam_network(candidate))) if classes else None
+        return ScoreMapSystem(network, "seg", classifier=classifier, align_corners=align)
+
+    def score(
+        scored: ScoreMapSystem, records: list[ImageRecord], method: str, split: str, per_image: np.ndarray | None
+    ) -> ProtocolCounts:
+        with clock("evaluation"):
+            return score_split(
+                scored,
+                records,
+                recipe=recipe,
+                input_size=input_size,
+                classifier_input_size=classifier_size,
+                masks=with_masks and split == "test",
+                save_dir=run_dir / "scoremaps" / method / split if save_scoremaps else None,
+                every_contour_out=per_image,
+                progress=progress,
+                description=f"{METHOD_LABELS[method]} maps ({split})",
+            )
 
     # The methods of metrics.json: SPOL, its stage-1 MFF-Net CAM alone, and the vanilla CAM baseline.
-    # Each candidate setting of a method is scored on val; the best alone sees the test split.
+    # Each candidate setting of a method is scored on val; the best alone sees the test split. Without
+    # boxed val images each method is trained at the recipe's settings and cut at its fixed rule.
     metrics: dict[str, dict] = {}
     choices: list[dict] = []
     winners: dict[str, Candidate] = {}
+    val_scores: dict[str, float] = {}
+    val_hits: dict[str, np.ndarray] = {}
     curves: list[MethodCurves] = []
+    bootstrap_images = 0 < len(val) <= MAX_BOOTSTRAP_IMAGES
     for method, options in candidates.items():
-        scored = []
-        for candidate in options:
-            val_system, _ = systems(candidate)
-            split = "val" if len(options) == 1 else f"val-{candidate.folder_name}"
-            counts = score(val_system, val, method, split)
-            scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"]))
-        best = max(range(len(scored)), key=lambda i: (scored[i][2], -i))  # the first of equal scores
-        candidate, val_counts, _ = scored[best]
+        entry: dict[str, Any] = {}
+        if val:
+            scored = []
+            for candidate in options:
+                split = "val" if len(options) == 1 else f"val-{candidate.folder_name}"
+                per_image = _every_contour_array(len(val), recipe) if bootstrap_images else None
+                counts = score(system(candidate, classes=False), val, method, split, per_image)
+                scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"], per_image))
+            best = max(range(len(scored)), key=lambda i: (scored[i][2], -i))  # the first of equal scores
+            candidate, val_counts, val_scores[method], per_image = scored[best]
+            if per_image is not None:
+                val_hits[method] = per_image
+            choices += [
+                {"method": method, "settings": dict(c.overrides), "val_max_box_acc_v2": v2, "selected": i == best}
+                for i, (c, _, v2, _) in enumerate(scored)
+            ]
+            threshold = val_counts.best_threshold()
+            entry.update(threshold=threshold, threshold_rule="protocol", threshold_from="val")
+            if test:
+                test_counts = score(system(candidate, classes=True), test, method, "test", None)
+                entry.update(test_counts.summary(threshold))
+                curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, threshold))
+        else:
+            candidate = options[0]
+            map_network(candidate)
+            threshold, rule = UNVALIDATED_RULES[method]
+            entry.update(threshold=threshold, threshold_rule=rule, threshold_from="fixed rule (no boxed val image)")
         winners[method] = candidate
-        choices += [
-            {"method": method, "settings": dict(c.overrides), "val_max_box_acc_v2": score_v2, "selected": i == best}
-            for i, (c, _, score_v2) in enumerate(scored)
-        ]
-        test_counts = score(systems(candidate)[1], test, method, "test")
-        summary = test_counts.summary(val_counts.best_threshold())
-        curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, val_counts.best_threshold()))
         sections = [name for name in ("cam", "pseudo_masks", "seg", "baseline") if name in METHOD_SECTIONS[method]]
-        metrics[method] = {
-            **summary,
-            "train": {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections},
-        }
+        entry["train"] = {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}
+        metrics[method] = entry
+
+    chosen = max(val_scores, key=lambda m: (val_scores[m], -list(val_scores).index(m))) if val_scores else "spol"
+    bootstrap = bootstrap_max_box_acc_v2(val_hits, seed=recipe.seed) if len(val_hits) == len(candidates) else None
+    notes.append(_choice_note(chosen, val_scores, bootstrap, len(val)))
     if selecting:
         notes.append("training settings chosen on val by MaxBoxAccV2 (see the table of candidates and selection.json)")
-    if save_scoremaps:
+    if save_scoremaps and val:
         notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
     if is_global_zero():
-        write_text_atomic(config_path, config)  # the recipe the results below come from
-        write_json_atomic(run_dir / METRICS_FILE, metrics)
-        write_json_atomic(run_dir / SELECTION_FILE, {"criterion": "max_box_acc_v2 on val", "candidates": choices})
-        spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
-        write_localizer_config(
-            run_dir,
-            class_names=dataset.class_names,
-            classifier=(classifier_path or spol_cam).relative_to(run_dir),
-            segmenter=spol_seg.relative_to(run_dir),
-            threshold=metrics["spol"]["threshold"],
-            input_size=input_size,
-            classifier_input_size=classifier_size,
-            threshold_rule="protocol",
-            precision=recipe.trainer.precision,
-            align_corners=align,
-        )
-        samples = build_report_samples(
-            test,
-            seg_model=load_exported_model(spol_seg),
-            baseline_model=load_exported_model(baseline_network(winners["cam"])),
-            cam_model=load_exported_model(spol_cam),
-            thresholds={"spol": metrics["spol"]["threshold"], "cam": metrics["cam"]["threshold"]},
-            recipe=winners["spol"].recipe,
-            count=report_samples,
-        )
-        charts = [box_accuracy_chart(c) for c in curves]
-        charts += [chart for chart in [precision_recall_chart(curves)] if chart is not None]
-        stage_logs = {
-            "CAM network": spol_cam.parent,
-            "segmentation": spol_seg.parent,
-            "vanilla CAM": baseline_network(winners["cam"]).parent,
-        }
-        if classifier_path is not None:
-            stage_logs["classifier"] = classifier_path.parent
-        charts += training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
-        spol_recipe = winners["spol"].recipe
-        statistics = pseudo_mask_statistics(
-            dataset.split("train"),
-            pseudo_masks(winners["spol"]),
-            foreground=spol_recipe.pseudo_masks.foreground,
-            background=spol_recipe.pseudo_masks.background,
-        )
-        write_report(
-            run_dir / REPORT_FILE,
-            metrics=metrics,
-            samples=samples,
-            notes=notes,
-            candidates=choices if selecting else [],
-            charts=charts,
-            pseudo_masks=statistics,
-        )
-        log.info("wrote %s and %s", run_dir / METRICS_FILE, run_dir / REPORT_FILE)
+        with clock("report"):
+            spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
+            selection = {
+                "criterion": "max_box_acc_v2 on val",
+                "method": chosen,
+                "method_from": "val" if val_scores else "default: no boxed val image",
+                "val_images": len(val),
+                "val_max_box_acc_v2": val_scores,
+                "bootstrap": None if bootstrap is None else bootstrap.to_json(),
+                "candidates": choices,
+            }
+            write_text_atomic(config_path, config)  # the recipe the results below come from
+            write_json_atomic(run_dir / METRICS_FILE, metrics)
+            write_json_atomic(run_dir / SELECTION_FILE, selection)
+            models = {
+                "spol": spol_seg,
+                "mffcam": spol_cam if winners["mffcam"] == winners["spol"] else cam_network(winners["mffcam"]),
+                "cam": baseline_network(winners["cam"]),
+            }
+            write_localizer_config(
+                run_dir,
+                class_names=dataset.class_names,
+                classifier=(classifier_path or spol_cam).relative_to(run_dir),
+                method=chosen,
+                methods={
+                    method: {
+                        "model": models[method].relative_to(run_dir),
+                        "kind": "seg" if method == "spol" else "cam",
+                        "threshold": entry["threshold"],
+                        "threshold_rule": entry["threshold_rule"],
+                        "validated": entry["threshold_from"] == "val",
+                    }
+                    for method, entry in metrics.items()
+                },
+                input_size=input_size,
+                classifier_input_size=classifier_size,
+                precision=recipe.trainer.precision,
+                align_corners=align,
+            )
+            shown = test or val or dataset.split("train")
+            samples = build_report_samples(
+                shown,
+                seg_model=load_exported_model(spol_seg),
+                baseline_model=load_exported_model(baseline_network(winners["cam"])),
+                cam_model=load_exported_model(spol_cam),
+                rules={m: (metrics[m]["threshold"], metrics[m]["threshold_rule"]) for m in ("spol", "cam")},
+                recipe=winners["spol"].recipe,
+                count=report_samples,
+            )
+            charts = [box_accuracy_chart(c) for c in curves]
+            charts += [chart for chart in [precision_recall_chart(curves)] if chart is not None]
+            stage_logs = {
+                "CAM network": spol_cam.parent,
+                "segmentation": spol_seg.parent,
+                "vanilla CAM": baseline_network(winners["cam"]).parent,
+            }
+            if classifier_path is not None:
+                stage_logs["classifier"] = classifier_path.parent
+            charts += training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
+            spol_recipe = winners["spol"].recipe
+            statistics = pseudo_mask_statistics(
+                dataset.split("train"),
+                pseudo_masks(winners["spol"]),
+                foreground=spol_recipe.pseudo_masks.foreground,
+                background=spol_recipe.pseudo_masks.background,
+            )
+            details = _run_details(dataset, data_format, splits, recipe, recipe_name, started_at, shown is test, clock)
+            write_report(
+                run_dir / REPORT_FILE,
+                metrics=metrics,
+                samples=samples,
+                notes=notes,
+                candidates=choices if selecting else [],
+                charts=charts,
+                pseudo_masks=statistics,
+                details=details,
+                method=chosen,
+                smoke_test=smoke_test,
+            )
+        log.info("wrote %s and %s (%s)", run_dir / METRICS_FILE, run_dir / REPORT_FILE, clock.describe())
     barrier()
-    return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes)
+    return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes, method=chosen)
+
+
+def _every_contour_array(images: int, recipe: Recipe) -> np.ndarray:
+    thresholds = len(np.arange(0, 1, recipe.evaluation.cam_curve_interval))
+    return np.zeros((images, len(recipe.evaluation.iou_thresholds), thresholds), dtype=np.int64)
+
+
+def _choice_note(chosen: str, val_scores: Mapping[str, float], bootstrap: BootstrapResult | None, images: int) -> str:
+    """How the localizing method was chosen, with the uncertainty of a small val split."""
+    label = METHOD_LABELS[chosen]
+    if not val_scores:
+        return f"{label} localizes by default (localizer.json): no boxed val image could choose a method"
+    scores = ", ".join(f"{METHOD_LABELS[m]} {v:.1f}" for m, v in val_scores.items())
+    note = f"{label} localizes by default (localizer.json): best val MaxBoxAccV2 on {images} boxed images ({scores})"
+    if bootstrap is not None:
+        low, high = bootstrap.intervals[chosen]
+        note += (
+            f"; 95% bootstrap interval of its val MaxBoxAccV2 {low:.1f}-{high:.1f}, and it is best in "
+            f"{bootstrap.best_share[chosen]:.0%} of {bootstrap.resamples} resamples of the val images"
+        )
+    return note
+
+
+def _run_details(
+    dataset: Dataset,
+    data_format: str,
+    splits: EvaluationSplits,
+    recipe: Recipe,
+    recipe_name: str | None,
+    started_at: datetime,
+    samples_from_test: bool,
+    clock: _StageClock,
+) -> list[tuple[str, str]]:
+    """The report's first table: what the run was made from and how long each stage took."""
+    counts = dataset.splits()
+    boxed = {split: sum(1 for r in dataset.split(split) if r.boxes) for split in ("train", "val", "test")}
+    return [
+        ("data", f"{dataset.root} (format {data_format}, {dataset.num_classes} classes)"),
+        ("images", ", ".join(f"{split} {counts.get(split, 0)}" for split in ("train", "val", "test"))),
+        *[
+            (split, line.split(": ", 1)[1])
+            for split, line in zip(("val", "test"), splits.describe(recipe.data.val_share, recipe.seed), strict=False)
+        ],
+        (
+            "boxes used",
+            f"{boxed['val']} val and {boxed['test']} test images; training uses the class labels only "
+            f"({boxed['train']} training images have boxes, never used)",
+        ),
+        (
+            "recipe",
+            f"{recipe_name or 'given as an object'}: backbone {recipe.backbone}, "
+            f"input {recipe.evaluation.input_size} px",
+        ),
+        ("seed", str(recipe.seed)),
+        ("spol", f"{spol_version} (PyTorch {torch.__version__})"),
+        ("started", started_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("time per stage", clock.describe() + " (this invocation; a finished stage is reused, not retrained)"),
+        ("samples", "test images" if samples_from_test else "images without boxes: no ground truth shown"),
+    ]
 
 
 def format_comparison(metrics: dict[str, dict]) -> str:
-    """A plain-text table of every method's metrics and the difference between the first and the last."""
+    """A plain-text table of every method's test metrics, and SPOL minus the best other method.
+
+    Without test metrics (no boxed test image) it says so instead.
+    """
     methods = list(metrics)
+    if not any(has_test_metrics(metrics[m]) for m in methods):
+        return "no localization metrics: no boxed test image (see the report's notes)"
     labels = [METHOD_LABELS.get(m, m) for m in methods]
-    heading = f"{labels[0]}-{labels[-1]}" if len(methods) > 1 else ""
-    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{heading:>10}"]
+    others = [m for m in methods if m != "spol"]
+    heading = "SPOL-best other" if "spol" in methods and others else ""
+    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{heading:>17}"]
     for name, keys in METRIC_ROWS:
-        values = [metric_value(metrics[m], keys) for m in methods]
-        cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values)
-        difference = metric_difference(values[0], values[-1], keys) if len(methods) > 1 else None
+        values = {m: metric_value(metrics[m], keys) for m in methods}
+        cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values.values())
+        difference = best_other_difference(values, keys) if heading else None
         diff = "" if difference is None else f"{difference:+.2f}"
-        lines.append(f"{name:<14}{cells}{diff:>10}")
+        lines.append(f"{name:<14}{cells}{diff:>17}")
     return "\n".join(lines)

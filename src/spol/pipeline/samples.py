@@ -13,8 +13,9 @@ from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import protocol_gt_boxes
-from spol.localization import mask_to_box, threshold_mask
-from spol.pipeline.inference import MapKind, scoremaps_of
+from spol.localization import ThresholdRule, mask_to_box, threshold_mask
+from spol.models.maps import MapKind
+from spol.pipeline.inference import scoremaps_of
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
 from spol.stages.pseudo_masks import double_threshold, pseudo_mask_from_cam
@@ -44,25 +45,26 @@ def _mffnet_cam(cam_model: nn.Module, image: Image.Image, label: int, resize: in
 
 
 def build_report_samples(
-    test: Sequence[ImageRecord],
+    records: Sequence[ImageRecord],
     *,
     seg_model: nn.Module,
     baseline_model: nn.Module,
     cam_model: nn.Module,
-    thresholds: Mapping[str, float],
+    rules: Mapping[str, tuple[float, ThresholdRule]],
     recipe: Recipe,
     count: int = 12,
 ) -> list[ReportSample]:
-    """`count` evenly spaced test images at the protocol size with both methods' maps and boxes.
+    """`count` evenly spaced images (test images, or others when none has a box) with both methods' maps and boxes.
 
     SPOL shows the CAM network's map of the true class, the pseudo mask it would give (double
     thresholded, grey = ignored), the segmentation map and its box; CAM shows the baseline's
     map and box. The maps are computed as the evaluation computes them (`scoremaps_of`); boxes
-    come from each method's threshold chosen on val, cut as the protocol cuts.
+    come from each method's ``(threshold, rule)`` in `rules` (``"spol"``, ``"cam"``): chosen on val
+    and cut as the protocol cuts, or a fixed rule. Ground-truth boxes are drawn where a record has any.
     """
     samples = []
-    for index in _evenly_spaced(len(test), count):
-        record = test[index]
+    for index in _evenly_spaced(len(records), count):
+        record = records[index]
         image = load_image_rgb(record.path)
         shown = np.asarray(image.resize((PROTOCOL_SIZE, PROTOCOL_SIZE)), dtype=np.uint8)
         cam = _mffnet_cam(cam_model, image, record.label, recipe.pseudo_masks.resize)
@@ -82,10 +84,10 @@ def build_report_samples(
                         cam=cam / (cam.max() + 1e-6),
                         pseudo_mask=pseudo,
                         segmentation=spol_map,
-                        box=mask_to_box(threshold_mask(spol_map, thresholds["spol"], rule="protocol")),
+                        box=mask_to_box(threshold_mask(spol_map, rules["spol"][0], rule=rules["spol"][1])),
                     ),
                     "CAM": MethodVisuals(
-                        cam=cam_map, box=mask_to_box(threshold_mask(cam_map, thresholds["cam"], rule="protocol"))
+                        cam=cam_map, box=mask_to_box(threshold_mask(cam_map, rules["cam"][0], rule=rules["cam"][1]))
                     ),
                 },
             )

@@ -1,4 +1,4 @@
-"""The HTML report: the metrics of SPOL and the CAM baseline side by side, notes, and sample pictures.
+"""The HTML report: the run's details, SPOL, MFF-CAM and CAM side by side, what the numbers mean, samples.
 
 One self-contained file: inline CSS, images embedded as base64 PNG, no external assets.
 """
@@ -17,13 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from spol.evaluation import METRIC_ROWS, metric_difference, metric_value
+from spol.evaluation import METRIC_DEFINITIONS, METRIC_ROWS, best_other_difference, metric_value
 from spol.fileio import write_text_atomic
+from spol.localization import METHOD_LABELS
 from spol.report.plots import Chart, render_svg
 from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
-
-METHOD_LABELS = {"spol": "SPOL", "mffcam": "MFF-CAM", "cam": "CAM"}
-"""Display names of the methods of ``metrics.json``."""
 
 
 @dataclass(frozen=True)
@@ -68,19 +66,23 @@ def _cell(value: float | None, css: str = "", *, signed: bool = False) -> str:
 
 
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    """The HTML table: one row per metric, one column per method, and first − last when there are several."""
+    """The HTML table: one row per metric, one column per method (the best in bold), and SPOL − the best other."""
     methods = list(metrics)
     labels = [METHOD_LABELS.get(m, m) for m in methods]
     header = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
-    with_difference = len(methods) >= 2
+    with_difference = "spol" in methods and len(methods) >= 2
     if with_difference:
-        header += f"<th>{html.escape(labels[0])} − {html.escape(labels[-1])}</th>"
+        header += "<th>SPOL − best other</th>"
     rows = [f"<tr><th>Metric</th>{header}</tr>"]
     for label, keys in METRIC_ROWS:
-        values = [metric_value(metrics[m], keys) for m in methods]
-        cells = "".join(_cell(v) for v in values)
+        values = {m: metric_value(metrics[m], keys) for m in methods}
+        present = [v for v in values.values() if v is not None]
+        best = max(present) if present and keys != ("threshold",) else None
+        cells = "".join(
+            _cell(v, "best" if v is not None and v == best and len(present) > 1 else "") for v in values.values()
+        )
         if with_difference:
-            difference = metric_difference(values[0], values[-1], keys)
+            difference = best_other_difference(values, keys)
             if difference is None:
                 cells += "<td></td>"
             else:
@@ -88,6 +90,21 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
                 cells += _cell(difference, css, signed=True)
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
     return '<table class="metrics">\n' + "\n".join(rows) + "\n</table>"
+
+
+def definitions_table() -> str:
+    """What each number means (`spol.evaluation.METRIC_DEFINITIONS`), as an HTML table."""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(text)}</td></tr>"
+        for name, text in METRIC_DEFINITIONS.items()
+    )
+    return f'<table class="definitions"><tr><th>Metric</th><th>What it measures</th></tr>{rows}</table>'
+
+
+def details_table(details: Sequence[tuple[str, str]]) -> str:
+    """The run's details (data, splits, recipe, seed, version, time per stage) as a two-column HTML table."""
+    rows = "".join(f"<tr><th>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>" for key, value in details)
+    return f'<table class="details">{rows}</table>'
 
 
 def _img(image: np.ndarray, alt: str) -> str:
@@ -122,17 +139,19 @@ def samples_table(samples: Sequence[ReportSample]) -> str:
     methods = list(dict.fromkeys(name for sample in samples for name in sample.methods))
     per_sample = [{name: _method_views(sample, name) for name in methods} for sample in samples]
     columns = [
-        (name, view)
-        for name in methods
-        for view in dict.fromkeys(v for views in per_sample for v in views[name])
+        (name, view) for name in methods for view in dict.fromkeys(v for views in per_sample for v in views[name])
     ]
-    header = "<tr><th>image + ground truth</th>" + "".join(
-        f"<th>{html.escape(name)}: {html.escape(view)}</th>" for name, view in columns
-    ) + "</tr>"
+    header = (
+        "<tr><th>image + ground truth</th>"
+        + "".join(f"<th>{html.escape(name)}: {html.escape(view)}</th>" for name, view in columns)
+        + "</tr>"
+    )
     rows = [header]
     for sample, views in zip(samples, per_sample, strict=True):
-        cells = [f"<td>{_img(with_boxes(sample.image, ground_truth=list(sample.gt_boxes)), sample.image_id)}"
-                 f"{html.escape(sample.image_id)}</td>"]
+        cells = [
+            f"<td>{_img(with_boxes(sample.image, ground_truth=list(sample.gt_boxes)), sample.image_id)}"
+            f"{html.escape(sample.image_id)}</td>"
+        ]
         for name, view in columns:
             picture = views[name].get(view)
             cells.append(
@@ -184,6 +203,12 @@ def plots_section(charts: Sequence[Chart], pseudo_masks: Mapping[str, Any] | Non
     return "<h2>Curves</h2>\n" + "\n".join(parts) if parts else ""
 
 
+SMOKE_TEST_NOTE = (
+    "Smoke test (spol demo --quick): tiny data and a few training steps check that every stage runs; "
+    "its numbers mean nothing. Run `spol demo` for the benchmark."
+)
+
+
 def render_report(
     *,
     metrics: Mapping[str, Mapping[str, Any]],
@@ -192,7 +217,10 @@ def render_report(
     candidates: Sequence[Mapping[str, Any]] = (),
     charts: Sequence[Chart] = (),
     pseudo_masks: Mapping[str, Any] | None = None,
-    title: str = "SPOL vs. CAM: weakly supervised object localization",
+    details: Sequence[tuple[str, str]] = (),
+    method: str | None = None,
+    smoke_test: bool = False,
+    title: str = "SPOL, MFF-CAM and CAM: weakly supervised object localization",
 ) -> str:
     """The report's HTML text: one self-contained page (see `write_report`).
 
@@ -200,12 +228,16 @@ def render_report(
         metrics: the ``metrics.json`` content, ``{"spol": {...}, "mffcam": {...}, "cam": {...}}`` with keys
             ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``max_box_acc`` (``{"30", "50", "70"}``),
             ``max_box_acc_v2``, ``pxap`` (may be null), ``cls_top1``, ``threshold``; missing or
-            null values show as a dash.
+            null values show as a dash. Without any test metric (no boxed test image) the table is
+            replaced by a line saying so (the notes say why).
         samples: pictures to show, see `ReportSample`.
         notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
         candidates: the training settings tried on val, see `candidates_table` (none: no such section).
         charts: curves to draw (`spol.report.charts`), inline SVG.
         pseudo_masks: `spol.stages.pseudo_masks.pseudo_mask_statistics` of the run, or None.
+        details: ``(what, value)`` rows shown first: data, splits, recipe, seed, version, time per stage.
+        method: the method that localizes by default (``localizer.json``), named in the page.
+        smoke_test: say at the top that the numbers mean nothing.
         title: page title.
 
     Raises:
@@ -213,17 +245,32 @@ def render_report(
     """
     if not isinstance(metrics, Mapping) or not metrics:
         raise ValueError("metrics must be a non-empty mapping of method name to its metrics (metrics.json content)")
-    methods = [METHOD_LABELS.get(m, m) for m in metrics]
     notes_html = (
         "<ul>\n" + "\n".join(f"<li>{html.escape(note)}</li>" for note in notes) + "\n</ul>"
         if notes
         else '<p class="muted">None.</p>'
     )
+    evaluated = any(metric_value(entry, ("max_box_acc_v2",)) is not None for entry in metrics.values())
+    table = (
+        metrics_table(metrics)
+        + '<p class="muted">Percentages except the threshold; the best of each row in bold. SPOL − best other: '
+        "SPOL's value minus the best of the other methods', green where SPOL is ahead.</p>"
+        if evaluated
+        else '<p class="warning">No localization metrics: no test image has a ground-truth box (see the notes).</p>'
+    )
+    localizing = (
+        f"<p><b>{html.escape(METHOD_LABELS.get(method, method))}</b> localizes by default "
+        "(<code>localizer.json</code>; <code>spol localize --method</code> picks another).</p>"
+        if method
+        else ""
+    )
     template = Template(resources.files("spol.report").joinpath("template.html").read_text(encoding="utf-8"))
     return template.substitute(
-        title=html.escape(title),
-        metrics_table=metrics_table(metrics),
-        difference_label=html.escape(f"{methods[0]} − {methods[-1]}" if len(methods) >= 2 else "none"),
+        title=html.escape(("Smoke test: " if smoke_test else "") + title),
+        banner=f'<p class="warning">{html.escape(SMOKE_TEST_NOTE)}</p>' if smoke_test else "",
+        details=details_table(details) if details else '<p class="muted">No details.</p>',
+        metrics_table=table + localizing,
+        definitions=definitions_table(),
         notes=notes_html,
         candidates=(
             "<h2>Training settings chosen on val</h2>\n"
@@ -258,7 +305,10 @@ __all__ = [
     "METHOD_LABELS",
     "MethodVisuals",
     "ReportSample",
+    "SMOKE_TEST_NOTE",
     "candidates_table",
+    "definitions_table",
+    "details_table",
     "metrics_table",
     "render_report",
     "samples_table",

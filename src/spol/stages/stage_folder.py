@@ -19,6 +19,7 @@ from spol.rundir import (
     CHECKPOINT_DIR,
     INPUTS_FILE,
     LAST_CHECKPOINT,
+    LOCALIZER_FILE,
     METRICS_CSV,
     MODEL_FILE,
     TENSORBOARD_DIR,
@@ -111,10 +112,10 @@ def _without_length(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def clear_stage_outputs(run_dir: Path) -> None:
-    """Delete what a stage wrote (model, metrics, Lightning's checkpoints and TensorBoard files), nothing else."""
+    """Delete what a stage wrote (model, metrics, localizer, Lightning checkpoints, TensorBoard files), nothing else."""
     remove_owned(
         run_dir,
-        [MODEL_FILE, METRICS_CSV],
+        [MODEL_FILE, METRICS_CSV, LOCALIZER_FILE],
         [
             (CHECKPOINT_DIR, "epoch-*.ckpt"),
             (CHECKPOINT_DIR, LAST_CHECKPOINT),
