@@ -22,13 +22,26 @@ def test_shipped_recipes_load_and_round_trip(name: str, tmp_path: Path) -> None:
 def test_cub_and_imagenet_hold_the_paper_values() -> None:
     cub = load_recipe("cub")
     assert (cub.backbone, cub.cam.epochs, cub.cam.batch_size, cub.cam.lr, cub.cam.backbone_lr_mult) == (
-        "resnet50", 32, 64, 0.02, 0.1)
+        "resnet50",
+        32,
+        64,
+        0.02,
+        0.1,
+    )
     assert (cub.cam.momentum, cub.cam.nesterov, cub.cam.weight_decay) == (0.9, True, 1e-4)
     assert cub.cam.aux_branch and not cub.cam.freeze_stem
     assert (cub.seg.epochs, cub.seg.batch_size, cub.seg.lr, cub.seg.backbone_lr_mult) == (2, 128, 0.02, 1.0)
     c = cub.classifier
     assert (c.backbone, c.resize, c.crop, c.lr, c.backbone_lr_mult, c.epochs, c.batch_size, c.schedule) == (
-        "timm:tf_efficientnet_b7", 685, 600, 0.05, 0.1, 20, 16, "linear")
+        "timm:tf_efficientnet_b7",
+        685,
+        600,
+        0.05,
+        0.1,
+        20,
+        16,
+        "linear",
+    )
     assert (cub.pseudo_masks.foreground, cub.pseudo_masks.background) == (0.25, 0.01)
     imagenet = load_recipe("imagenet")
     assert (imagenet.cam.epochs, imagenet.cam.batch_size, imagenet.seg.epochs) == (1, 128, 1)
@@ -101,3 +114,22 @@ def test_missing_recipe_and_frozen_models() -> None:
     recipe = load_recipe("cpu")
     with pytest.raises(ValidationError):
         recipe.cam.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "ddp_notebook"])
+def test_spawn_and_fork_strategies_are_refused_in_one_line(strategy: str) -> None:
+    with pytest.raises(ValueError, match=r"trainer: trainer.strategy='ddp_.*' starts processes that run only") as error:
+        load_recipe("cpu", [f"trainer.strategy={strategy}"])
+    assert "use trainer.strategy=ddp" in str(error.value) and len(str(error.value).splitlines()) == 2
+
+
+def test_a_trainer_that_lightning_would_fork_is_refused() -> None:
+    # Lightning's "auto" strategy forks in a notebook with several devices; the same launcher is refused.
+    from spol.config import TrainerConfig
+    from spol.stages.trainer import build_trainer
+
+    forking = TrainerConfig.model_construct(
+        **{**TrainerConfig().model_dump(), "accelerator": "cpu", "devices": 2, "strategy": "ddp_fork"}
+    )
+    with pytest.raises(ValueError, match="starts processes that run only Lightning's loop"):
+        build_trainer(forking)

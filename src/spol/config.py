@@ -178,6 +178,16 @@ class EvaluationConfig(_Strict):
     )
 
 
+def multiprocessing_refusal(strategy: str) -> str:
+    """Why spol refuses Lightning's spawn and fork strategies, and what to use instead."""
+    return (
+        f"trainer.strategy={strategy!r} starts processes that run only Lightning's loop, not the rest of spol's "
+        "stage (pseudo masks, evaluation counts and files would be lost): use trainer.strategy=ddp, which runs "
+        "the whole command in every process (started by Lightning, torchrun or SLURM); in a notebook, use "
+        "trainer.devices=1 or run the spol command in a terminal"
+    )
+
+
 class TrainerConfig(_Strict):
     """Arguments of `lightning.Trainer`, for training and inference alike.
 
@@ -187,7 +197,10 @@ class TrainerConfig(_Strict):
     accelerator: str = Field("auto", description="'cpu', 'gpu', 'auto', ...")
     devices: int | str | list[int] = Field("auto", description="number of devices, 'auto' or a list of ids")
     num_nodes: int = Field(1, ge=1, description="machines (SLURM / torchrun set the ranks)")
-    strategy: str = Field("auto", description="'auto', 'ddp', 'ddp_spawn', ...")
+    strategy: str = Field(
+        "auto",
+        description="'auto' or 'ddp' (every process runs the whole command); spawn and fork strategies are refused",
+    )
     precision: str = Field(
         "32-true", description="'32-true'; on GPU 'bf16-mixed' or '16-mixed' (training and inference alike)"
     )
@@ -210,6 +223,12 @@ class TrainerConfig(_Strict):
         None, description="batches (int) or share (float) of each epoch; null: all"
     )
     gradient_clip_val: float | None = Field(None, description="clip gradient norm at this value; null: no clipping")
+
+    @model_validator(mode="after")
+    def _whole_command_in_every_process(self) -> TrainerConfig:
+        if any(word in self.strategy for word in ("spawn", "fork", "notebook")):
+            raise ValueError(multiprocessing_refusal(self.strategy))
+        return self
 
 
 class Recipe(_Strict):
@@ -254,6 +273,8 @@ def _explain(error: ValidationError, source: str) -> ValueError:
             parent = _model_at(loc[:-1])
             valid = f"; valid keys here: {_valid_keys(parent)}" if parent is not None else ""
             lines.append(f"unknown key {key!r}{valid}")
+        elif isinstance(item.get("input"), dict):  # a whole section's rule: its message says it all
+            lines.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return ValueError(f"invalid recipe {source}:\n  " + "\n  ".join(lines))

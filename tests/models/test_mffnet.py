@@ -173,3 +173,24 @@ def test_a_training_step_changes_every_part_and_the_loss_is_finite() -> None:
         assert name in changed, name
     with torch.no_grad():
         assert torch.isfinite(model.eval()(X).maps).all()
+
+
+def test_float16_autocast_keeps_the_fused_product_out_of_float16s_underflow() -> None:
+    # Small projections (as trained networks have on much of the map) make the product of three of them
+    # fall below float16's range: in float16 it became 0 and the CAM lost those locations.
+    torch.manual_seed(0)
+    net = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=4, weights=None, aux_branch=True).eval()
+    with torch.no_grad():
+        for projection in net.projections:
+            projection[1].weight.fill_(2e-3)
+            projection[1].bias.fill_(1e-3)
+        x = torch.randn(2, 3, 64, 64)
+        reference = net(x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            mixed = net(x)
+    assert mixed.maps.dtype == torch.float32 and mixed.aux_logits.dtype == torch.float32
+    product = reference.maps[reference.maps > 0]
+    assert product.numel() > 0 and float(product.max()) < 6.1e-5  # every value below float16's normal range
+    kept = (mixed.maps > 0) & (reference.maps > 0)
+    assert kept.sum() >= 0.95 * (reference.maps > 0).sum()
+    torch.testing.assert_close(mixed.maps, reference.maps, rtol=0.1, atol=1e-7)

@@ -32,7 +32,7 @@ torch.set_num_threads(1)
 out = Path(sys.argv[1])
 recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
     "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=4", "cam.epochs=1",
-    "cam.max_steps=3", "data.resize=48", "data.crop=40"])
+    "cam.max_steps=3", "data.resize=48", "data.crop=40"] + sys.argv[2:])
 dataset = make_dataset(out / "data", num_images=12, size=48)
 seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
@@ -46,15 +46,25 @@ torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt"
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> None:
+def _train(tmp_path: Path, *overrides: str) -> None:
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(here=str(HERE)), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path
+        [sys.executable, str(script), str(tmp_path), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> None:
+    _train(tmp_path)
     rank0 = torch.load(tmp_path / "rank0.pt")
     rank1 = torch.load(tmp_path / "rank1.pt")
     assert rank0.keys() == rank1.keys() and len(rank0) > 0
@@ -68,3 +78,17 @@ def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> Non
     exported = load_exported_model(tmp_path / "run" / "model.pt").state_dict()
     for name, value in rank0.items():
         torch.testing.assert_close(exported[name], value.detach(), rtol=0, atol=0, msg=name)
+    # The checkpoint holds each rank's random generators, so that a resumed run restores every rank's own.
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert isinstance(checkpoint["spol_rng_states"], list) and len(checkpoint["spol_rng_states"]) == 2
+
+
+@pytest.mark.slow
+def test_min_steps_under_two_processes_trains_as_many_steps_as_one_process(tmp_path: Path) -> None:
+    # 12 images in global batches of 4: 3 steps an epoch whatever the number of processes, so min_steps 6
+    # needs 2 epochs. Each process's loader yields 3 batches of 2 (it sees 12 images before Lightning
+    # shards them, 6 after): counting the unsharded loader gave 6 steps an epoch, 1 epoch, 3 steps.
+    _train(tmp_path, "cam.max_steps=null", "cam.min_steps=6")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "2 epochs (raised from 1 to reach min_steps 6)" in log
+    assert "finished at epoch 2, step 6" in log

@@ -83,18 +83,23 @@ def test_min_steps_raises_the_epochs_of_a_small_train_split(
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"], ["2", "6"]]
 
 
-@pytest.mark.parametrize(("keep", "expected"), [
-    (1, ["epoch-002.ckpt", "last.ckpt"]),
-    (0, ["last.ckpt"]),
-    (None, ["epoch-000.ckpt", "epoch-001.ckpt", "epoch-002.ckpt", "last.ckpt"]),
-])
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        (1, ["epoch-002.ckpt", "last.ckpt"]),
+        (0, ["last.ckpt"]),
+        (None, ["epoch-000.ckpt", "epoch-001.ckpt", "epoch-002.ckpt", "last.ckpt"]),
+    ],
+)
 def test_keep_checkpoints_bounds_the_epoch_checkpoints_on_disk(
     fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, keep: int | None, expected: list[str]
 ) -> None:
-    recipe = fast_recipe.model_copy(update={
-        "cam": fast_recipe.cam.model_copy(update={"epochs": 3}),
-        "trainer": fast_recipe.trainer.model_copy(update={"keep_checkpoints": keep}),
-    })
+    recipe = fast_recipe.model_copy(
+        update={
+            "cam": fast_recipe.cam.model_copy(update={"epochs": 3}),
+            "trainer": fast_recipe.trainer.model_copy(update={"keep_checkpoints": keep}),
+        }
+    )
     run = tmp_path / "cam"
     train_cam(recipe, tiny_dataset, run)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == expected
@@ -104,3 +109,13 @@ def test_keep_checkpoints_bounds_the_epoch_checkpoints_on_disk(
         exported = load_exported_model(run / "model.pt").state_dict()
         for name, value in exported.items():
             torch.testing.assert_close(state[f"net.{name}"], value, msg=name)
+
+
+def test_steps_per_epoch_counts_each_process_share_of_the_images() -> None:
+    from spol.stages.engine import steps_per_epoch
+
+    assert steps_per_epoch(12, 4, 1, 1) == 3
+    assert steps_per_epoch(12, 2, 2, 1) == 3  # 6 images a process, batches of 2
+    assert steps_per_epoch(13, 2, 2, 1) == 3  # 7 (padded) a process, the incomplete batch dropped
+    assert steps_per_epoch(10, 3, 3, 1) == 1
+    assert steps_per_epoch(64, 4, 2, 2) == 4  # 8 batches a process, 2 accumulated per step

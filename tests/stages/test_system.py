@@ -43,3 +43,24 @@ def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe)
     assert len(groups["new"]["params"]) == len(list(net.parameters())) - len(backbone)
     assert groups["backbone"]["lr"] == pytest.approx(fast_recipe.cam.lr * fast_recipe.cam.backbone_lr_mult)
     assert groups["new"]["lr"] == fast_recipe.cam.lr
+
+
+def test_each_rank_restores_its_own_random_generators() -> None:
+    from spol.stages.system import rank_rng_states
+
+    saved = [{"torch": "rank 0"}, {"torch": "rank 1"}]
+    assert rank_rng_states(saved, 1, 2) == {"torch": "rank 1"}
+    assert rank_rng_states(saved, 0, 2) == {"torch": "rank 0"}
+    # Another number of processes: rank 0 takes rank 0's, the others keep their own (not rank 0's).
+    assert rank_rng_states(saved, 0, 1) == {"torch": "rank 0"}
+    assert rank_rng_states([{"torch": "only"}], 2, 4) is None
+    assert rank_rng_states({"torch": "spol 0.2, one dict"}, 0, 1) == {"torch": "spol 0.2, one dict"}
+    assert rank_rng_states(None, 0, 1) is None
+
+
+def test_parameter_group_predicates_pickle_for_spawned_processes(fast_recipe: Recipe) -> None:
+    import pickle
+
+    module = CamModule(build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None), fast_recipe.cam)
+    copy = pickle.loads(pickle.dumps(module.is_backbone))
+    assert copy("backbone.body.conv_stem.weight") and not copy("classifier.weight")

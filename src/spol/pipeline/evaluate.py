@@ -28,7 +28,7 @@ from spol.models import CLASSIFIERS, SEGMENTERS, export_model, from_release, loa
 from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.run import prepare_splits
 from spol.rundir import METRICS_FILE
-from spol.stages.distributed import is_global_zero
+from spol.stages.distributed import ensure_process_group, is_global_zero
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def evaluate_networks(
     """
     if classifier is not None and class_predictions is not None:
         raise ValueError("give either a classifier or class predictions, not both")
+    ensure_process_group(recipe.trainer.accelerator)
     # The pipeline's splits, so that a network is scored on the images its run was scored on.
     splits, _ = prepare_splits(read_dataset(Path(data_root), data_format), recipe)
     dataset, test = splits.dataset, splits.dataset.split("test")

@@ -79,7 +79,7 @@ from spol.rundir import (
     update_record,
 )
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
-from spol.stages.distributed import barrier, is_global_zero
+from spol.stages.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
 from spol.stages.pseudo_masks import pseudo_mask_statistics
 
 log = logging.getLogger(__name__)
@@ -193,11 +193,14 @@ def drop_unreadable_images(
     if isinstance(recorded, dict) and {k: recorded.get(k) for k in same_files} == same_files:
         unreadable = dict(recorded.get("unreadable", {}))
     else:
+        # Each process decodes its share of the images; the shares' findings are gathered.
+        rank, world_size = rank_and_world_size()
+        share = dataset.records[rank::world_size]
         log.info("checking that the %d images decode", len(dataset.records))
-        problems = verify_images(
-            [r.path for r in dataset.records], sizes=[r.size for r in dataset.records], progress=progress
-        )
-        unreadable = {problem.path: problem.problem for problem in problems if problem.path}
+        problems = verify_images([r.path for r in share], sizes=[r.size for r in share], progress=progress)
+        found = {problem.path: problem.problem for problem in problems if problem.path}
+        unreadable = {path: reason for part in gather_objects(found) for path, reason in part.items()}
+        unreadable = {str(r.path): unreadable[str(r.path)] for r in dataset.records if str(r.path) in unreadable}
         if is_global_zero():
             update_record(record, "verified", {**same_files, "unreadable": unreadable})
     if not unreadable:
@@ -272,6 +275,7 @@ def run_pipeline(
             f"threshold best at IoU 0.5 on val (got {list(recipe.evaluation.iou_thresholds)})"
         )
     candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
+    ensure_process_group(recipe.trainer.accelerator)  # under torchrun / SLURM: the ranks agree from the start
     # The dataset is read and its splits checked before the run folder exists: a refused run leaves nothing.
     dataset = read_dataset(Path(data_root), data_format)
     splits, _ = prepare_splits(dataset, recipe)

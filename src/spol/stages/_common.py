@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
@@ -36,14 +37,24 @@ def train_records(dataset: Dataset) -> list[ImageRecord]:
     return records
 
 
+def _starts_with(prefixes: tuple[str, ...], name: str) -> bool:
+    return name.startswith(prefixes)
+
+
+def _not_starts_with(prefixes: tuple[str, ...], name: str) -> bool:
+    return not name.startswith(prefixes)
+
+
+# Partials of module-level functions, not lambdas: the training system holding them must pickle
+# (Lightning's spawn launcher and checkpoint hyper-parameters pickle it).
 def backbone_predicate(prefixes: tuple[str, ...] = ("backbone.",)) -> Callable[[str], bool]:
     """Parameter name → True when it belongs to the pretrained backbone (starts with one of `prefixes`)."""
-    return lambda name: name.startswith(prefixes)
+    return partial(_starts_with, prefixes)
 
 
 def not_head_predicate(head_prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     """Parameter name → True unless it belongs to the new classification head."""
-    return lambda name: not name.startswith(head_prefixes)
+    return partial(_not_starts_with, head_prefixes)
 
 
 def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:

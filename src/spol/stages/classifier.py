@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spol.config import Recipe, StageOptimConfig
@@ -19,9 +18,10 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import normalization_of, train_transform
 from spol.models import build_classifier, export_model
+from spol.models.layers import cross_entropy
 from spol.rundir import MODEL_FILE
 from spol.stages._common import not_head_predicate, train_records
-from spol.stages.distributed import barrier, is_global_zero
+from spol.stages.distributed import barrier, ensure_process_group, is_global_zero
 from spol.stages.engine import fit_stage, seed_everything
 from spol.stages.stage_folder import finished_model, stage_inputs
 from spol.stages.system import TrainingSystem
@@ -48,7 +48,7 @@ class ClassifierModule(TrainingSystem):
     def compute_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         images, labels = batch
         logits = self.net(images)
-        return F.cross_entropy(logits, labels), (logits.argmax(dim=1) == labels).float().mean()
+        return cross_entropy(logits, labels), (logits.argmax(dim=1) == labels).float().mean()
 
 
 def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: bool = False) -> Path:
@@ -65,6 +65,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     """
     run_dir = Path(run_dir)
     section = recipe.classifier
+    ensure_process_group(recipe.trainer.accelerator)  # torchrun: the barrier below must wait for rank 0's file
     trained_on = train_records(dataset) if section.epochs else []
     done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
     if done is not None:

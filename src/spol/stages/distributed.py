@@ -10,8 +10,10 @@ ranks, torchrun and SLURM start them all). The rules every stage follows:
 * counters are summed over ranks with `all_reduce_sum`; small lists are gathered with
   `gather_objects`.
 
-Every helper is a no-op in a single process, and before the process group exists (Lightning creates
-it at the first ``fit`` or ``predict`` of a multi-device trainer).
+Every helper is a no-op in a single process, and before the process group exists. Lightning creates
+it at the first ``fit`` or ``predict`` of a multi-device trainer; when torchrun or SLURM started every
+process at once, `ensure_process_group` creates it first, so that the ranks wait for each other's
+files from the start (an epochs-0 classifier, ``--force``) and share the image checks.
 """
 
 from __future__ import annotations
@@ -41,6 +43,45 @@ def is_global_zero() -> bool:
         if variable in os.environ:
             return int(os.environ[variable]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def ensure_process_group(accelerator: str = "auto") -> None:
+    """Create the process group now when a launcher started every process (torchrun, SLURM); else do nothing.
+
+    Lightning's own launcher starts the other processes at the first ``fit`` and they rerun the command
+    from its start, so under it the group must wait for that ``fit`` (this returns without one).
+    Lightning reuses a group that exists. The backend is Lightning's: NCCL on GPUs, gloo on CPUs.
+
+    Args:
+        accelerator: ``trainer.accelerator`` of the recipe (``"cpu"`` forces gloo).
+    """
+    if not dist.is_available() or dist.is_initialized():
+        return
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    for environment_type in (TorchElasticEnvironment, SLURMEnvironment):
+        if environment_type.detect():
+            environment = environment_type()
+            break
+    else:
+        return
+    if environment.world_size() < 2:
+        return
+    cuda = accelerator != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(environment.local_rank())
+    os.environ.setdefault("MASTER_ADDR", environment.main_address)
+    os.environ.setdefault("MASTER_PORT", str(environment.main_port))
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", rank=environment.global_rank(), world_size=environment.world_size()
+    )
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """``(global rank, number of processes)`` of the running group; ``(0, 1)`` without one."""
+    if is_distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def barrier() -> None:
@@ -78,4 +119,12 @@ def gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
-__all__ = ["all_reduce_sum", "barrier", "gather_objects", "is_distributed", "is_global_zero"]
+__all__ = [
+    "all_reduce_sum",
+    "barrier",
+    "ensure_process_group",
+    "gather_objects",
+    "is_distributed",
+    "is_global_zero",
+    "rank_and_world_size",
+]

@@ -53,7 +53,7 @@ from spol.rundir import (
     STAGE_LOG,
     TENSORBOARD_DIR,
 )
-from spol.stages.distributed import barrier, is_global_zero
+from spol.stages.distributed import barrier, ensure_process_group, is_global_zero
 from spol.stages.stage_folder import check_resume_checkpoint, clear_stage_outputs
 from spol.stages.system import TrainingSystem
 from spol.stages.trainer import build_trainer, quiet_lightning
@@ -119,6 +119,17 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
     )
 
 
+def steps_per_epoch(images: int, device_batch: int, world_size: int, accumulate: int) -> int:
+    """Optimiser steps in one epoch of `images` under DDP: what each process's loader yields, then accumulated.
+
+    Lightning gives each of the `world_size` processes a ``ceil(images / world_size)`` share (its
+    distributed sampler pads the last one), and `make_train_loader` drops each share's incomplete batch.
+    The loader built before `fit` still sees every image, so its length is `world_size` times too long.
+    """
+    share = math.ceil(images / max(world_size, 1))
+    return (share // max(device_batch, 1)) // max(accumulate, 1)
+
+
 def stage_epochs(stage: StageOptimConfig, steps_per_epoch: int) -> int:
     """``stage.epochs``, raised so that the stage makes at least ``stage.min_steps`` optimiser steps."""
     if stage.min_steps is None or steps_per_epoch < 1:
@@ -171,6 +182,7 @@ def fit_stage(
     model_path = run_dir / MODEL_FILE
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     last = checkpoint_dir / LAST_CHECKPOINT
+    ensure_process_group(recipe.trainer.accelerator)
     with log_to_file(run_dir / STAGE_LOG):
         if is_global_zero():
             if force:
@@ -181,6 +193,7 @@ def fit_stage(
             if config_path.is_file() and config_path.read_text(encoding="utf-8") != text and last.is_file():
                 logger.warning("%s differs from the current recipe; resuming with the current recipe", config_path)
             write_text_atomic(config_path, text)
+        barrier()  # no rank decides to resume from a checkpoint that rank 0 is removing (--force)
         t = recipe.trainer
         trainer = build_trainer(
             t,
@@ -219,7 +232,9 @@ def fit_stage(
         )
         loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
         # Known only now that the loader is: a small train split trains more epochs to reach `min_steps`.
-        trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, len(loader) // t.accumulate_grad_batches)
+        images: int = len(dataset)  # type: ignore[arg-type]
+        steps = steps_per_epoch(images, loader.batch_size or 1, trainer.world_size, t.accumulate_grad_batches)
+        trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, steps)
         # Trainer.callbacks is set at run time, unknown to type checkers.
         trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
@@ -257,4 +272,4 @@ def seed_everything(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-__all__ = ["fit_stage", "make_train_loader", "per_device_batch_size", "seed_everything"]
+__all__ = ["fit_stage", "make_train_loader", "per_device_batch_size", "seed_everything", "steps_per_epoch"]

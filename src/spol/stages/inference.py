@@ -25,6 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from spol.config import TrainerConfig
 from spol.models import resolve_device
+from spol.stages.distributed import ensure_process_group
 from spol.stages.trainer import build_trainer, quiet_lightning
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def run_inference(
     size = len(dataset)  # type: ignore[arg-type]
     if size == 0:
         return
+    ensure_process_group(trainer.accelerator)
     # Lightning's device summary was printed when training started; once per inference pass is noise.
     summary_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = summary_log.level

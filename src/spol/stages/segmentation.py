@@ -25,6 +25,7 @@ from spol.data import Dataset, ImageRecord
 from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
+from spol.models.layers import resize_bilinear
 from spol.rundir import read_record
 from spol.stages._common import backbone_predicate, freeze_backbone, train_records
 from spol.stages.engine import fit_stage, seed_everything
@@ -51,7 +52,7 @@ def masked_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
         logits: B x 1 x h x w object logits; upsampled bilinearly to the labels' size.
         labels: B x H x W integers in {0, 1, 255}.
     """
-    logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    logits = resize_bilinear(logits, labels.shape[-2:], align_corners=False)[:, 0]
     weight = (labels != IGNORE_LABEL).to(logits.dtype)
     target = (labels == 1).to(logits.dtype)
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
@@ -71,7 +72,7 @@ class SegmentationModule(TrainingSystem):
         logits = self.net(images).maps
         loss = masked_bce_loss(logits, labels)
         with torch.no_grad():
-            up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            up = resize_bilinear(logits, labels.shape[-2:], align_corners=False)[:, 0]
             valid = labels != IGNORE_LABEL
             correct = ((up > 0) == (labels == 1)) & valid
             accuracy = correct.sum() / valid.sum().clamp(min=1)

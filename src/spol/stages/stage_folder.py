@@ -43,7 +43,7 @@ def stage_inputs(
     change no weight.
     """
     trainer = recipe.trainer.model_dump(mode="json")
-    for key in ("log_every_n_steps", "keep_checkpoints"):
+    for key in _UNRECORDED_TRAINER_KEYS:
         trainer.pop(key)
     return {
         "backbone": recipe.backbone,
@@ -56,6 +56,10 @@ def stage_inputs(
         **upstream,
     }
 
+
+_UNRECORDED_TRAINER_KEYS = ("log_every_n_steps", "keep_checkpoints", "devices", "num_nodes", "strategy")
+"""Trainer keys that change no weight: logging, checkpoints kept, and how many processes share the global
+batch (a stage trained on 8 GPUs is reused to evaluate on 1)."""
 
 _LATER_KEYS: dict[str, Any] = {"min_steps": None, "freeze_blocks": 0}
 
@@ -87,7 +91,7 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
     if inputs is not None:
         inputs_path = run_dir / INPUTS_FILE
         started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
-        recorded, compared = read_record(inputs_path), inputs
+        recorded, compared = _without_unrecorded(read_record(inputs_path)), inputs
         if started and not model_path.is_file() and recorded is not None:
             # An interrupted stage may resume with another length (train longer): compare the rest.
             recorded, compared = _without_length(recorded), _without_length(inputs)
@@ -99,6 +103,14 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
         logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
         return model_path
     return None
+
+
+def _without_unrecorded(recorded: Any) -> Any:
+    # Stages recorded before a key left the inputs stay reusable.
+    if isinstance(recorded, dict) and isinstance(recorded.get("trainer"), dict):
+        trainer = {k: v for k, v in recorded["trainer"].items() if k not in _UNRECORDED_TRAINER_KEYS}
+        return {**recorded, "trainer": trainer}
+    return recorded
 
 
 _LENGTH_KEYS = ("epochs", "max_steps", "min_steps")

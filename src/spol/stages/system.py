@@ -9,6 +9,7 @@ Lightning's estimated stepping batches): ``constant``, ``linear`` ``(1 - t/T)``,
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from typing import Any, cast
@@ -20,6 +21,10 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from spol.config import StageOptimConfig
+from spol.models.layers import deterministic_cuda, use_deterministic_pooling
+from spol.stages.distributed import gather_objects, rank_and_world_size
+
+logger = logging.getLogger(__name__)
 
 
 def build_scheduler(
@@ -70,6 +75,39 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
+def _map_tensors(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """`value` with every tensor (or, back, every array) converted: ranks exchange generator states as arrays."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return convert(value)
+    if isinstance(value, dict):
+        return {key: _map_tensors(item, convert) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_tensors(item, convert) for item in value)
+    return value
+
+
+def rank_rng_states(saved: Any, rank: int, world_size: int) -> dict[str, Any] | None:
+    """This rank's generator states in a checkpoint's ``spol_rng_states``, or None to keep its own.
+
+    A checkpoint holds one entry per rank that saved it (a single dict before spol 0.3). A rank
+    restores its own entry when the checkpoint was saved by as many ranks as run now; with another
+    number of processes only rank 0 restores rank 0's, and the other ranks keep their seeded generators
+    (restoring rank 0's on every rank would give every GPU rank 0's CUDA generator).
+    """
+    if saved is None:
+        return None
+    entries = saved if isinstance(saved, list) else [saved]
+    if len(entries) == world_size or rank == 0:
+        return entries[rank] if len(entries) == world_size else entries[0]
+    logger.warning(
+        "the checkpoint holds the random generators of %d process(es), this run has %d: rank %d keeps its own",
+        len(entries),
+        world_size,
+        rank,
+    )
+    return None
+
+
 class TrainingSystem(L.LightningModule):
     """A LightningModule around a pure network: two-group SGD or AdamW, the schedule, loss and accuracy logging.
 
@@ -94,20 +132,33 @@ class TrainingSystem(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         loss, accuracy = self.compute_loss(batch)
         size = len(batch[0])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         out = {"loss": loss}
+        values = {"loss": loss.detach()}
         if accuracy is not None:
-            self.log("train/acc", accuracy, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
-            out["accuracy"] = accuracy.detach()
+            values["acc"] = out["accuracy"] = accuracy.detach()
+        for name, value in values.items():
+            # Per step: this process's value, no collective. Per epoch: accumulated on the device and
+            # reduced over the processes once, at the epoch's end (Lightning syncs on_step values every step).
+            self.log(f"train/{name}_step", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return out
 
+    def on_fit_start(self) -> None:
+        # Deterministic training on a GPU: the classifiers' adaptive average pools have no deterministic backward.
+        if deterministic_cuda(next(self.net.parameters())):
+            replaced = use_deterministic_pooling(self.net)
+            if replaced:
+                logger.info("deterministic CUDA training: %d adaptive average pool(s) computed as a mean", replaced)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["spol_rng_states"] = _collect_rng_states()
+        # Every rank runs this hook and rank 0 writes the file: it holds each rank's generators, in rank order.
+        gathered = gather_objects(_map_tensors(_collect_rng_states(), lambda t: t.cpu().numpy()))
+        checkpoint["spol_rng_states"] = [_map_tensors(states, torch.from_numpy) for states in gathered]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Restoring the random generators makes a resumed run draw the same shuffles, crops and
         # dropout masks as an uninterrupted one (Lightning does not restore them by itself).
-        states = checkpoint.get("spol_rng_states")
+        states = rank_rng_states(checkpoint.get("spol_rng_states"), *rank_and_world_size())
         if states is not None:
             _restore_rng_states(states)
 
@@ -142,4 +193,4 @@ class TrainingSystem(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["TrainingSystem", "build_scheduler"]
+__all__ = ["TrainingSystem", "build_scheduler", "rank_rng_states"]

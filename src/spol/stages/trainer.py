@@ -11,8 +11,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
-from spol.config import TrainerConfig
+from spol.config import TrainerConfig, multiprocessing_refusal
 
 
 class _DropAdvertising(logging.Filter):
@@ -61,7 +62,7 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     callbacks = list(callbacks or [])
     if config.channels_last:
         callbacks.append(ChannelsLast())
-    return L.Trainer(
+    trainer = L.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -71,6 +72,13 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
         callbacks=callbacks,
         **kwargs,
     )
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _MultiProcessingLauncher):
+        # Lightning's choice for "auto" with several devices in a notebook, or an explicit spawn/fork strategy.
+        raise ValueError(multiprocessing_refusal(config.strategy))
+    return trainer
+
+
 
 
 __all__ = ["ChannelsLast", "build_trainer", "quiet_lightning"]

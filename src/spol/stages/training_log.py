@@ -30,7 +30,7 @@ class EpochProgress(Callback):
         self.name = name
         self.images_per_epoch = images_per_epoch
         self._started = 0.0
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, Tensor] = {}
         self._count = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -39,10 +39,7 @@ class EpochProgress(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if isinstance(outputs, dict):
-            for key in ("loss", "accuracy"):
-                if isinstance(outputs.get(key), Tensor):
-                    self._sums[key] = self._sums.get(key, 0.0) + float(outputs[key])
+        if _accumulate(self._sums, outputs):
             self._count += 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -51,7 +48,7 @@ class EpochProgress(Callback):
         seconds = time.perf_counter() - self._started
         images = self._count * trainer.world_size * _batch_size(trainer)
         left = max(int(trainer.max_epochs or 0) - trainer.current_epoch - 1, 0) * seconds
-        means = ", ".join(f"{key} {value / self._count:.3f}" for key, value in self._sums.items())
+        means = ", ".join(f"{key} {float(value) / self._count:.3f}" for key, value in self._sums.items())
         logger.info(
             "%s epoch %d/%d: %s; %d images in %.0f s (%.1f img/s), about %s left",
             self.name,
@@ -63,6 +60,18 @@ class EpochProgress(Callback):
             images / max(seconds, 1e-9),
             _duration(left),
         )
+
+
+def _accumulate(sums: dict[str, Tensor], outputs: Any) -> bool:
+    """Add a step's loss and accuracy to `sums`, on their device (no host sync); False when it has none."""
+    if not isinstance(outputs, dict):
+        return False
+    for key in ("loss", "accuracy"):
+        value = outputs.get(key)
+        if isinstance(value, Tensor):
+            value = value.detach()
+            sums[key] = sums[key] + value if key in sums else value.clone()
+    return True
 
 
 def _batch_size(trainer: L.Trainer) -> int:
@@ -90,7 +99,7 @@ class MetricsCSV(Callback):
     def __init__(self, path: Path, every_n_steps: int) -> None:
         self.path = Path(path)
         self.every_n_steps = max(int(every_n_steps), 1)
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, Tensor] = {}
         self._count = 0
         self._last_step = -1
 
@@ -112,15 +121,14 @@ class MetricsCSV(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not trainer.is_global_zero or not isinstance(outputs, dict):
+        if not trainer.is_global_zero or not _accumulate(self._sums, outputs):
             return
-        values = {k: float(v) for k, v in outputs.items() if k in ("loss", "accuracy") and isinstance(v, Tensor)}
-        for key, value in values.items():
-            self._sums[key] = self._sums.get(key, 0.0) + value
         self._count += 1
         step = trainer.global_step
         if step != self._last_step and step % self.every_n_steps == 0:
+            # The only host sync of a step, every `every_n_steps` steps.
             self._last_step = step
+            values = {k: float(v) for k, v in outputs.items() if k in ("loss", "accuracy") and isinstance(v, Tensor)}
             self._write(
                 {"kind": "step", "epoch": trainer.current_epoch, "step": step, **values, "lr": self._lr(trainer)}
             )
@@ -128,7 +136,7 @@ class MetricsCSV(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._count == 0:
             return
-        means = {key: total / self._count for key, total in self._sums.items()}
+        means = {key: float(total) / self._count for key, total in self._sums.items()}
         self._write(
             {
                 "kind": "epoch",

@@ -1,0 +1,105 @@
+"""Under torchrun every process starts at once: ranks must wait for each other's files from the first line.
+
+Each test slows rank 0 down where the race was (its export of an epochs-0 classifier, its removal of
+a stage's checkpoints for --force), so that without the fix the other rank reads too early, every time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+PRELUDE = """
+import os, sys, time
+from pathlib import Path
+import torch
+sys.path.insert(0, {here!r})
+from conftest import FAST_OVERRIDES, make_dataset
+from spol.config import load_recipe
+
+torch.set_num_threads(1)
+out = Path(sys.argv[1])
+rank = int(os.environ["RANK"])
+
+
+def slow_on_rank_zero(function):
+    def slowed(*args, **kwargs):
+        if rank == 0:
+            time.sleep(3)
+        return function(*args, **kwargs)
+    return slowed
+"""
+
+CLASSIFIER_SCRIPT = (
+    PRELUDE
+    + """
+import spol.stages.classifier as classifier_stage
+from spol.models import load_exported_model
+import timm
+
+dataset = make_dataset(out / "data", num_images=8)
+weights = out / "classifier.pth"
+if rank == 0 and not weights.exists():
+    torch.save(timm.create_model("tf_efficientnet_lite0", num_classes=2).state_dict(), weights)
+recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
+    "trainer.strategy=ddp", "trainer.devices=2", "classifier.epochs=0", "classifier.backbone=efficientnet_lite0",
+    f"classifier.weights={{weights}}"])
+time.sleep(1 if rank else 0)  # rank 0 has written the weights file
+classifier_stage.export_model = slow_on_rank_zero(classifier_stage.export_model)
+path = classifier_stage.train_classifier(recipe, dataset, out / "classifier")
+load_exported_model(path)  # every rank reads what rank 0 wrote
+print(f"rank {{rank}} loaded {{path}}")
+"""
+)
+
+FORCE_SCRIPT = (
+    PRELUDE
+    + """
+import spol.stages.engine as engine
+from spol.stages.cam import train_cam
+
+dataset = make_dataset(out / "data", num_images=8)
+recipe = load_recipe("cpu", list(FAST_OVERRIDES) + ["trainer.strategy=ddp", "trainer.devices=2", "cam.epochs=2"])
+force = len(sys.argv) > 2
+if force:
+    engine.clear_stage_outputs = slow_on_rank_zero(engine.clear_stage_outputs)
+print(f"rank {{rank}} wrote", train_cam(recipe, dataset, out / "cam", force=force))
+"""
+)
+
+
+def _torchrun(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "script.py"
+    path.write_text(script.format(here=str(HERE)), encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(path)]
+    return subprocess.run([*command, str(tmp_path), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_an_epochs_zero_classifier_is_read_by_every_rank_after_rank_zero_wrote_it(tmp_path: Path) -> None:
+    result = _torchrun(CLASSIFIER_SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0 loaded" in result.stdout and "rank 1 loaded" in result.stdout
+
+
+@pytest.mark.slow
+def test_force_under_torchrun_retrains_on_every_rank(tmp_path: Path) -> None:
+    first = _torchrun(FORCE_SCRIPT, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    model = tmp_path / "cam" / "model.pt"
+    before = model.stat().st_mtime_ns
+    assert (tmp_path / "cam" / "checkpoints" / "last.ckpt").is_file()
+    again = _torchrun(FORCE_SCRIPT, tmp_path, "--force")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert model.stat().st_mtime_ns > before
+    log = (tmp_path / "cam" / "train.log").read_text()
+    assert "force: removing the previous outputs" in log and log.count("training from scratch") == 2
