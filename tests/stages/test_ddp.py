@@ -30,6 +30,14 @@ from spol.stages.engine import fit_stage, seed_everything
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
+# Count the all-reduces Python code asks for (DDP's gradient buckets reduce in C++, not through this).
+import torch.distributed as dist
+all_reduces = [0]
+reduce = dist.all_reduce
+def counted(*args, **kwargs):
+    all_reduces[0] += 1
+    return reduce(*args, **kwargs)
+dist.all_reduce = counted
 recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
     "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=4", "cam.epochs=1",
     "cam.max_steps=3", "data.resize=48", "data.crop=40"] + sys.argv[2:])
@@ -42,6 +50,7 @@ fit_stage(CamModule(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, r
           export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")
+(out / f"rank{{rank}}_all_reduces.txt").write_text(str(all_reduces[0]))
 """
 
 
@@ -78,6 +87,9 @@ def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> Non
     exported = load_exported_model(tmp_path / "run" / "model.pt").state_dict()
     for name, value in rank0.items():
         torch.testing.assert_close(exported[name], value.detach(), rtol=0, atol=0, msg=name)
+    # Logging reduces over the ranks once an epoch (the loss and accuracy), not at every one of the 3 steps.
+    all_reduces = [int((tmp_path / f"rank{rank}_all_reduces.txt").read_text()) for rank in (0, 1)]
+    assert all_reduces[0] == all_reduces[1] <= 6  # 12 when each step reduced its loss and accuracy
     # The checkpoint holds each rank's random generators, so that a resumed run restores every rank's own.
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert isinstance(checkpoint["spol_rng_states"], list) and len(checkpoint["spol_rng_states"]) == 2
