@@ -63,7 +63,7 @@ def test_no_box_at_all_trains_everything_and_writes_a_localizer_without_metrics(
     html = (run / "report.html").read_text()
     assert "No localization metrics" in html and "draw boxes for a few images per class" in html
     assert "data:image/png;base64," in html and "Pseudo masks (" in html  # samples, pseudo masks, curves
-    assert "images without boxes: no ground truth shown" in html
+    assert "training images: no box, so no ground truth shown" in html
     localizer = spol.Localizer.from_run(run)
     assert localizer.method == "spol" and not localizer.validated and "not validated" in localizer.description
     found = localizer(next(root.rglob("*.jpg")))

@@ -75,6 +75,22 @@ def read_csv_rows(path: Path) -> list[list[str]]:
         raise DatasetFormatError(f"cannot read {path} as a UTF-8 CSV file: {error}") from error
 
 
+def add_box(
+    record: PendingRecord, box: Box, source: Source, seen: dict[tuple[str, Box], Source], problems: list[Problem]
+) -> None:
+    """Give `record` the `box` read at `source`, unless `seen` holds the same box of the image (then a problem)."""
+    key = (record.image_id, box)
+    if key in seen:
+        problems.append(
+            source.problem(
+                f"duplicate box {format_box(box)} of image {record.image_id} (first at {seen[key].line}); ignored"
+            )
+        )
+        return
+    seen[key] = source
+    record.boxes.append((box, source))
+
+
 def format_box(box: Box) -> str:
     return "(" + ", ".join(f"{v:g}" for v in box) + ")"
 

@@ -33,8 +33,8 @@ from typing import NamedTuple
 from spol.data._reading import (
     PendingRecord,
     Source,
+    add_box,
     finish_records,
-    format_box,
     parse_box,
     read_csv_rows,
     read_lines,
@@ -207,16 +207,7 @@ def _pending_records(
             )
             continue
         if box is not None:
-            if (image_id, box) in seen_boxes:
-                problems.append(
-                    source.problem(
-                        f"duplicate box {format_box(box)} of image {image_id} "
-                        f"(first at {seen_boxes[image_id, box].line}); ignored"
-                    )
-                )
-                continue
-            seen_boxes[image_id, box] = source
-            record.boxes.append((box, source))
+            add_box(record, box, source, seen_boxes, problems)
     return list(pending.values())
 
 

@@ -32,7 +32,7 @@ import logging
 import os
 from pathlib import Path
 
-from spol.data._reading import PendingRecord, Source, finish_records, format_box, parse_box, read_csv_rows
+from spol.data._reading import PendingRecord, Source, add_box, finish_records, parse_box, read_csv_rows
 from spol.data.records import Box, Dataset, DatasetFormatError, Problem
 
 logger = logging.getLogger(__name__)
@@ -191,13 +191,4 @@ def _read_boxes(path: Path, pending: dict[str, PendingRecord], problems: list[Pr
                 source.problem(f"image {image} is not an image of the folder ({LAYOUT}); its box is ignored")
             )
             continue
-        if (image_id, box) in seen:
-            problems.append(
-                source.problem(
-                    f"duplicate box {format_box(box)} of image {image_id} "
-                    f"(first at {seen[image_id, box].line}); ignored"
-                )
-            )
-            continue
-        seen[image_id, box] = source
-        record.boxes.append((box, source))
+        add_box(record, box, source, seen, problems)

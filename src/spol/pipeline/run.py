@@ -164,8 +164,6 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, 
         notes.append(NO_BOXES_NOTE)
     elif splits.test_from is None:
         notes.append(NO_TEST_NOTE)
-    for note in notes:
-        log.info("%s", note)
     return splits, notes
 
 
@@ -366,6 +364,8 @@ def _run(
         dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress
     )
     splits, notes = prepare_splits(dataset, recipe)
+    for note in notes:
+        log.info("%s", note)
     dataset = splits.dataset
     notes += skipped
     val, test = dataset.split("val"), dataset.split("test")
@@ -584,7 +584,8 @@ def _run(
                 foreground=spol_recipe.pseudo_masks.foreground,
                 background=spol_recipe.pseudo_masks.background,
             )
-            details = _run_details(dataset, data_format, splits, recipe, recipe_name, started_at, shown is test, clock)
+            samples_from = "test" if test else "val" if val else "train"
+            details = _run_details(dataset, data_format, splits, recipe, recipe_name, started_at, samples_from, clock)
             write_report(
                 run_dir / REPORT_FILE,
                 metrics=metrics,
@@ -630,7 +631,7 @@ def _run_details(
     recipe: Recipe,
     recipe_name: str | None,
     started_at: datetime,
-    samples_from_test: bool,
+    samples_from: str,
     clock: _StageClock,
 ) -> list[tuple[str, str]]:
     """The report's first table: what the run was made from and how long each stage took."""
@@ -657,7 +658,14 @@ def _run_details(
         ("spol", f"{spol_version} (PyTorch {torch.__version__})"),
         ("started", started_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("time per stage", clock.describe() + " (this invocation; a finished stage is reused, not retrained)"),
-        ("samples", "test images" if samples_from_test else "images without boxes: no ground truth shown"),
+        (
+            "samples",
+            {
+                "test": "test images",
+                "val": "val images (no boxed test image)",
+                "train": "training images: no box, so no ground truth shown",
+            }[samples_from],
+        ),
     ]
 
 
