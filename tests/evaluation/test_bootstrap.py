@@ -44,3 +44,14 @@ def test_bad_inputs_are_refused() -> None:
         bootstrap_max_box_acc_v2({})
     with pytest.raises(ValueError, match="same, non-zero number of images"):
         bootstrap_max_box_acc_v2({"a": _hits(2, images=4), "b": _hits(2, images=5)})
+
+
+def test_scores_that_differ_only_in_float_rounding_tie_to_the_first() -> None:
+    # 1, 1 and 5 of 30 images right at the three IoU levels, in two orders: the same MaxBoxAccV2, whose
+    # float means differ in the last bit (7.777777777777778 and 7.777777777777776).
+    first = np.zeros((30, 3, 2), dtype=bool)
+    for row, right in enumerate((1, 1, 5)):
+        first[:right, row, 0] = True
+    second = first[:, ::-1]
+    result = bootstrap_max_box_acc_v2({"spol": second, "mffcam": first}, resamples=200, seed=0)
+    assert result.best_share == {"spol": 1.0, "mffcam": 0.0}

@@ -74,8 +74,9 @@ def bootstrap_max_box_acc_v2(
         accuracy = weights @ hits.reshape(images, -1) / images  # [resamples, num_iou * num_thresholds]
         per_iou = accuracy.reshape(resamples, hits.shape[1], hits.shape[2]).max(axis=2)
         scores[method] = 100.0 * per_iou.mean(axis=1)
-    stacked = np.stack(list(scores.values()))  # [methods, resamples]
-    winners = np.argmax(stacked, axis=0)  # the first of equal scores
+    # Rounded: equal hit counts averaged in another order differ in the last bit; ties go to the first.
+    stacked = np.round(np.stack(list(scores.values())), 9)  # [methods, resamples]
+    winners = np.argmax(stacked, axis=0)
     methods = list(scores)
     return BootstrapResult(
         intervals={m: (float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))) for m, s in scores.items()},

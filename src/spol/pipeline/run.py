@@ -486,7 +486,7 @@ def _run(
                 per_image = _every_contour_array(len(val), recipe) if bootstrap_images else None
                 counts = score(system(candidate, classes=False), val, method, split, per_image)
                 scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"], per_image))
-            best = max(range(len(scored)), key=lambda i: (scored[i][2], -i))  # the first of equal scores
+            best = max(range(len(scored)), key=lambda i: (_comparable(scored[i][2]), -i))  # the first of equal ones
             candidate, val_counts, val_scores[method], per_image = scored[best]
             if per_image is not None:
                 val_hits[method] = per_image
@@ -510,7 +510,8 @@ def _run(
         entry["train"] = {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}
         metrics[method] = entry
 
-    chosen = max(val_scores, key=lambda m: (val_scores[m], -list(val_scores).index(m))) if val_scores else "spol"
+    order = list(val_scores)
+    chosen = max(order, key=lambda m: (_comparable(val_scores[m]), -order.index(m))) if val_scores else "spol"
     bootstrap = bootstrap_max_box_acc_v2(val_hits, seed=recipe.seed) if len(val_hits) == len(candidates) else None
     notes.append(_choice_note(chosen, val_scores, bootstrap, len(val)))
     if selecting:
@@ -601,6 +602,11 @@ def _run(
         log.info("wrote %s and %s (%s)", run_dir / METRICS_FILE, run_dir / REPORT_FILE, clock.describe())
     barrier()
     return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes, method=chosen)
+
+
+def _comparable(score: float) -> float:
+    """A MaxBoxAccV2 rounded for comparisons: equal hit counts averaged in another order differ in the last bit."""
+    return round(score, 9)
 
 
 def _every_contour_array(images: int, recipe: Recipe) -> np.ndarray:
