@@ -103,3 +103,45 @@ def test_force_under_torchrun_retrains_on_every_rank(tmp_path: Path) -> None:
     assert model.stat().st_mtime_ns > before
     log = (tmp_path / "cam" / "train.log").read_text()
     assert "force: removing the previous outputs" in log and log.count("training from scratch") == 2
+
+
+VERIFY_SCRIPT = (
+    PRELUDE
+    + """
+import json
+import spol.pipeline.run as pipeline_run
+from spol.pipeline.run import drop_unreadable_images
+from spol.stages.distributed import ensure_process_group
+
+dataset = make_dataset(out / "data", num_images=9)
+broken = dataset.records[4].path
+if rank == 0:
+    broken.write_bytes(b"not an image")
+ensure_process_group("cpu")
+checked = []
+verify = pipeline_run.verify_images
+def counting(paths, **kwargs):
+    checked.extend(str(path) for path in paths)
+    return verify(paths, **kwargs)
+pipeline_run.verify_images = counting
+time.sleep(1)  # rank 0 has broken the image
+recipe = load_recipe("cpu", list(FAST_OVERRIDES))
+kept, notes = drop_unreadable_images(dataset, recipe, record=out / f"run{{rank}}.json", fingerprint={{
+    "index_sha256": "i", "files_sha256": "f"}}, progress=False)
+(out / f"rank{{rank}}.json").write_text(json.dumps({{"checked": checked, "kept": len(kept.records), "notes": notes}}))
+"""
+)
+
+
+@pytest.mark.slow
+def test_each_rank_decodes_its_share_of_the_images_and_all_learn_every_failure(tmp_path: Path) -> None:
+    import json
+
+    result = _torchrun(VERIFY_SCRIPT, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(r["checked"]) for r in ranks] == [5, 4]  # images 0, 2, 4, 6, 8 and 1, 3, 5, 7
+    assert not set(ranks[0]["checked"]) & set(ranks[1]["checked"])
+    # Image 4 failed on rank 0; both ranks leave it out and say so.
+    assert [r["kept"] for r in ranks] == [8, 8]
+    assert all("img4.png" in r["notes"][0] for r in ranks)

@@ -51,6 +51,7 @@ from spol.evaluation import (
     ProtocolCounts,
     best_other_difference,
     bootstrap_max_box_acc_v2,
+    cam_thresholds,
     metric_value,
 )
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
@@ -535,7 +536,7 @@ def _run(
             write_json_atomic(run_dir / SELECTION_FILE, selection)
             models = {
                 "spol": spol_seg,
-                "mffcam": spol_cam if winners["mffcam"] == winners["spol"] else cam_network(winners["mffcam"]),
+                "mffcam": cam_network(winners["mffcam"]),
                 "cam": baseline_network(winners["cam"]),
             }
             write_localizer_config(
@@ -610,7 +611,7 @@ def _comparable(score: float) -> float:
 
 
 def _every_contour_array(images: int, recipe: Recipe) -> np.ndarray:
-    thresholds = len(np.arange(0, 1, recipe.evaluation.cam_curve_interval))
+    thresholds = len(cam_thresholds(recipe.evaluation.cam_curve_interval))
     return np.zeros((images, len(recipe.evaluation.iou_thresholds), thresholds), dtype=np.int64)
 
 
