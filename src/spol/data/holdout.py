@@ -189,7 +189,7 @@ def draw_evaluation_splits(dataset: Dataset, *, share: float, seed: int) -> Eval
     for split in ("val", "test"):
         if sources[split] is not None and not dataset.split(split):  # e.g. one boxed image, which went to val
             sources[split] = None
-    logger.info("evaluation splits: val %s, test %s", sources["val"], sources["test"])
+    logger.debug("evaluation splits: val %s, test %s", sources["val"], sources["test"])
     return EvaluationSplits(dataset, sources["val"], sources["test"], len(unboxed))
 
 
