@@ -103,7 +103,7 @@ def test_a_killed_force_rerun_leaves_no_old_results_beside_new_models(finished, 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # the rerun dies while training
 
-    monkeypatch.setattr("spol.pipeline.run.train_cam", killed)
+    monkeypatch.setattr("spol.pipeline.graph.train_cam", killed)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(recipe, data, "cub", run, force=True, progress=False)
     assert not any((run / name).exists() for name in RESULTS)

@@ -1,4 +1,8 @@
-"""`spol pipeline`: every SPOL stage, the vanilla CAM baseline, evaluation and the report.
+"""`spol pipeline`: every SPOL stage, the vanilla CAM baseline, evaluation, the choice of a method, the report.
+
+The run reads as the method: check the data and draw the splits (`prepare_splits`), train the stages
+(`spol.pipeline.graph.StageGraph`), score each method's candidates on val and the best on test, choose
+the method that localizes, and write the results (rank 0).
 
 Run folder layout::
 
@@ -11,10 +15,10 @@ Run folder layout::
     RUN/pseudo_masks/          P/G pseudo masks of the training images
     RUN/seg/                   class-agnostic MFF-Net segmentation network
     RUN/select/<stage>/<settings>/  the stages of candidate settings (--select), chosen on val
-    RUN/selection.json         each method's val MaxBoxAccV2, per candidate with --select, and which was selected
+    RUN/selection.json         each method's val MaxBoxAccV2 (per candidate with --select), the chosen method
     RUN/metrics.json           {"spol": {...}, "mffcam": {...}, "cam": {...}}
-    RUN/report.html            metrics table and side-by-side samples
-    RUN/localizer.json         what `spol localize` / `Localizer.from_run` needs
+    RUN/report.html            run details, metrics table, curves, notes and side-by-side samples
+    RUN/localizer.json         what `spol localize` / `Localizer.from_run` needs (every method, the chosen one)
 
 Each stage skips itself when its output exists; ``force`` redoes every stage.
 """
@@ -23,8 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +41,6 @@ from spol.config import Recipe, recipe_to_yaml
 from spol.data import (
     Dataset,
     EvaluationSplits,
-    ImageRecord,
     dataset_fingerprint,
     draw_evaluation_splits,
     read_dataset,
@@ -48,7 +50,6 @@ from spol.evaluation import (
     MAX_BOOTSTRAP_IMAGES,
     METRIC_ROWS,
     BootstrapResult,
-    ProtocolCounts,
     best_other_difference,
     bootstrap_max_box_acc_v2,
     cam_thresholds,
@@ -57,11 +58,12 @@ from spol.evaluation import (
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import METHOD_LABELS, UNVALIDATED_RULES, write_localizer_config
 from spol.models import load_exported_model
-from spol.pipeline.inference import ScoreMapSystem, score_split
+from spol.pipeline.graph import StageClock, StageGraph
 from spol.pipeline.samples import build_report_samples
-from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select, stage_root
-from spol.report import write_report
+from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select
+from spol.report import ReportSample, write_report
 from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recall_chart, training_charts
+from spol.report.plots import Chart
 from spol.rundir import (
     CONFIG_FILE,
     METRICS_CSV,
@@ -79,7 +81,6 @@ from spol.rundir import (
     remove_owned,
     update_record,
 )
-from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
 from spol.stages.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
 from spol.stages.pseudo_masks import pseudo_mask_statistics
 
@@ -314,24 +315,6 @@ def run_pipeline(
                 handler.close()
 
 
-class _StageClock:
-    """Seconds spent per stage in this invocation (a skipped, finished stage takes about none)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-
-    def describe(self) -> str:
-        return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items())
-
-
 def _run(
     recipe: Recipe,
     dataset: Dataset,
@@ -346,14 +329,53 @@ def _run(
     recipe_name: str | None,
     smoke_test: bool,
 ) -> PipelineResult:
-    started_at = datetime.now(timezone.utc)
-    clock = _StageClock()
-    selecting = any(len(options) > 1 for options in candidates.values())
+    started_at, clock = datetime.now(timezone.utc), StageClock()
+    splits, notes = _checked_splits(recipe, dataset, run_dir, force=force, progress=progress)
+    graph = StageGraph(
+        recipe,
+        splits.dataset,
+        run_dir,
+        force=force,
+        progress=progress,
+        clock=clock,
+        notes=notes,
+        save_scoremaps=save_scoremaps,
+    )
+    evaluated = _evaluate_methods(graph, candidates)
+    chosen, bootstrap = _choose_method(evaluated, recipe.seed)
+    notes.append(_choice_note(chosen, evaluated.val_scores, bootstrap, len(splits.dataset.split("val"))))
+    if any(len(options) > 1 for options in candidates.values()):
+        notes.append("training settings chosen on val by MaxBoxAccV2 (see the table of candidates and selection.json)")
+    if save_scoremaps and evaluated.val_scores:
+        notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
+    # Every process asks for the winners' stages (all finished by now); rank 0 alone then writes.
+    files = _WinnerFiles.of(graph, evaluated.winners)
+    if is_global_zero():
+        with clock("report"):
+            _write_results(
+                graph,
+                evaluated,
+                files,
+                chosen=chosen,
+                bootstrap=bootstrap,
+                splits=splits,
+                details=_run_details(splits, data_format, recipe, recipe_name, started_at, clock),
+                report_samples=report_samples,
+                smoke_test=smoke_test,
+            )
+        log.info("wrote %s and %s (%s)", run_dir / METRICS_FILE, run_dir / REPORT_FILE, clock.describe())
+    barrier()
+    return PipelineResult(run_dir=run_dir, metrics=evaluated.metrics, notes=notes, method=chosen)
+
+
+def _checked_splits(
+    recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: bool, progress: bool
+) -> tuple[EvaluationSplits, list[str]]:
+    """The run folder checked against the dataset, the images that do not decode left out, the splits drawn."""
     # Outputs of an earlier invocation are reused only when it made some; a failed one blocks nothing.
     # Each stage checks the recipe settings it was made with (its inputs.json) and refuses others, so
     # a recipe that changes only later stages (or the evaluation) reuses the finished ones.
     started = any((run_dir / name).is_dir() for name in STAGE_FOLDERS)
-    config_path, config = run_dir / CONFIG_FILE, recipe_to_yaml(recipe)
     fingerprint = dataset_fingerprint(dataset)
     check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
     if is_global_zero():
@@ -367,242 +389,190 @@ def _run(
     splits, notes = prepare_splits(dataset, recipe)
     for note in notes:
         log.info("%s", note)
-    dataset = splits.dataset
-    notes += skipped
-    val, test = dataset.split("val"), dataset.split("test")
-    log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in dataset.splits().items()))
+    log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in splits.dataset.splits().items()))
+    return splits, notes + skipped
 
-    classifier_path = None
-    if recipe.classifier.enabled:
-        log.info("stage: classifier")
-        with clock("classifier"):
-            classifier_path = train_classifier(recipe, dataset, run_dir / "classifier", force=force)
-    input_size = recipe.evaluation.input_size
-    # A separate classifier sees test images at its own training crop size (600 px for the paper's B7).
-    section = recipe.classifier
-    classifier_size = (section.test_size or section.crop or input_size) if classifier_path else input_size
-    align = recipe.evaluation.align_corners
-    classifier_model = load_exported_model(classifier_path) if classifier_path else None
+
+@dataclass
+class _Evaluated:
+    """What scoring the methods gave: ``metrics.json``, the candidates tried, and what the choice needs."""
+
+    metrics: dict[str, dict] = field(default_factory=dict)
+    choices: list[dict] = field(default_factory=list)
+    winners: dict[str, Candidate] = field(default_factory=dict)
+    val_scores: dict[str, float] = field(default_factory=dict)
+    val_hits: dict[str, np.ndarray] = field(default_factory=dict)
+    curves: list[MethodCurves] = field(default_factory=list)
+
+
+def _evaluate_methods(graph: StageGraph, candidates: dict[str, list[Candidate]]) -> _Evaluated:
+    """SPOL, its stage-1 MFF-Net CAM alone and the vanilla CAM: each candidate scored on val, the best on test.
+
+    Without boxed val images each method is trained at the recipe's settings and cut at its fixed
+    rule (`spol.localization.UNVALIDATED_RULES`); without boxed test images it has no test metrics.
+    """
+    val, test = graph.dataset.split("val"), graph.dataset.split("test")
     with_masks = bool(test) and all(r.mask_paths for r in test)
-    done: dict[Path, Path] = {}  # stage folder -> its model file (or itself), so candidates share a stage
-
-    def cam_network(candidate: Candidate) -> Path:
-        cam_dir = stage_root(run_dir, "cam", candidate) / "cam"
-        if cam_dir not in done:
-            log.info("stage: CAM network (MFF-Net)%s", f" [{candidate.label}]" if candidate.overrides else "")
-            with clock("CAM network"):
-                done[cam_dir] = train_cam(candidate.recipe, dataset, cam_dir, force=force)
-        return done[cam_dir]
-
-    def pseudo_masks(candidate: Candidate) -> Path:
-        pseudo_dir = stage_root(run_dir, "pseudo_masks", candidate) / "pseudo_masks"
-        if pseudo_dir not in done:
-            cam_model = load_exported_model(cam_network(candidate))
-            section = candidate.recipe.pseudo_masks
-            log.info("stage: pseudo masks%s", f" [{candidate.label}]" if candidate.overrides else "")
-            with clock("pseudo masks"):
-                report = generate_pseudo_masks(
-                    cam_model,
-                    dataset.split("train"),
-                    pseudo_dir,
-                    resize=section.resize,
-                    batch_size=section.batch_size,
-                    trainer=recipe.trainer,
-                    num_workers=recipe.data.num_workers,
-                    workers=section.workers,
-                    force=force,
-                    progress=progress,
-                )
-            if report.failed:
-                notes.append(
-                    f"{len(report.failed)} training image(s) without a pseudo mask (see {pseudo_dir / 'report.json'})"
-                )
-            done[pseudo_dir] = pseudo_dir
-        return pseudo_dir
-
-    def seg_network(candidate: Candidate) -> Path:
-        seg_dir = stage_root(run_dir, "seg", candidate) / "seg"
-        if seg_dir not in done:
-            masks = pseudo_masks(candidate)
-            log.info("stage: segmentation network%s", f" [{candidate.label}]" if candidate.overrides else "")
-            with clock("segmentation"):
-                done[seg_dir] = train_seg(candidate.recipe, dataset, masks, seg_dir, force=force)
-        return done[seg_dir]
-
-    def baseline_network(candidate: Candidate) -> Path:
-        baseline_dir = stage_root(run_dir, "baseline_cam", candidate) / "baseline_cam"
-        if baseline_dir not in done:
-            log.info("stage: vanilla CAM baseline%s", f" [{candidate.label}]" if candidate.overrides else "")
-            with clock("vanilla CAM"):
-                done[baseline_dir] = train_cam(candidate.recipe, dataset, baseline_dir, baseline=True, force=force)
-        return done[baseline_dir]
-
-    def map_network(candidate: Candidate) -> Path:
-        """The model file that makes the method's maps (training it and what it needs first)."""
-        if candidate.method == "spol":
-            return seg_network(candidate)
-        return cam_network(candidate) if candidate.method == "mffcam" else baseline_network(candidate)
-
-    def system(candidate: Candidate, *, classes: bool) -> ScoreMapSystem:
-        """The method's networks: maps, and with `classes` the classifier's classes for SPOL."""
-        network = load_exported_model(map_network(candidate))
-        if candidate.method != "spol":
-            return ScoreMapSystem(network, "cam")
-        classifier = (classifier_model or load_exported_model(cam_network(candidate))) if classes else None
-        return ScoreMapSystem(network, "seg", classifier=classifier, align_corners=align)
-
-    def score(
-        scored: ScoreMapSystem, records: list[ImageRecord], method: str, split: str, per_image: np.ndarray | None
-    ) -> ProtocolCounts:
-        with clock("evaluation"):
-            return score_split(
-                scored,
-                records,
-                recipe=recipe,
-                input_size=input_size,
-                classifier_input_size=classifier_size,
-                masks=with_masks and split == "test",
-                save_dir=run_dir / "scoremaps" / method / split if save_scoremaps else None,
-                every_contour_out=per_image,
-                progress=progress,
-                description=f"{METHOD_LABELS[method]} maps ({split})",
-            )
-
-    # The methods of metrics.json: SPOL, its stage-1 MFF-Net CAM alone, and the vanilla CAM baseline.
-    # Each candidate setting of a method is scored on val; the best alone sees the test split. Without
-    # boxed val images each method is trained at the recipe's settings and cut at its fixed rule.
-    metrics: dict[str, dict] = {}
-    choices: list[dict] = []
-    winners: dict[str, Candidate] = {}
-    val_scores: dict[str, float] = {}
-    val_hits: dict[str, np.ndarray] = {}
-    curves: list[MethodCurves] = []
     bootstrap_images = 0 < len(val) <= MAX_BOOTSTRAP_IMAGES
+    evaluated = _Evaluated()
     for method, options in candidates.items():
         entry: dict[str, Any] = {}
         if val:
             scored = []
             for candidate in options:
                 split = "val" if len(options) == 1 else f"val-{candidate.folder_name}"
-                per_image = _every_contour_array(len(val), recipe) if bootstrap_images else None
-                counts = score(system(candidate, classes=False), val, method, split, per_image)
+                per_image = _every_contour_array(len(val), graph.recipe) if bootstrap_images else None
+                system = graph.system(candidate, classes=False)
+                counts = graph.score(system, val, method, split, every_contour_out=per_image)
                 scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"], per_image))
             best = max(range(len(scored)), key=lambda i: (_comparable(scored[i][2]), -i))  # the first of equal ones
-            candidate, val_counts, val_scores[method], per_image = scored[best]
+            candidate, val_counts, evaluated.val_scores[method], per_image = scored[best]
             if per_image is not None:
-                val_hits[method] = per_image
-            choices += [
+                evaluated.val_hits[method] = per_image
+            evaluated.choices += [
                 {"method": method, "settings": dict(c.overrides), "val_max_box_acc_v2": v2, "selected": i == best}
                 for i, (c, _, v2, _) in enumerate(scored)
             ]
             threshold = val_counts.best_threshold()
             entry.update(threshold=threshold, threshold_rule="protocol", threshold_from="val")
             if test:
-                test_counts = score(system(candidate, classes=True), test, method, "test", None)
+                test_counts = graph.score(graph.system(candidate, classes=True), test, method, "test", masks=with_masks)
                 entry.update(test_counts.summary(threshold))
-                curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, threshold))
+                evaluated.curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, threshold))
         else:
             candidate = options[0]
-            map_network(candidate)
+            graph.map_network(candidate)
             threshold, rule = UNVALIDATED_RULES[method]
             entry.update(threshold=threshold, threshold_rule=rule, threshold_from="fixed rule (no boxed val image)")
-        winners[method] = candidate
+        evaluated.winners[method] = candidate
         sections = [name for name in ("cam", "pseudo_masks", "seg", "baseline") if name in METHOD_SECTIONS[method]]
         entry["train"] = {name: getattr(candidate.recipe, name).model_dump(mode="json") for name in sections}
-        metrics[method] = entry
+        evaluated.metrics[method] = entry
+    return evaluated
 
-    order = list(val_scores)
-    chosen = max(order, key=lambda m: (_comparable(val_scores[m]), -order.index(m))) if val_scores else "spol"
-    bootstrap = bootstrap_max_box_acc_v2(val_hits, seed=recipe.seed) if len(val_hits) == len(candidates) else None
-    notes.append(_choice_note(chosen, val_scores, bootstrap, len(val)))
-    if selecting:
-        notes.append("training settings chosen on val by MaxBoxAccV2 (see the table of candidates and selection.json)")
-    if save_scoremaps and val:
-        notes.append(f"score maps saved in {run_dir / 'scoremaps'} (<method>/<split>/<image id>.npy)")
-    if is_global_zero():
-        with clock("report"):
-            spol_seg, spol_cam = seg_network(winners["spol"]), cam_network(winners["spol"])
-            selection = {
-                "criterion": "max_box_acc_v2 on val",
-                "method": chosen,
-                "method_from": "val" if val_scores else "default: no boxed val image",
-                "val_images": len(val),
-                "val_max_box_acc_v2": val_scores,
-                "bootstrap": None if bootstrap is None else bootstrap.to_json(),
-                "candidates": choices,
+
+def _choose_method(evaluated: _Evaluated, seed: int) -> tuple[str, BootstrapResult | None]:
+    """The method best on val by MaxBoxAccV2 (ties: the first, SPOL; no boxed val: SPOL), and its bootstrap."""
+    scores = evaluated.val_scores
+    order = list(scores)
+    chosen = max(order, key=lambda m: (_comparable(scores[m]), -order.index(m))) if scores else "spol"
+    complete = bool(evaluated.val_hits) and len(evaluated.val_hits) == len(evaluated.metrics)
+    return chosen, bootstrap_max_box_acc_v2(evaluated.val_hits, seed=seed) if complete else None
+
+
+@dataclass(frozen=True)
+class _WinnerFiles:
+    """The finished stages of each method's selected candidate: what the results are written from."""
+
+    seg: Path
+    cam: Path
+    mffcam: Path
+    baseline: Path
+    pseudo_masks: Path
+
+    @classmethod
+    def of(cls, graph: StageGraph, winners: Mapping[str, Candidate]) -> _WinnerFiles:
+        return cls(
+            seg=graph.seg(winners["spol"]),
+            cam=graph.cam(winners["spol"]),
+            mffcam=graph.cam(winners["mffcam"]),
+            baseline=graph.baseline(winners["cam"]),
+            pseudo_masks=graph.pseudo_masks(winners["spol"]),
+        )
+
+
+def _write_results(
+    graph: StageGraph,
+    evaluated: _Evaluated,
+    files: _WinnerFiles,
+    *,
+    chosen: str,
+    bootstrap: BootstrapResult | None,
+    splits: EvaluationSplits,
+    details: list[tuple[str, str]],
+    report_samples: int,
+    smoke_test: bool,
+) -> None:
+    """Rank 0: config.yaml, metrics.json, selection.json, localizer.json and report.html."""
+    run_dir, recipe, metrics = graph.run_dir, graph.recipe, evaluated.metrics
+    selection = {
+        "criterion": "max_box_acc_v2 on val",
+        "method": chosen,
+        "method_from": "val" if evaluated.val_scores else "default: no boxed val image",
+        "val_images": len(splits.dataset.split("val")),
+        "val_max_box_acc_v2": evaluated.val_scores,
+        "bootstrap": None if bootstrap is None else bootstrap.to_json(),
+        "candidates": evaluated.choices,
+    }
+    write_text_atomic(run_dir / CONFIG_FILE, recipe_to_yaml(recipe))  # the recipe the results below come from
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    write_json_atomic(run_dir / SELECTION_FILE, selection)
+    models = {"spol": files.seg, "mffcam": files.mffcam, "cam": files.baseline}
+    write_localizer_config(
+        run_dir,
+        class_names=graph.dataset.class_names,
+        classifier=(graph.classifier or files.cam).relative_to(run_dir),
+        method=chosen,
+        methods={
+            method: {
+                "model": models[method].relative_to(run_dir),
+                "kind": "seg" if method == "spol" else "cam",
+                "threshold": entry["threshold"],
+                "threshold_rule": entry["threshold_rule"],
+                "validated": entry["threshold_from"] == "val",
             }
-            write_text_atomic(config_path, config)  # the recipe the results below come from
-            write_json_atomic(run_dir / METRICS_FILE, metrics)
-            write_json_atomic(run_dir / SELECTION_FILE, selection)
-            models = {
-                "spol": spol_seg,
-                "mffcam": cam_network(winners["mffcam"]),
-                "cam": baseline_network(winners["cam"]),
-            }
-            write_localizer_config(
-                run_dir,
-                class_names=dataset.class_names,
-                classifier=(classifier_path or spol_cam).relative_to(run_dir),
-                method=chosen,
-                methods={
-                    method: {
-                        "model": models[method].relative_to(run_dir),
-                        "kind": "seg" if method == "spol" else "cam",
-                        "threshold": entry["threshold"],
-                        "threshold_rule": entry["threshold_rule"],
-                        "validated": entry["threshold_from"] == "val",
-                    }
-                    for method, entry in metrics.items()
-                },
-                input_size=input_size,
-                classifier_input_size=classifier_size,
-                precision=recipe.trainer.precision,
-                align_corners=align,
-            )
-            shown = test or val or dataset.split("train")
-            samples = build_report_samples(
-                shown,
-                seg_model=load_exported_model(spol_seg),
-                baseline_model=load_exported_model(baseline_network(winners["cam"])),
-                cam_model=load_exported_model(spol_cam),
-                rules={m: (metrics[m]["threshold"], metrics[m]["threshold_rule"]) for m in ("spol", "cam")},
-                recipe=winners["spol"].recipe,
-                count=report_samples,
-            )
-            charts = [box_accuracy_chart(c) for c in curves]
-            charts += [chart for chart in [precision_recall_chart(curves)] if chart is not None]
-            stage_logs = {
-                "CAM network": spol_cam.parent,
-                "segmentation": spol_seg.parent,
-                "vanilla CAM": baseline_network(winners["cam"]).parent,
-            }
-            if classifier_path is not None:
-                stage_logs["classifier"] = classifier_path.parent
-            charts += training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
-            spol_recipe = winners["spol"].recipe
-            statistics = pseudo_mask_statistics(
-                dataset.split("train"),
-                pseudo_masks(winners["spol"]),
-                foreground=spol_recipe.pseudo_masks.foreground,
-                background=spol_recipe.pseudo_masks.background,
-            )
-            samples_from = "test" if test else "val" if val else "train"
-            details = _run_details(dataset, data_format, splits, recipe, recipe_name, started_at, samples_from, clock)
-            write_report(
-                run_dir / REPORT_FILE,
-                metrics=metrics,
-                samples=samples,
-                notes=notes,
-                candidates=choices if selecting else [],
-                charts=charts,
-                pseudo_masks=statistics,
-                details=details,
-                method=chosen,
-                smoke_test=smoke_test,
-            )
-        log.info("wrote %s and %s (%s)", run_dir / METRICS_FILE, run_dir / REPORT_FILE, clock.describe())
-    barrier()
-    return PipelineResult(run_dir=run_dir, metrics=metrics, notes=notes, method=chosen)
+            for method, entry in metrics.items()
+        },
+        input_size=recipe.evaluation.input_size,
+        classifier_input_size=graph.classifier_size,
+        precision=recipe.trainer.precision,
+        align_corners=recipe.evaluation.align_corners,
+    )
+    write_report(
+        run_dir / REPORT_FILE,
+        metrics=metrics,
+        samples=_samples(graph, evaluated, files, report_samples),
+        notes=graph.notes,
+        candidates=evaluated.choices if any(not c["selected"] for c in evaluated.choices) else [],
+        charts=_charts(graph, evaluated, files),
+        pseudo_masks=pseudo_mask_statistics(
+            graph.dataset.split("train"),
+            files.pseudo_masks,
+            foreground=evaluated.winners["spol"].recipe.pseudo_masks.foreground,
+            background=evaluated.winners["spol"].recipe.pseudo_masks.background,
+        ),
+        details=details,
+        method=chosen,
+        smoke_test=smoke_test,
+    )
+
+
+def _samples(graph: StageGraph, evaluated: _Evaluated, files: _WinnerFiles, count: int) -> list[ReportSample]:
+    """The report's pictures: test images, else val images, else training images (no box to show)."""
+    dataset, metrics = graph.dataset, evaluated.metrics
+    return build_report_samples(
+        dataset.split("test") or dataset.split("val") or dataset.split("train"),
+        seg_model=load_exported_model(files.seg),
+        baseline_model=load_exported_model(files.baseline),
+        cam_model=load_exported_model(files.cam),
+        rules={m: (metrics[m]["threshold"], metrics[m]["threshold_rule"]) for m in ("spol", "cam")},
+        recipe=evaluated.winners["spol"].recipe,
+        count=count,
+    )
+
+
+def _charts(graph: StageGraph, evaluated: _Evaluated, files: _WinnerFiles) -> list[Chart]:
+    """Box accuracy and pixel precision-recall curves (with val and test), and the training curves."""
+    charts = [box_accuracy_chart(c) for c in evaluated.curves]
+    charts += [chart for chart in [precision_recall_chart(evaluated.curves)] if chart is not None]
+    stage_logs = {
+        "CAM network": files.cam.parent,
+        "segmentation": files.seg.parent,
+        "vanilla CAM": files.baseline.parent,
+    }
+    if graph.classifier is not None:
+        stage_logs["classifier"] = graph.classifier.parent
+    return charts + training_charts({label: folder / METRICS_CSV for label, folder in stage_logs.items()})
 
 
 def _comparable(score: float) -> float:
@@ -632,25 +602,23 @@ def _choice_note(chosen: str, val_scores: Mapping[str, float], bootstrap: Bootst
 
 
 def _run_details(
-    dataset: Dataset,
-    data_format: str,
     splits: EvaluationSplits,
+    data_format: str,
     recipe: Recipe,
     recipe_name: str | None,
     started_at: datetime,
-    samples_from: str,
-    clock: _StageClock,
+    clock: StageClock,
 ) -> list[tuple[str, str]]:
     """The report's first table: what the run was made from and how long each stage took."""
+    dataset = splits.dataset
     counts = dataset.splits()
     boxed = {split: sum(1 for r in dataset.split(split) if r.boxes) for split in ("train", "val", "test")}
+    samples_from = "test" if counts.get("test") else "val" if counts.get("val") else "train"
+    origins = splits.describe(recipe.data.val_share, recipe.seed)[:2]  # the val line, then the test line
     return [
         ("data", f"{dataset.root} (format {data_format}, {dataset.num_classes} classes)"),
         ("images", ", ".join(f"{split} {counts.get(split, 0)}" for split in ("train", "val", "test"))),
-        *[
-            (split, line.split(": ", 1)[1])
-            for split, line in zip(("val", "test"), splits.describe(recipe.data.val_share, recipe.seed), strict=False)
-        ],
+        *[(split, line.split(": ", 1)[1]) for split, line in zip(("val", "test"), origins, strict=True)],
         (
             "boxes used",
             f"{boxed['val']} val and {boxed['test']} test images; training uses the class labels only "
