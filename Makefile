@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: help install test demo lint clean
+.PHONY: help install test test-fast demo lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -27,6 +27,9 @@ install: $(STAMP)  ## Create .venv and install spol with its dev extras (quick w
 
 test: lint  ## Install, lint, run every test
 	$(BIN)/python -m pytest -q
+
+test-fast: install  ## The inner loop: every test but the slow ones (DDP, torchrun, demo, GPU check), no lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: $(RUNTIME_STAMP)  ## Install spol (without the dev extras), then run the demo (synthetic benchmark, SPOL vs CAM)
 	$(BIN)/spol demo
