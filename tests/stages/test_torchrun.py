@@ -16,7 +16,7 @@ import pytest
 HERE = Path(__file__).parent
 
 PRELUDE = """
-import os, sys, time
+import os, pickle, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, {here!r})
@@ -26,6 +26,21 @@ from spol.config import load_recipe
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
 rank = int(os.environ["RANK"])
+
+
+def shared_dataset(num_images, prepare=None):
+    # Rank 0 writes the images (then runs `prepare`); the other ranks wait for them, never rewrite them.
+    ready = out / "dataset.pkl"
+    if rank == 0 and not ready.exists():
+        dataset = make_dataset(out / "data", num_images=num_images)
+        if prepare is not None:
+            prepare(dataset)
+        partial = out / "dataset.pkl.partial"
+        partial.write_bytes(pickle.dumps(dataset))
+        partial.replace(ready)
+    while not ready.exists():
+        time.sleep(0.05)
+    return pickle.loads(ready.read_bytes())
 
 
 def slow_on_rank_zero(function):
@@ -43,14 +58,12 @@ import spol.stages.classifier as classifier_stage
 from spol.models import load_exported_model
 import timm
 
-dataset = make_dataset(out / "data", num_images=8)
 weights = out / "classifier.pth"
-if rank == 0 and not weights.exists():
-    torch.save(timm.create_model("tf_efficientnet_lite0", num_classes=2).state_dict(), weights)
+dataset = shared_dataset(8, lambda _: torch.save(
+    timm.create_model("tf_efficientnet_lite0", num_classes=2).state_dict(), weights))
 recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
     "trainer.strategy=ddp", "trainer.devices=2", "classifier.epochs=0", "classifier.backbone=efficientnet_lite0",
     f"classifier.weights={{weights}}"])
-time.sleep(1 if rank else 0)  # rank 0 has written the weights file
 classifier_stage.export_model = slow_on_rank_zero(classifier_stage.export_model)
 path = classifier_stage.train_classifier(recipe, dataset, out / "classifier")
 load_exported_model(path)  # every rank reads what rank 0 wrote
@@ -64,7 +77,7 @@ FORCE_SCRIPT = (
 import spol.stages.engine as engine
 from spol.stages.cam import train_cam
 
-dataset = make_dataset(out / "data", num_images=8)
+dataset = shared_dataset(8)
 recipe = load_recipe("cpu", list(FAST_OVERRIDES) + ["trainer.strategy=ddp", "trainer.devices=2", "cam.epochs=2"])
 force = len(sys.argv) > 2
 if force:
@@ -113,10 +126,7 @@ import spol.pipeline.run as pipeline_run
 from spol.pipeline.run import drop_unreadable_images
 from spol.stages.distributed import ensure_process_group
 
-dataset = make_dataset(out / "data", num_images=9)
-broken = dataset.records[4].path
-if rank == 0:
-    broken.write_bytes(b"not an image")
+dataset = shared_dataset(9, lambda dataset: dataset.records[4].path.write_bytes(b"not an image"))
 ensure_process_group("cpu")
 checked = []
 verify = pipeline_run.verify_images
@@ -124,7 +134,6 @@ def counting(paths, **kwargs):
     checked.extend(str(path) for path in paths)
     return verify(paths, **kwargs)
 pipeline_run.verify_images = counting
-time.sleep(1)  # rank 0 has broken the image
 recipe = load_recipe("cpu", list(FAST_OVERRIDES))
 kept, notes = drop_unreadable_images(dataset, recipe, record=out / f"run{{rank}}.json", fingerprint={{
     "index_sha256": "i", "files_sha256": "f"}}, progress=False)
