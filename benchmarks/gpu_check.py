@@ -334,7 +334,7 @@ def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
     from spol.config import load_recipe
     from spol.data import read_dataset
     from spol.models import load_exported_model
-    from spol.pipeline.inference import ScoreMapSystem, score_split
+    from spol.pipeline.scoring import ScoreMapSystem, score_split
     from spol.stages import generate_pseudo_masks
 
     run = work / "run-fp32-1"

@@ -58,7 +58,7 @@ def run_stage(stage: str, size: int, out: Path) -> dict:
     from spol.config import load_recipe
     from spol.models import load_exported_model
     from spol.pipeline import prepare_dataset
-    from spol.pipeline.inference import ScoreMapSystem, evaluation_workers, score_split
+    from spol.pipeline.scoring import ScoreMapSystem, evaluation_workers, score_split
     from spol.stages import generate_pseudo_masks, train_cam, train_seg
 
     torch.set_num_threads(2)

@@ -126,7 +126,7 @@ def test_spawn_and_fork_strategies_are_refused_in_one_line(strategy: str) -> Non
 def test_a_trainer_that_lightning_would_fork_is_refused() -> None:
     # Lightning's "auto" strategy forks in a notebook with several devices; the same launcher is refused.
     from spol.config import TrainerConfig
-    from spol.stages.trainer import build_trainer
+    from spol.runtime.trainer import build_trainer
 
     forking = TrainerConfig.model_construct(
         **{**TrainerConfig().model_dump(), "accelerator": "cpu", "devices": 2, "strategy": "ddp_fork"}

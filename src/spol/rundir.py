@@ -42,12 +42,10 @@ rerun never leaves new models beside old results."""
 STAGE_FOLDERS = ("classifier", "cam", "baseline_cam", "pseudo_masks", "seg", "select", "scoremaps")
 """Folders of a pipeline run (the demo adds its generated ``data``)."""
 
-RUN_ENTRIES = frozenset(
-    {RUN_RECORD, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"}
-)
+RUN_ENTRIES = frozenset({RUN_RECORD, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"})
 """Everything a pipeline run may hold at its top level."""
 
-# One training stage's folder (spol.stages.engine, spol.stages.stage_folder).
+# One training stage's folder (spol.runtime.engine, spol.runtime.stage_folder).
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"

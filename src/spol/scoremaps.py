@@ -45,9 +45,7 @@ def check_scoremap(scoremap: np.ndarray, name: str = "score map") -> None:
     if np.isnan(scoremap).any():
         raise ScoreMapError(f"{name}: contains NaN; a score map holds values in [0, 1]")
     if scoremap.size and (scoremap.min() < 0 or scoremap.max() > 1):
-        raise ScoreMapError(
-            f"{name}: values must lie in [0, 1], got [{scoremap.min():.4g}, {scoremap.max():.4g}]"
-        )
+        raise ScoreMapError(f"{name}: values must lie in [0, 1], got [{scoremap.min():.4g}, {scoremap.max():.4g}]")
 
 
 def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from spol.data import load_image_rgb, read_dataset
 from spol.data.transforms import eval_transform
 from spol.evaluation import scoremap_to_boxes
 from spol.localization import Localizer
-from spol.pipeline.inference import scoremaps_of
+from spol.pipeline.scoring import scoremaps_of
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from spol.config import Recipe, load_recipe, with_overrides
 from spol.data import Dataset
 from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, build_vanilla_cam, load_exported_model
 from spol.models.backbones import ResNet50Backbone
+from spol.runtime.engine import seed_everything
 from spol.stages import train_cam
-from spol.stages._common import freeze_backbone
-from spol.stages.engine import seed_everything
+from spol.stages.parameters import freeze_backbone
 
 
 def test_train_cam_writes_the_run_folder_and_a_rebuildable_model(

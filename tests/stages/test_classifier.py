@@ -10,14 +10,14 @@ import torch
 from spol.config import Recipe
 from spol.data import Dataset
 from spol.models import build_classifier, load_exported_model
-from spol.stages import ClassifierModule, train_classifier
+from spol.stages import ClassifierSystem, train_classifier
 from spol.stages.classifier import classifier_head_prefixes
 
 
 def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(fast_recipe: Recipe) -> None:
     net = build_classifier(backbone="efficientnet_lite0", num_classes=3, weights=None)
     assert classifier_head_prefixes(net) == ("classifier.",)
-    groups = {g["name"]: g for g in ClassifierModule(net, fast_recipe.classifier).parameter_groups()}
+    groups = {g["name"]: g for g in ClassifierSystem(net, fast_recipe.classifier).parameter_groups()}
     head = dict(net.named_parameters())
     assert groups["new"]["params"] == [head["classifier.weight"], head["classifier.bias"]]
     assert groups["new"]["lr"] == fast_recipe.classifier.lr

@@ -25,8 +25,8 @@ from spol.config import load_recipe
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
 from spol.models import build_mffnet_cam, export_model
-from spol.stages import CamModule
-from spol.stages.engine import fit_stage, seed_everything
+from spol.stages import CamSystem
+from spol.runtime.engine import fit_stage, seed_everything
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
@@ -46,7 +46,7 @@ seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
 net = build_mffnet_cam(**kwargs, weights=None)
 images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
-fit_stage(CamModule(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
+fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
           export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spol.stages.distributed import all_reduce_sum, barrier, gather_objects, is_distributed, is_global_zero
+from spol.runtime.distributed import all_reduce_sum, barrier, gather_objects, is_distributed, is_global_zero
 
 LAUNCH_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
 

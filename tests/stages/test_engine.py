@@ -11,8 +11,8 @@ from spol.config import Recipe
 from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.models import load_exported_model
+from spol.runtime.engine import make_train_loader, per_device_batch_size, stage_epochs
 from spol.stages import train_cam
-from spol.stages.engine import make_train_loader, per_device_batch_size, stage_epochs
 
 
 def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
@@ -112,7 +112,7 @@ def test_keep_checkpoints_bounds_the_epoch_checkpoints_on_disk(
 
 
 def test_steps_per_epoch_counts_each_process_share_of_the_images() -> None:
-    from spol.stages.engine import steps_per_epoch
+    from spol.runtime.engine import steps_per_epoch
 
     assert steps_per_epoch(12, 4, 1, 1) == 3
     assert steps_per_epoch(12, 2, 2, 1) == 3  # 6 images a process, batches of 2

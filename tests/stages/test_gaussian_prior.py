@@ -4,7 +4,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from spol.stages.gaussian_prior import (
+from spol.stages.pseudo_masks.gaussian_prior import (
     CAM_EPSILON,
     GaussianPriorSettings,
     compute_gaussian_prior,

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
 from spol.models import MFFNetOutput, build_mffnet_cam
-from spol.stages.gaussian_prior import gaussian_prior
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     REPORT_NAME,
@@ -23,6 +22,7 @@ from spol.stages.pseudo_masks import (
     read_pseudo_mask,
     write_pseudo_mask,
 )
+from spol.stages.pseudo_masks.gaussian_prior import gaussian_prior
 
 QUANTUM = 0.5 / 255 + 1e-6  # rounding to 8 bits
 

@@ -15,12 +15,12 @@ from spol.data.loaders import ImageMaskDataset
 from spol.data.transforms import train_transform
 from spol.models import MFFNet, load_exported_model
 from spol.stages import train_seg
-from spol.stages.pseudo_masks import pseudo_mask_path, write_pseudo_mask
-from spol.stages.segmentation import IGNORE_LABEL, fit_segmentation, masked_bce_loss
+from spol.stages.pseudo_masks import IGNORE_INDEX, pseudo_mask_path, write_pseudo_mask
+from spol.stages.segmentation import fit_segmentation, masked_bce_loss
 
 
 def test_masked_bce_loss_is_log2_on_valid_pixels_and_ignores_255() -> None:
-    labels = torch.tensor([[[1, 0], [IGNORE_LABEL, IGNORE_LABEL]]])
+    labels = torch.tensor([[[1, 0], [IGNORE_INDEX, IGNORE_INDEX]]])
     zero = torch.zeros(1, 1, 2, 2, requires_grad=True)
     loss = masked_bce_loss(zero, labels)
     # Two valid pixels of four, each log(2); the mean runs over all four pixels.
@@ -38,15 +38,15 @@ def test_masked_bce_loss_is_log2_on_valid_pixels_and_ignores_255() -> None:
 def test_ignore_label_survives_the_joint_transform(tiny_dataset: Dataset) -> None:
     record = tiny_dataset.records[0]
     label = np.zeros((64, 64), np.uint8)
-    label[:, 20:40] = IGNORE_LABEL
+    label[:, 20:40] = IGNORE_INDEX
     label[:, 40:] = 1
     dataset = ImageMaskDataset([record], lambda r: label, train_transform(resize=48, crop=40, normalization="imagenet"))
     torch.manual_seed(0)
     for _ in range(5):
         image, mask = dataset[0]
         assert image.shape == (3, 40, 40) and mask.shape == (40, 40) and mask.dtype == torch.int64
-        assert set(mask.unique().tolist()) <= {0, 1, IGNORE_LABEL}
-        assert (mask == IGNORE_LABEL).sum() > 0
+        assert set(mask.unique().tolist()) <= {0, 1, IGNORE_INDEX}
+        assert (mask == IGNORE_INDEX).sum() > 0
 
 
 def test_label_of_the_wrong_size_is_an_error(tiny_dataset: Dataset) -> None:
@@ -102,7 +102,7 @@ def test_segmentation_loss_falls_on_a_learnable_labelling(
     # At a constant rate: a one-cycle schedule (the cpu recipe's) warms up over the first epoch of so short a run.
     # Two steps an epoch are noisy, so the first epoch is compared with the last, not each with the next.
     label = np.ones((64, 64), np.uint8)
-    label[:, :16] = IGNORE_LABEL
+    label[:, :16] = IGNORE_INDEX
     constant = {"epochs": 4, "optimizer": "sgd", "lr": 0.02, "backbone_lr_mult": 1.0, "schedule": "constant"}
     recipe = fast_recipe.model_copy(update={"seg": fast_recipe.seg.model_copy(update=constant)})
     run = tmp_path / "seg"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from spol.rundir import INPUTS_FILE, MODEL_FILE
-from spol.stages.stage_folder import finished_model
+from spol.runtime.stage_folder import finished_model
 
 
 def test_a_stage_made_from_other_inputs_is_refused(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_a_stage_trained_on_more_devices_is_reused_on_fewer(tmp_path: Path) -> N
     import json
 
     from spol.config import load_recipe
-    from spol.stages.stage_folder import stage_inputs
+    from spol.runtime.stage_folder import stage_inputs
 
     run_dir = tmp_path / "cam"
     eight = load_recipe("cpu", ["trainer.devices=8", "trainer.num_nodes=2", "trainer.strategy=ddp"])

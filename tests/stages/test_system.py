@@ -7,8 +7,8 @@ import torch
 
 from spol.config import Recipe
 from spol.models import build_mffnet_cam
-from spol.stages import CamModule
-from spol.stages.system import build_scheduler
+from spol.runtime.system import build_scheduler
+from spol.stages import CamSystem
 
 
 def _lrs(schedule: str, steps: int = 10) -> list[float]:
@@ -37,7 +37,7 @@ def test_schedules() -> None:
 
 def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe) -> None:
     net = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
-    groups = {g["name"]: g for g in CamModule(net, fast_recipe.cam).parameter_groups()}
+    groups = {g["name"]: g for g in CamSystem(net, fast_recipe.cam).parameter_groups()}
     backbone = {id(p) for p in net.backbone.parameters()}
     assert {id(p) for p in groups["backbone"]["params"]} == backbone
     assert len(groups["new"]["params"]) == len(list(net.parameters())) - len(backbone)
@@ -46,7 +46,7 @@ def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe)
 
 
 def test_each_rank_restores_its_own_random_generators() -> None:
-    from spol.stages.system import rank_rng_states
+    from spol.runtime.system import rank_rng_states
 
     saved = [{"torch": "rank 0"}, {"torch": "rank 1"}]
     assert rank_rng_states(saved, 1, 2) == {"torch": "rank 1"}
@@ -61,6 +61,6 @@ def test_each_rank_restores_its_own_random_generators() -> None:
 def test_parameter_group_predicates_pickle_for_spawned_processes(fast_recipe: Recipe) -> None:
     import pickle
 
-    module = CamModule(build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None), fast_recipe.cam)
+    module = CamSystem(build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None), fast_recipe.cam)
     copy = pickle.loads(pickle.dumps(module.is_backbone))
     assert copy("backbone.body.conv_stem.weight") and not copy("classifier.weight")

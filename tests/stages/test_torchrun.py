@@ -74,7 +74,7 @@ print(f"rank {{rank}} loaded {{path}}")
 FORCE_SCRIPT = (
     PRELUDE
     + """
-import spol.stages.engine as engine
+import spol.runtime.engine as engine
 from spol.stages.cam import train_cam
 
 dataset = shared_dataset(8)
@@ -124,7 +124,7 @@ VERIFY_SCRIPT = (
 import json
 import spol.pipeline.run as pipeline_run
 from spol.pipeline.run import drop_unreadable_images
-from spol.stages.distributed import ensure_process_group
+from spol.runtime.distributed import ensure_process_group
 
 dataset = shared_dataset(9, lambda dataset: dataset.records[4].path.write_bytes(b"not an image"))
 ensure_process_group("cpu")

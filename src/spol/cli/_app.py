@@ -65,7 +65,7 @@ def _configure(
 
 def quiet_other_ranks() -> None:
     """Under DDP every process runs the command: only global rank 0 logs below warnings on the console."""
-    from spol.stages.distributed import is_global_zero
+    from spol.runtime.distributed import is_global_zero
 
     if not is_global_zero():
         logging.getLogger().setLevel(logging.WARNING)

@@ -7,8 +7,8 @@ from spol.cli import data  # noqa: F401
 from spol.cli import synth  # noqa: F401
 from spol.cli import train  # noqa: F401
 from spol.cli import pseudo_masks  # noqa: F401
+from spol.cli import evaluate_maps  # noqa: F401
 from spol.cli import evaluate  # noqa: F401
-from spol.cli import evaluate_networks  # noqa: F401
 from spol.cli import pipeline  # noqa: F401
 from spol.cli import localize  # noqa: F401
 from spol.cli import export  # noqa: F401

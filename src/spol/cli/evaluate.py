@@ -1,4 +1,4 @@
-"""`spol evaluate-maps`: the WSOL protocol's numbers for a folder of saved score maps."""
+"""`spol evaluate`: trained networks on a dataset's test split, without training (ours or the authors' files)."""
 
 from __future__ import annotations
 
@@ -7,161 +7,95 @@ from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, fail
-from spol.data.records import DatasetFormatError
-from spol.data.wsol import read_wsol_metadata
-from spol.evaluation import (
-    LOC_IOU,
-    EvaluationResult,
-    NpyScoreMaps,
-    evaluate_scoremaps,
-    localization_from_predictions,
-    read_top5_predictions,
-)
-from spol.scoremaps import ScoreMapError
-
-_MAX_PROBLEMS_SHOWN = 10
-_PROCESS_POOL_FROM = 1000
-"""From this many images worker processes (about a second to start) replace threads."""
+from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
+from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
 
-def _iou_levels(values: list[str]) -> tuple[int, ...]:
-    levels: list[int] = []
-    for value in values:
-        for part in value.replace(",", " ").split():
-            try:
-                level = int(part)
-            except ValueError:
-                raise fail(f"--iou-thresholds: {part!r} is not an integer percent such as 50") from None
-            if not 0 < level <= 100:
-                raise fail(f"--iou-thresholds: {level} is not a percent in (0, 100]")
-            levels.append(level)
-    if not levels:
-        raise fail("--iou-thresholds: give at least one level, e.g. 30,50,70")
-    return tuple(levels)
-
-
-def _table(result: EvaluationResult, summary: dict) -> str:
-    mode = "multi-contour (MaxBoxAccV2)" if result.multi_contour else "single contour (MaxBoxAcc)"
-    lines = [f"images        {result.num_images}", f"contour mode  {mode}"]
-    if result.num_resized:
-        lines.append(f"resized maps  {result.num_resized} (not 224x224; bilinear)")
-    if result.max_box_acc:
-        lines.append("IoU   box acc  best threshold")
-        for level, acc in result.max_box_acc.items():
-            lines.append(f"{level:<5d} {acc:7.2f}  {result.best_threshold[level]:.3f}")
-        lines.append(f"mean  {result.max_box_acc_mean:7.2f}")
-    if result.pxap is not None:
-        lines.append(f"PxAP  {result.pxap:7.2f}")
-    if "top1_loc" in summary:
-        lines.append(
-            f"Top-1 Loc {summary['top1_loc']:.2f}  Top-5 Loc {summary['top5_loc']:.2f}  "
-            f"GT-known Loc {summary['gt_known_loc']:.2f}  (threshold best at IoU {LOC_IOU} on this split)"
-        )
-    return "\n".join(lines)
-
-
-@app.command("evaluate-maps", context_settings={"allow_extra_args": True})
-def evaluate_maps(
-    ctx: typer.Context,
-    metadata: Path = typer.Option(
-        ...,
-        "--metadata",
-        help="wsolevaluation metadata split folder (e.g. metadata/CUB/test) holding image_ids.txt, "
-        "class_labels.txt, image_sizes.txt and localization.txt.",
+@app.command("evaluate")
+def evaluate_command(
+    data: DataOption,
+    data_format: FormatOption,
+    segmenter: Path = typer.Option(
+        ..., "--segmenter", help="Segmentation network: a spol model.pt, or with --release the authors' file."
     ),
-    scoremaps: Path = typer.Option(
-        ...,
-        "--scoremaps",
-        help="Folder of score maps: <scoremaps>/<image_id>.npy (e.g. 001.X/y.jpg.npy, as wsolevaluation), "
-        "2-D float in [0, 1]; maps not 224x224 are resized bilinearly and counted.",
+    release: bool = typer.Option(
+        False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
     ),
-    masks: Path | None = typer.Option(
+    classifier: Path | None = typer.Option(
+        None, "--classifier", help="Classifier model file (spol.models.export_model) for Top-1/Top-5 Loc."
+    ),
+    class_predictions: Path | None = typer.Option(
         None,
-        "--masks",
-        help="Root folder of the mask_path / ignore_path entries of localization.txt; computes PxAP.",
+        "--class-predictions",
+        help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
+        "read without running pickled code.",
     ),
-    cam_curve_interval: float = typer.Option(
-        0.01, "--cam-curve-interval", help="Step of the score thresholds arange(0, 1, step)."
-    ),
-    iou_thresholds: list[str] = typer.Option(
-        ["30,50,70"],
-        "--iou-thresholds",
-        help="IoU levels in percent: --iou-thresholds 30 50 70 (or 30,50,70).",
-    ),
-    multi_contour: bool = typer.Option(
-        False, "--multi-contour", help="Count every contour's box (MaxBoxAccV2) instead of the largest contour's."
-    ),
-    predictions: Path | None = typer.Option(
+    threshold: float | None = typer.Option(
         None,
-        "--predictions",
-        help="CSV of image_id followed by 5 predicted class indices (best first) for Top-1/Top-5/GT-known Loc. "
-        f"These use the threshold best at IoU {LOC_IOU} on this same split, in the chosen contour mode.",
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Score-map threshold to apply instead of choosing it on val (the protocol's cut relative to each "
+        "map's maximum); the release protocol uses it as its fixed 'map > T' (default there 0.2, CUB's).",
     ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=0,
-        help=f"Parallel workers (default: CPU count; 0 or 1: none); processes from {_PROCESS_POOL_FROM} images on, "
-        "threads below.",
-    ),
-    as_json: bool = typer.Option(
+    release_protocol: bool = typer.Option(
         False,
-        "--json",
-        help="Print exactly one JSON object on stdout: num_images, max_box_acc, max_box_acc_mean, "
-        "best_cam_threshold, plus pxap with --masks and top1_loc, top5_loc, gt_known_loc "
-        "with --predictions.",
+        "--release-protocol",
+        help="Also compute the numbers exactly as the release's cub200-seg/test.py: OpenCV decoding, normalise, "
+        "resize 256, centre crop 224, align_corners=True, fixed threshold, IoU > 0.5 without the +1, images "
+        "without a contour skipped (key release_protocol).",
     ),
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
-    """Evaluate saved score maps with the WSOL protocol (MaxBoxAcc, MaxBoxAccV2, PxAP), exactly as wsolevaluation.
+    """Evaluate a trained segmentation network (and classes) on the test split, without training.
 
-    Exit code 2 on a bad map (missing, NaN, outside [0, 1], not 2-D), bad metadata or bad arguments.
+    The fair protocol's numbers (threshold chosen on val unless --threshold, MaxBoxAcc, MaxBoxAccV2, PxAP,
+    GT-known / Top-1 / Top-5 Loc), and with --release-protocol the release's own numbers beside them.
+    The recipe gives the input size, the protocol settings, the val hold-out and the devices: pass the one
+    the networks were trained with (--recipe cub for the authors' CUB files).
     """
-    # `--iou-thresholds 30 50 70`: click takes the first value, the others arrive as extra arguments.
-    if ctx.args and not all(arg.replace(",", "").isdigit() for arg in ctx.args):
-        raise fail(f"unexpected arguments: {' '.join(ctx.args)}")
-    levels = _iou_levels([*iou_thresholds, *ctx.args])
-    if not metadata.is_dir():
-        raise fail(f"--metadata {metadata} is not a folder; pass a split folder such as metadata/CUB/test")
-    if not scoremaps.is_dir():
-        raise fail(f"--scoremaps {scoremaps} is not a folder of <image_id>.npy files")
-    if masks is not None and not masks.is_dir():
-        raise fail(f"--masks {masks} is not a folder; pass the root the mask paths of localization.txt are relative to")
-    if predictions is not None and LOC_IOU not in levels:
-        raise fail(f"--predictions needs IoU level {LOC_IOU} in --iou-thresholds")
-    if not 0 < cam_curve_interval < 1:
-        raise fail(f"--cam-curve-interval must lie in (0, 1), got {cam_curve_interval}")
-    try:
-        dataset = read_wsol_metadata(metadata, mask_root=masks, probe_sizes=False, progress=False)
-    except DatasetFormatError as error:
-        raise fail(str(error)) from error
-    if dataset.problems:
-        shown = "\n  ".join(str(p) for p in dataset.problems[:_MAX_PROBLEMS_SHOWN])
-        more = len(dataset.problems) - _MAX_PROBLEMS_SHOWN
-        raise fail(
-            f"{len(dataset.problems)} problems in the metadata {metadata} (numbers would not match the protocol):\n  "
-            + shown
-            + (f"\n  ... and {more} more" if more > 0 else "")
+    from spol.config import load_recipe
+    from spol.pipeline.evaluate import evaluate_networks
+    from spol.runtime.distributed import is_global_zero
+
+    quiet_other_ranks()
+    for name, path in (
+        ("--data", data),
+        ("--segmenter", segmenter),
+        ("--classifier", classifier),
+        ("--class-predictions", class_predictions),
+    ):
+        if path is not None and not path.exists():
+            raise fail(f"{name} {path} does not exist")
+    if classifier is not None and class_predictions is not None:
+        raise fail("give --classifier or --class-predictions, not both")
+    with explained_failures(out):
+        result = evaluate_networks(
+            data,
+            data_format,
+            load_recipe(recipe, overrides or ()),
+            segmenter=segmenter,
+            release=release,
+            classifier=classifier,
+            class_predictions=class_predictions,
+            threshold=threshold,
+            release_protocol=release_protocol,
+            out_dir=out,
         )
-    try:
-        top5 = read_top5_predictions(predictions) if predictions is not None else None
-        result = evaluate_scoremaps(
-            dataset.records,
-            NpyScoreMaps(scoremaps),
-            cam_curve_interval=cam_curve_interval,
-            iou_thresholds=levels,
-            multi_contour=multi_contour,
-            masks=masks is not None,
-            workers=workers,
-            executor="process" if len(dataset.records) >= _PROCESS_POOL_FROM else "thread",
-            progress=True,
-        )
-        summary = result.to_json()
-        if top5 is not None:
-            labels = {r.image_id: r.label for r in dataset.records}
-            summary.update(localization_from_predictions(result, labels, top5))
-    except (ScoreMapError, FileNotFoundError, ValueError) as error:
-        raise fail(str(error)) from error
-    if as_json and result.num_resized:
-        typer.echo(f"note: {result.num_resized} map(s) were not 224x224 and were resized (bilinear)", err=True)
-    typer.echo(json.dumps(summary) if as_json else _table(result, summary))
+    if not is_global_zero():
+        return
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key in ("top1_loc", "top5_loc", "gt_known_loc", "max_box_acc_v2", "pxap", "threshold"):
+        value = result.get(key)
+        typer.echo(f"{key:<16}{'-' if value is None else f'{value:.2f}'}")
+    if "release_protocol" in result:
+        typer.echo("release protocol: " + json.dumps(result["release_protocol"]))

@@ -64,7 +64,7 @@ def pipeline_command(
     """
     from spol.config import load_recipe
     from spol.pipeline import run_pipeline
-    from spol.stages.distributed import is_global_zero
+    from spol.runtime.distributed import is_global_zero
 
     quiet_other_ranks()
     if not data.exists():

@@ -50,7 +50,7 @@ def pseudo_masks(
         raise fail(f"dataset root {data} is not a folder")
     from spol.data import read_dataset
     from spol.models import load_exported_model
-    from spol.stages.inference import trainer_for_device
+    from spol.runtime.prediction import trainer_for_device
     from spol.stages.pseudo_masks import REPORT_NAME, generate_pseudo_masks
 
     try:
@@ -64,7 +64,13 @@ def pseudo_masks(
         raise fail(f"the dataset at {data} has no training images")
     try:
         report = generate_pseudo_masks(
-            model, records, out, batch_size=batch_size, trainer=trainer, num_workers=num_workers, workers=workers,
+            model,
+            records,
+            out,
+            batch_size=batch_size,
+            trainer=trainer,
+            num_workers=num_workers,
+            workers=workers,
             force=force,
         )
     except ValueError as error:

@@ -29,9 +29,7 @@ _ForceOption = Annotated[
 ]
 
 
-def _prepare(
-    recipe_name: str, overrides: list[str] | None, data: Path, dataset_format: str
-) -> tuple[Recipe, Dataset]:
+def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_format: str) -> tuple[Recipe, Dataset]:
     """The recipe and the dataset with its held-out val split; errors become CLI failures."""
     from spol.data import hold_out_val, read_dataset
 
@@ -71,7 +69,7 @@ def _write_localizer(
 ) -> None:
     """OUT/localizer.json for `spol localize --run OUT`, at the method's fixed threshold rule (no val choice)."""
     from spol.localization import UNVALIDATED_RULES, write_localizer_config
-    from spol.stages.distributed import is_global_zero
+    from spol.runtime.distributed import is_global_zero
 
     if not is_global_zero():
         return
@@ -106,8 +104,12 @@ def _write_localizer(
 
 @app.command("train-classifier")
 def train_classifier_command(
-    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
-    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
+    data: DataOption,
+    dataset_format: FormatOption,
+    out: _StageOutOption,
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
+    force: _ForceOption = False,
 ) -> None:
     """Fine-tune the classifier (recipe section `classifier`) on the train split; prints the model path."""
     from spol.stages import train_classifier
@@ -118,14 +120,18 @@ def train_classifier_command(
 
 @app.command("train-cam")
 def train_cam_command(
-    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
+    data: DataOption,
+    dataset_format: FormatOption,
+    out: _StageOutOption,
     baseline: bool = typer.Option(
         False,
         "--baseline",
         help="Train the vanilla CAM network (deepest features only, plain cross-entropy, recipe section "
         "`baseline`) instead of MFF-Net.",
     ),
-    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
+    force: _ForceOption = False,
 ) -> None:
     """Train the CAM network (MFF-Net #1, recipe section `cam`) on the train split's labels; prints the model path."""
     from spol.stages import train_cam
@@ -137,7 +143,9 @@ def train_cam_command(
 
 @app.command("train-seg")
 def train_seg_command(
-    data: DataOption, dataset_format: FormatOption, out: _StageOutOption,
+    data: DataOption,
+    dataset_format: FormatOption,
+    out: _StageOutOption,
     pseudo_masks: Annotated[
         Path,
         typer.Option(
@@ -154,7 +162,9 @@ def train_seg_command(
             show_default=False,
         ),
     ] = None,
-    recipe: RecipeOption = DEFAULT_RECIPE, overrides: SetOption = None, force: _ForceOption = False,
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
+    force: _ForceOption = False,
 ) -> None:
     """Train the class-agnostic segmentation network (MFF-Net #2, `seg`) on pseudo masks; prints the model path."""
     from spol.rundir import MODEL_FILE

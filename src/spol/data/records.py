@@ -111,7 +111,9 @@ def records_digest(records: Sequence[ImageRecord]) -> str:
     digest = hashlib.sha256()
     for r in records:
         masks = ",".join(str(p) for p in r.mask_paths)
-        digest.update(f"{r.image_id}|{r.path}|{r.label}|{r.split}|{r.size}|{r.boxes}|{masks}|{r.ignore_path}\n".encode())
+        digest.update(
+            f"{r.image_id}|{r.path}|{r.label}|{r.split}|{r.size}|{r.boxes}|{masks}|{r.ignore_path}\n".encode()
+        )
     return digest.hexdigest()
 
 

@@ -325,8 +325,16 @@ CONFIG_STAMP = "synthetic_config.json"
 """Written last: its presence means a finished generation, and which config made it."""
 
 GENERATED_NAMES = frozenset(
-    {"images", "segmentations", "classes.txt", "images.txt", "image_class_labels.txt", "bounding_boxes.txt",
-     "train_test_split.txt", CONFIG_STAMP}
+    {
+        "images",
+        "segmentations",
+        "classes.txt",
+        "images.txt",
+        "image_class_labels.txt",
+        "bounding_boxes.txt",
+        "train_test_split.txt",
+        CONFIG_STAMP,
+    }
 )
 """Everything `generate_synthetic` writes at the top of its folder."""
 

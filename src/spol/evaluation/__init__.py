@@ -28,7 +28,7 @@ from spol.evaluation.evaluate import (
     prepare_scoremap,
     protocol_gt_boxes,
 )
-from spol.evaluation.localization import (
+from spol.evaluation.loc_accuracy import (
     LOC_IOU,
     choose_threshold,
     correct_at_threshold,

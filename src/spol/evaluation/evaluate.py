@@ -30,6 +30,7 @@ from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class EvaluationResult:
     """Numbers of one evaluation.

@@ -26,11 +26,19 @@ FOREGROUND, BACKGROUND, IGNORE = 1, 0, 255
 """Values of a protocol ground-truth mask."""
 
 
-def _read_mask(path: str | os.PathLike[str], resize: int) -> np.ndarray:
+def read_ground_truth_mask(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
+    """One instance mask as the protocol reads it: bool ``[height, width]`` at `size` ``(width, height)``.
+
+    Read as grayscale, resized with nearest-neighbour interpolation, foreground where > 0.5 (any
+    non-zero value of an 8-bit file, as wsolevaluation).
+
+    Raises:
+        FileNotFoundError: the mask cannot be read.
+    """
     mask = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise FileNotFoundError(f"cannot read mask {path}: missing or not an image; check --masks / the mask root")
-    mask = cv2.resize(np.float32(mask), (resize, resize), interpolation=cv2.INTER_NEAREST)
+    mask = cv2.resize(np.float32(mask), size, interpolation=cv2.INTER_NEAREST)
     return mask > 0.5
 
 
@@ -57,10 +65,10 @@ def load_protocol_mask(
         raise ValueError("an image needs at least one instance mask for PxAP (its localization.txt lines)")
     foreground = np.zeros((resize, resize), dtype=bool)
     for path in mask_paths:
-        foreground |= _read_mask(path, resize)
+        foreground |= read_ground_truth_mask(path, (resize, resize))
     mask = foreground.astype(np.uint8)
     if ignore_path is not None:
-        mask[_read_mask(ignore_path, resize) & ~foreground] = IGNORE
+        mask[read_ground_truth_mask(ignore_path, (resize, resize)) & ~foreground] = IGNORE
     return mask
 
 

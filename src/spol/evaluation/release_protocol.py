@@ -39,8 +39,8 @@ from torch.utils.data import Dataset
 from spol.config import TrainerConfig
 from spol.data.records import ImageRecord
 from spol.data.transforms import NORMALIZATION, normalization_of
-from spol.stages.distributed import all_reduce_sum
-from spol.stages.inference import InferenceSystem, run_inference
+from spol.runtime.distributed import all_reduce_sum
+from spol.runtime.prediction import InferenceSystem, run_inference
 
 RELEASE_RESIZE = 256
 RELEASE_CROP = 224

@@ -21,7 +21,7 @@ from spol.data.records import ImageRecord
 from spol.evaluation._pool import MapOutcome, MapPool, MapSettings, MapTask
 from spol.evaluation.box_accuracy import DEFAULT_IOU_THRESHOLDS, BoxAccuracy, cam_thresholds
 from spol.evaluation.evaluate import prepare_scoremap, protocol_gt_boxes
-from spol.evaluation.localization import LOC_IOU
+from spol.evaluation.loc_accuracy import LOC_IOU
 from spol.evaluation.pixel_accuracy import PixelAccuracy
 
 TOP_K = 5
@@ -166,7 +166,7 @@ class ProtocolCounts:
     def summed(self, reduce: Callable[[np.ndarray], np.ndarray]) -> ProtocolCounts:
         """New counts from ``reduce(vector of every counter)``.
 
-        E.g. a sum over processes (`spol.stages.distributed.all_reduce_sum`).
+        E.g. a sum over processes (`spol.runtime.distributed.all_reduce_sum`).
         """
         vector = np.asarray(reduce(self.as_vector()), dtype=np.int64)
         out = ProtocolCounts(self.thresholds, self.iou_thresholds, masks=self.pixel is not None, loc_iou=self.loc_iou)

@@ -124,9 +124,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     save_image_atomic(path, Image.fromarray(array), "PNG")
 
 
-def _write_outputs(
-    image: Image.Image, result: Localization, source: Path, out_dir: Path, stem: str
-) -> dict[str, Any]:
+def _write_outputs(image: Image.Image, result: Localization, source: Path, out_dir: Path, stem: str) -> dict[str, Any]:
     mask_path, overlay_path = _output_paths(out_dir, stem)
     _write_png(mask_path, result.mask.astype(np.uint8) * 255)
     _write_png(overlay_path, localization_overlay(np.asarray(image), result.mask, result.box))

@@ -291,9 +291,7 @@ def timm_normalization(pretrained_cfg: Mapping[str, object], name: str) -> str:
     std: tuple[float, ...] = tuple(pretrained_cfg.get("std", imagenet_std))  # type: ignore[arg-type]
     for label in (HALF_NORMALIZATION, IMAGENET_NORMALIZATION):
         ref_mean, ref_std = NORMALIZATION[label]
-        if len(mean + std) == 6 and all(
-            abs(a - b) < 1e-3 for a, b in zip(mean + std, ref_mean + ref_std, strict=True)
-        ):
+        if len(mean + std) == 6 and all(abs(a - b) < 1e-3 for a, b in zip(mean + std, ref_mean + ref_std, strict=True)):
             return label
     logger.warning("timm model %s uses mean %s std %s; spol will normalise with ImageNet's", name, mean, std)
     return IMAGENET_NORMALIZATION
@@ -393,6 +391,4 @@ def build_backbone(name: str, *, weights: WeightsArg | Literal["default"] = "def
         body = create_timm_model(model_name, weights, features_only=True, out_indices=indices)
         pretrained_cfg: Mapping[str, object] = body.pretrained_cfg  # type: ignore[assignment]
         return TimmBackbone(body, timm_normalization(pretrained_cfg, model_name))
-    raise ValueError(
-        f"unknown backbone {name!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'"
-    )
+    raise ValueError(f"unknown backbone {name!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'")

@@ -1,7 +1,7 @@
 """Network outputs to score maps on the WSOL protocol's grid: the one place both are computed.
 
 The protocol scores a map per image at 224 x 224, the image resized (not cropped) before the
-network. Evaluation (`spol.pipeline.inference`), the report, `spol.Localizer` and the exported
+network. Evaluation (`spol.pipeline.scoring`), the report, `spol.Localizer` and the exported
 localizer all make their maps here, so the box `spol localize` draws is the box that was scored.
 """
 

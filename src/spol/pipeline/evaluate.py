@@ -25,10 +25,10 @@ from spol.evaluation.release_protocol import (
 from spol.fileio import write_json_atomic
 from spol.localization import write_localizer_config
 from spol.models import CLASSIFIERS, SEGMENTERS, export_model, from_release, load_exported_model
-from spol.pipeline.inference import ScoreMapSystem, score_split
 from spol.pipeline.run import prepare_splits
+from spol.pipeline.scoring import ScoreMapSystem, score_split
 from spol.rundir import METRICS_FILE
-from spol.stages.distributed import ensure_process_group, is_global_zero
+from spol.runtime.distributed import ensure_process_group, is_global_zero
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from spol.data import Dataset, ImageRecord
 from spol.evaluation import ProtocolCounts
 from spol.localization import METHOD_LABELS
 from spol.models import load_exported_model
-from spol.pipeline.inference import ScoreMapSystem, score_split
+from spol.pipeline.scoring import ScoreMapSystem, score_split
 from spol.pipeline.selection import Candidate, stage_root
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
 
@@ -189,7 +189,7 @@ class StageGraph:
         masks: bool = False,
         every_contour_out: np.ndarray | None = None,
     ) -> ProtocolCounts:
-        """`spol.pipeline.inference.score_split` of one method on one split, on the recipe's devices."""
+        """`spol.pipeline.scoring.score_split` of one method on one split, on the recipe's devices."""
         with self.clock("evaluation"):
             return score_split(
                 system,

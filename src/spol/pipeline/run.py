@@ -55,6 +55,7 @@ from spol.evaluation import (
     cam_thresholds,
     metric_value,
 )
+from spol.evaluation.pseudo_mask_quality import pseudo_mask_statistics
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import METHOD_LABELS, UNVALIDATED_RULES, write_localizer_config
 from spol.models import load_exported_model
@@ -81,8 +82,7 @@ from spol.rundir import (
     remove_owned,
     update_record,
 )
-from spol.stages.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
-from spol.stages.pseudo_masks import pseudo_mask_statistics
+from spol.runtime.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import protocol_gt_boxes
 from spol.localization import ThresholdRule, mask_to_box, threshold_mask
 from spol.models.maps import MapKind
-from spol.pipeline.inference import scoremaps_of
+from spol.pipeline.scoring import scoremaps_of
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
 from spol.stages.pseudo_masks import double_threshold, pseudo_mask_from_cam

@@ -234,7 +234,7 @@ def render_report(
         notes: lines shown under the table (e.g. how the validation split and thresholds were chosen).
         candidates: the training settings tried on val, see `candidates_table` (none: no such section).
         charts: curves to draw (`spol.report.charts`), inline SVG.
-        pseudo_masks: `spol.stages.pseudo_masks.pseudo_mask_statistics` of the run, or None.
+        pseudo_masks: `spol.evaluation.pseudo_mask_quality.pseudo_mask_statistics` of the run, or None.
         details: ``(what, value)`` rows shown first: data, splits, recipe, seed, version, time per stage.
         method: the method that localizes by default (``localizer.json``), named in the page.
         smoke_test: say at the top that the numbers mean nothing.

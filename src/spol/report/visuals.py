@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from spol.localization.overlay import GREEN, RED, check_rgb_image, draw_boxes
+from spol.stages.pseudo_masks import IGNORE_INDEX
 
 PSEUDO_FOREGROUND: tuple[int, int, int] = (255, 64, 64)
 PSEUDO_BACKGROUND: tuple[int, int, int] = (40, 40, 160)
@@ -62,14 +63,14 @@ def pseudo_mask_overlay(image: np.ndarray, pseudo_mask: np.ndarray, *, alpha: fl
     pseudo_mask = np.asarray(pseudo_mask)
     if pseudo_mask.ndim != 2:
         raise ValueError(f"pseudo_mask must be 2-D, got shape {pseudo_mask.shape}")
-    unexpected = np.setdiff1d(np.unique(pseudo_mask), [0, 1, 255])
+    unexpected = np.setdiff1d(np.unique(pseudo_mask), [0, 1, IGNORE_INDEX])
     if unexpected.size:
         raise ValueError(f"pseudo_mask values must be 0, 1 or 255, found {unexpected[:5].tolist()}")
     pseudo_mask = _resize_to(pseudo_mask.astype(np.uint8), image, cv2.INTER_NEAREST)
     colors = np.zeros_like(image)
     colors[pseudo_mask == 1] = PSEUDO_FOREGROUND
     colors[pseudo_mask == 0] = PSEUDO_BACKGROUND
-    colors[pseudo_mask == 255] = PSEUDO_IGNORE
+    colors[pseudo_mask == IGNORE_INDEX] = PSEUDO_IGNORE
     return cv2.addWeighted(image, 1.0 - alpha, colors, alpha, 0.0)
 
 

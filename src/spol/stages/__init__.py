@@ -1,8 +1,7 @@
-"""Training stages: classifier, CAM network, pseudo masks, segmentation network (Lightning engine)."""
+"""Training stages: classifier, CAM network, pseudo masks, segmentation network (on `spol.runtime`)."""
 
-from spol.stages.cam import CamModule, train_cam
-from spol.stages.classifier import ClassifierModule, train_classifier
-from spol.stages.engine import fit_stage
+from spol.stages.cam import CamSystem, train_cam
+from spol.stages.classifier import ClassifierSystem, train_classifier
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     PseudoMaskReport,
@@ -11,18 +10,15 @@ from spol.stages.pseudo_masks import (
     pseudo_mask_path,
     read_pseudo_mask,
 )
-from spol.stages.segmentation import SegmentationModule, train_seg
-from spol.stages.system import TrainingSystem
+from spol.stages.segmentation import SegmentationSystem, train_seg
 
 __all__ = [
     "IGNORE_INDEX",
-    "CamModule",
-    "ClassifierModule",
+    "CamSystem",
+    "ClassifierSystem",
     "PseudoMaskReport",
-    "SegmentationModule",
-    "TrainingSystem",
+    "SegmentationSystem",
     "double_threshold",
-    "fit_stage",
     "generate_pseudo_masks",
     "pseudo_mask_path",
     "read_pseudo_mask",

@@ -19,15 +19,15 @@ from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import normalization_of, train_transform
 from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
-from spol.stages._common import backbone_predicate, freeze_backbone, train_records
-from spol.stages.engine import fit_stage, seed_everything
-from spol.stages.stage_folder import finished_model, stage_inputs
-from spol.stages.system import TrainingSystem
+from spol.runtime.engine import fit_stage, seed_everything
+from spol.runtime.stage_folder import finished_model, stage_inputs
+from spol.runtime.system import TrainingSystem
+from spol.stages.parameters import backbone_predicate, freeze_backbone, train_records
 
 logger = logging.getLogger(__name__)
 
 
-class CamModule(TrainingSystem):
+class CamSystem(TrainingSystem):
     """Lightning system of a CAM network (`MFFNet` with a CAM head or `VanillaCAM`).
 
     Batches: images B x 3 x H x W (normalised), labels B int64. Logs loss and top-1 accuracy of
@@ -58,7 +58,7 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     Args:
         recipe: the effective recipe (``backbone``, ``weights``, ``data``, ``cam`` or ``baseline``, ``trainer``).
         dataset: images with class labels; only the "train" split is used.
-        run_dir: the stage's run folder (see `spol.stages.engine`).
+        run_dir: the stage's run folder (see `spol.runtime.engine`).
         baseline: train the vanilla CAM network (`spol.models.build_vanilla_cam`) with plain
             cross-entropy instead of MFF-Net, at the recipe's ``baseline`` settings.
         force: start over even if the stage finished or has checkpoints.
@@ -87,8 +87,8 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
     return fit_stage(
-        CamModule(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force
+        CamSystem(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force
     )
 
 
-__all__ = ["CamModule", "cam_model_kwargs", "train_cam"]
+__all__ = ["CamSystem", "cam_model_kwargs", "train_cam"]

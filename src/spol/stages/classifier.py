@@ -20,11 +20,11 @@ from spol.data.transforms import normalization_of, train_transform
 from spol.models import build_classifier, export_model
 from spol.models.layers import cross_entropy
 from spol.rundir import MODEL_FILE
-from spol.stages._common import not_head_predicate, train_records
-from spol.stages.distributed import barrier, ensure_process_group, is_global_zero
-from spol.stages.engine import fit_stage, seed_everything
-from spol.stages.stage_folder import finished_model, stage_inputs
-from spol.stages.system import TrainingSystem
+from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
+from spol.runtime.engine import fit_stage, seed_everything
+from spol.runtime.stage_folder import finished_model, stage_inputs
+from spol.runtime.system import TrainingSystem
+from spol.stages.parameters import not_head_predicate, train_records
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def classifier_head_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"{name}." for name in names)
 
 
-class ClassifierModule(TrainingSystem):
+class ClassifierSystem(TrainingSystem):
     """Lightning system of an image classifier: images B x 3 x H x W, labels B int64, cross-entropy.
 
     The head (new layer) trains at ``lr``, the rest at ``lr * backbone_lr_mult``.
@@ -102,7 +102,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         export_model(model, builder="classifier", kwargs=kwargs, path=path)
 
     return fit_stage(
-        ClassifierModule(net, section),
+        ClassifierSystem(net, section),
         images,
         recipe=recipe,
         stage=section,
@@ -112,4 +112,4 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     )
 
 
-__all__ = ["ClassifierModule", "classifier_head_prefixes", "train_classifier"]
+__all__ = ["ClassifierSystem", "classifier_head_prefixes", "train_classifier"]

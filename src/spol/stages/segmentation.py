@@ -27,8 +27,10 @@ from spol.data.transforms import train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.models.layers import resize_bilinear
 from spol.rundir import read_record
-from spol.stages._common import backbone_predicate, freeze_backbone, train_records
-from spol.stages.engine import fit_stage, seed_everything
+from spol.runtime.engine import fit_stage, seed_everything
+from spol.runtime.stage_folder import finished_model, stage_inputs
+from spol.runtime.system import TrainingSystem
+from spol.stages.parameters import backbone_predicate, freeze_backbone, train_records
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
     SOURCE_NAME,
@@ -36,13 +38,8 @@ from spol.stages.pseudo_masks import (
     pseudo_mask_path,
     read_pseudo_mask,
 )
-from spol.stages.stage_folder import finished_model, stage_inputs
-from spol.stages.system import TrainingSystem
 
 logger = logging.getLogger(__name__)
-
-IGNORE_LABEL = IGNORE_INDEX
-"""Label of pixels the loss ignores (the pseudo masks' conflict regions, 255)."""
 
 
 def masked_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -53,12 +50,12 @@ def masked_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
         labels: B x H x W integers in {0, 1, 255}.
     """
     logits = resize_bilinear(logits, labels.shape[-2:], align_corners=False)[:, 0]
-    weight = (labels != IGNORE_LABEL).to(logits.dtype)
+    weight = (labels != IGNORE_INDEX).to(logits.dtype)
     target = (labels == 1).to(logits.dtype)
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
-class SegmentationModule(TrainingSystem):
+class SegmentationSystem(TrainingSystem):
     """Lightning system of the segmentation MFF-Net: images B x 3 x H x W, labels B x H x W in {0, 1, 255}.
 
     Logs the loss and the pixel accuracy on non-ignored pixels (logit > 0 is object).
@@ -73,7 +70,7 @@ class SegmentationModule(TrainingSystem):
         loss = masked_bce_loss(logits, labels)
         with torch.no_grad():
             up = resize_bilinear(logits, labels.shape[-2:], align_corners=False)[:, 0]
-            valid = labels != IGNORE_LABEL
+            valid = labels != IGNORE_INDEX
             correct = ((up > 0) == (labels == 1)) & valid
             accuracy = correct.sum() / valid.sum().clamp(min=1)
         return loss, accuracy.float()
@@ -108,7 +105,7 @@ def fit_segmentation(
 
     `read_labels(record)` gives the ``H x W`` uint8 label mask (1 object, 0 background, 255 ignored)
     at the image's original size. `train_seg` calls this with the pseudo-mask reader and the stage's
-    `inputs` record (`spol.stages.stage_folder.stage_inputs`).
+    `inputs` record (`spol.runtime.stage_folder.stage_inputs`).
     """
     run_dir = Path(run_dir)
     done = finished_model(run_dir, force=force, inputs=inputs)
@@ -127,7 +124,7 @@ def fit_segmentation(
         export_model(model, builder="mffnet_seg", kwargs=kwargs, path=path)
 
     return fit_stage(
-        SegmentationModule(net, recipe.seg),
+        SegmentationSystem(net, recipe.seg),
         images,
         recipe=recipe,
         stage=recipe.seg,
@@ -145,7 +142,7 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
             thresholds, ``seg``, ``trainer``).
         dataset: the images; only the "train" split is used.
         pseudo_mask_dir: the folder `spol.stages.pseudo_masks.generate_pseudo_masks` wrote.
-        run_dir: the stage's run folder (see `spol.stages.engine`).
+        run_dir: the stage's run folder (see `spol.runtime.engine`).
         force: start over even if the stage finished or has checkpoints.
 
     Raises:
@@ -176,9 +173,8 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
 
 
 __all__ = [
-    "IGNORE_LABEL",
     "PseudoLabelReader",
-    "SegmentationModule",
+    "SegmentationSystem",
     "fit_segmentation",
     "masked_bce_loss",
     "train_seg",

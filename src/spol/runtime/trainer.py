@@ -79,6 +79,4 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     return trainer
 
 
-
-
 __all__ = ["ChannelsLast", "build_trainer", "quiet_lightning"]

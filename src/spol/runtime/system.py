@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from spol.config import StageOptimConfig
 from spol.models.layers import deterministic_cuda, use_deterministic_pooling
-from spol.stages.distributed import gather_objects, rank_and_world_size
+from spol.runtime.distributed import gather_objects, rank_and_world_size
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A training stage's run folder: what it was made from, whether it is done, what ``force`` removes.
 
-The layout is `spol.stages.engine`'s; the file names are `spol.rundir`'s.
+The layout is `spol.runtime.engine`'s; the file names are `spol.rundir`'s.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from spol.rundir import (
     refuse_changes,
     remove_owned,
 )
-from spol.stages.distributed import is_global_zero
+from spol.runtime.distributed import is_global_zero
 
 logger = logging.getLogger(__name__)
 

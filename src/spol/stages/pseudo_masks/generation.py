@@ -1,11 +1,10 @@
-"""SPOL's pseudo masks: CAM -> (P, G) per training image, stored as PNG, and the double threshold.
+"""Generating the pseudo masks of a dataset: the CAM network over every training image, on every rank.
 
-For every training image the CAM network (eval mode) sees the image resized to
-``resize x resize`` (no crop); the CAM of the ground-truth class is divided by its maximum
-(+1e-6) and resized bilinearly to ``resize x resize``: ``P``. The Gaussian prior ``G`` is fitted
-to P (`spol.stages.gaussian_prior`). Both are resized bilinearly to the image's original size
-and stored as one PNG per image (the encoding is described in `write_pseudo_mask`). When the
-segmentation network is trained, `double_threshold` turns ``(P, G)`` into its target.
+For every training image the CAM network (eval mode) sees the image resized to ``resize x resize``
+(no crop); the CAM of its ground-truth class becomes ``(P, G)`` (`targets.pseudo_mask_from_cam`),
+written as one PNG per image (`codec.write_pseudo_mask`) by a pool of writer processes. Each rank
+handles its share of the images; ``report.json`` and ``source.json`` say what was done and from
+which CAM network.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -31,38 +29,21 @@ from spol.config import TrainerConfig
 from spol.data.images import decode_image
 from spol.data.records import ImageRecord
 from spol.data.transforms import eval_transform
-from spol.fileio import image_id_path, save_image_atomic, write_json_atomic
+from spol.fileio import write_json_atomic
 from spol.models import state_digest
 from spol.rundir import check_record
-from spol.scoremaps import check_scoremap
-from spol.stages.distributed import barrier, gather_objects, is_global_zero
-from spol.stages.gaussian_prior import gaussian_prior, normalize_cam
-from spol.stages.inference import InferenceSystem, run_inference
+from spol.runtime.distributed import barrier, gather_objects, is_global_zero
+from spol.runtime.prediction import InferenceSystem, run_inference
+from spol.stages.pseudo_masks.codec import pseudo_mask_path, write_pseudo_mask_from_cam
+from spol.stages.pseudo_masks.targets import RESIZE
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
-"""Target value of conflict pixels, ignored by the segmentation loss."""
-
-FOREGROUND_THRESHOLD = 0.25
-"""Foreground where ``P > 0.25 or G > 0.25`` (the release's value; 0.25 itself is not foreground)."""
-
-BACKGROUND_THRESHOLD = 0.01
-"""Background where ``P < 0.01`` and not foreground (0.01 itself is not background)."""
 
 REPORT_NAME = "report.json"
 """Name of the run report written in the output folder."""
 
 SOURCE_NAME = "source.json"
 """Which CAM network (state digest) and resize made the masks in a folder."""
-
-RESIZE = 256
-"""Input size of the CAM network and resolution of P and G before the resize to original size."""
-
-PNG_COMPRESS_LEVEL = 1
-"""zlib level of the PNGs: encoding at Pillow's default (6) takes about 30 ms for a 500 x 375 mask,
-level 1 about 9 ms for files 1.5x larger; the CPU, not the disk, limits pseudo-mask generation."""
-"""Input size of the CAM network and resolution of P and G before the resize to original size."""
 
 
 @dataclass(frozen=True)
@@ -105,150 +86,6 @@ class PseudoMaskReport:
             "zero_cams": self.zero_cams,
             "failures": [{"image_id": f.image_id, "reason": f.reason} for f in self.failed],
         }
-
-
-def double_threshold(
-    p: np.ndarray,
-    g: np.ndarray,
-    *,
-    foreground: float = FOREGROUND_THRESHOLD,
-    background: float = BACKGROUND_THRESHOLD,
-) -> np.ndarray:
-    """The segmentation target of a ``(P, G)`` pair.
-
-    Foreground (1) where ``P > foreground or G > foreground``; background (0) where
-    ``P < background`` and not foreground; `IGNORE_INDEX` (255, the conflict region) elsewhere.
-    Comparisons are strict: a value equal to a threshold is neither foreground nor background.
-
-    Args:
-        p: P, float array in [0, 1] (any shape, usually ``H x W``).
-        g: G, float array of the same shape.
-        foreground: foreground threshold on P and G.
-        background: background threshold on P; must be below `foreground`.
-
-    Returns:
-        uint8 array of the same shape with values in {0, 1, 255}.
-
-    Raises:
-        ValueError: shapes differ, maps are not float or hold NaN, or ``background >= foreground``.
-    """
-    p, g = np.asarray(p), np.asarray(g)
-    if p.shape != g.shape:
-        raise ValueError(f"P and G must have the same shape, got {p.shape} and {g.shape}")
-    for name, values in (("P", p), ("G", g)):
-        if not np.issubdtype(values.dtype, np.floating):
-            raise ValueError(
-                f"{name} must be a float map in [0, 1], got dtype {values.dtype}; divide 8-bit values by 255"
-            )
-        if np.isnan(values).any():
-            raise ValueError(f"{name} contains NaN values")
-    if not background < foreground:
-        raise ValueError(f"background ({background}) must be below foreground ({foreground})")
-    target = np.full(p.shape, IGNORE_INDEX, dtype=np.uint8)
-    is_foreground = (p > foreground) | (g > foreground)
-    target[(p < background) & ~is_foreground] = 0
-    target[is_foreground] = 1
-    return target
-
-
-def pseudo_mask_path(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """Where the pseudo mask of `image_id` lives.
-
-    ``out_dir / (image_id + ".png")``, or under ``out_dir/_outside/`` for ids that would leave it
-    (`spol.fileio.image_id_path`).
-
-    Raises:
-        ValueError: `image_id` is empty.
-    """
-    return image_id_path(out_dir, image_id, ".png")
-
-
-def write_pseudo_mask(path: str | os.PathLike[str], p: np.ndarray, g: np.ndarray) -> None:
-    """Write ``(P, G)`` atomically as an 8-bit RGB PNG.
-
-    Encoding: red = ``round(255 * P)``, green = ``round(255 * G)``, blue = 0; decode with
-    ``value / 255`` (`read_pseudo_mask`), so a round trip is exact to within 0.5 / 255. The
-    release stores the same two channels but truncates instead of rounding and, through
-    ``cv2.imwrite`` of ``(P, G, 0)``, puts P in the blue channel of the file.
-
-    Args:
-        path: output PNG; its folder is created.
-        p: P, ``H x W`` float in [0, 1].
-        g: G, ``H x W`` float in [0, 1].
-
-    Raises:
-        ValueError: shapes differ, maps are not 2-D floats, or values are NaN or outside [0, 1].
-    """
-    channels = []
-    for name, values in (("P", p), ("G", g)):
-        values = np.asarray(values)
-        check_scoremap(values, f"{name} to be written to {path}")
-        channels.append(np.rint(values * 255).astype(np.uint8))
-    if channels[0].shape != channels[1].shape:
-        raise ValueError(f"P and G must have the same shape, got {channels[0].shape} and {channels[1].shape}")
-    rgb = np.stack([channels[0], channels[1], np.zeros_like(channels[0])], axis=-1)
-    save_image_atomic(path, Image.fromarray(rgb), "PNG", compress_level=PNG_COMPRESS_LEVEL)
-
-
-def read_pseudo_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``(P, G)`` written by `write_pseudo_mask`.
-
-    Returns:
-        P and G, ``H x W`` float32 in [0, 1] at the image's original size.
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        ValueError: `path` is not a readable 8-bit RGB PNG; the message names it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pseudo mask {path} does not exist; generate it with `spol pseudo-masks`")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            rgb = np.asarray(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(
-            f"pseudo mask {path} is unreadable ({error}); regenerate it with `spol pseudo-masks --force`"
-        ) from error
-    if mode != "RGB" or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(
-            f"pseudo mask {path} is not an 8-bit RGB PNG (mode {mode}, shape {rgb.shape}); "
-            "regenerate it with `spol pseudo-masks --force`"
-        )
-    return rgb[..., 0].astype(np.float32) / 255, rgb[..., 1].astype(np.float32) / 255
-
-
-def pseudo_mask_from_cam(
-    cam: np.ndarray, original_size: tuple[int, int], *, resize: int = RESIZE
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(P, G)`` of one image from the CAM of its ground-truth class.
-
-    ``P = resize_bilinear(cam / (max(cam) + 1e-6), resize x resize)``, ``G`` = Gaussian prior of
-    P at that resolution (its area and variance constants are in pixels of it), then both are
-    resized bilinearly (``cv2.INTER_LINEAR``, as in the release) to `original_size`.
-
-    Args:
-        cam: ``h x w`` float CAM (any non-negative scale).
-        original_size: ``(width, height)`` of the image.
-        resize: resolution of P and G before the final resize.
-
-    Returns:
-        P and G, ``height x width`` float32 in [0, 1].
-
-    Raises:
-        ValueError: `cam` is not 2-D or holds NaN / infinite values.
-    """
-    cam = np.asarray(cam, dtype=np.float32)
-    if cam.ndim != 2:
-        raise ValueError(f"the CAM must be a 2-D h x w map, got shape {cam.shape}")
-    p = normalize_cam(cam)
-    p = cv2.resize(np.ascontiguousarray(p, dtype=np.float32), (resize, resize), interpolation=cv2.INTER_LINEAR)
-    g = gaussian_prior(p)
-    width, height = original_size
-    both = cv2.resize(np.stack([p, g], axis=-1), (width, height), interpolation=cv2.INTER_LINEAR)
-    both = np.clip(both.reshape(height, width, 2), 0.0, 1.0)
-    return np.ascontiguousarray(both[..., 0]), np.ascontiguousarray(both[..., 1])
 
 
 # What loading a broken or missing file raises (spol.data.images.UnreadableImageError is a ValueError).
@@ -333,13 +170,6 @@ class _CamOfLabel(InferenceSystem):
         return maps[torch.arange(len(images), device=maps.device), torch.tensor(labels, device=maps.device)].float()
 
 
-def write_pseudo_mask_from_cam(cam: np.ndarray, size: tuple[int, int], resize: int, path: Path) -> bool:
-    """`pseudo_mask_from_cam` then `write_pseudo_mask` (the CPU work per image); True when the CAM was all zero."""
-    p, g = pseudo_mask_from_cam(cam, size, resize=resize)
-    write_pseudo_mask(path, p, g)
-    return bool(cam.max() <= 0)
-
-
 class _MaskWriter:
     """Turns CAMs into written pseudo masks, on `workers` processes (0: in this process) with bounded backlog."""
 
@@ -400,7 +230,7 @@ def generate_pseudo_masks(
     """Write the pseudo mask of every record (`pseudo_mask_path`) and ``out_dir/report.json``.
 
     The CAM network runs in Lightning's predict loop on `trainer`'s devices and precision
-    (`spol.stages.inference.run_inference`); under DDP every process calls this with the same
+    (`spol.runtime.prediction.run_inference`); under DDP every process calls this with the same
     records, handles its own share of them and the returned report covers them all. The CPU
     work per image (Gaussian prior, resize to the original size, PNG) runs on `workers`
     processes beside the network.
@@ -509,61 +339,6 @@ def generate_pseudo_masks(
     return report
 
 
-def pseudo_mask_statistics(
-    records: Sequence[ImageRecord],
-    out_dir: str | os.PathLike[str],
-    *,
-    foreground: float = FOREGROUND_THRESHOLD,
-    background: float = BACKGROUND_THRESHOLD,
-    limit: int = 200,
-) -> dict[str, Any] | None:
-    """What the segmentation network learns from.
-
-    The share of foreground, background and ignored pixels of the double-thresholded pseudo masks,
-    and their foreground's precision and recall against the ground-truth masks where the dataset has
-    them, over up to `limit` evenly spaced records (percent).
-
-    Returns:
-        ``{"images", "foreground", "background", "ignored", "precision", "recall"}`` (the last two None
-        without masks), or None when no record has a pseudo mask.
-    """
-    step = max(1, len(records) // max(limit, 1))
-    counts = np.zeros(6, dtype=np.int64)  # fg, bg, ignored, fg & gt, gt, images
-    with_masks = True
-    for record in list(records)[::step][:limit]:
-        path = pseudo_mask_path(out_dir, record.image_id)
-        if not path.is_file():
-            continue
-        target = double_threshold(*read_pseudo_mask(path), foreground=foreground, background=background)
-        counts[0] += int((target == 1).sum())
-        counts[1] += int((target == 0).sum())
-        counts[2] += int((target == IGNORE_INDEX).sum())
-        counts[5] += 1
-        if not record.mask_paths:
-            with_masks = False
-            continue
-        truth = np.zeros(target.shape, dtype=bool)
-        for mask_path in record.mask_paths:
-            mask = cv2.imread(os.fspath(mask_path), cv2.IMREAD_GRAYSCALE)
-            if mask is None or mask.shape != target.shape:
-                with_masks = False
-                break
-            truth |= mask > 127
-        counts[3] += int(((target == 1) & truth).sum())
-        counts[4] += int(truth.sum())
-    if counts[5] == 0:
-        return None
-    pixels = max(int(counts[:3].sum()), 1)
-    return {
-        "images": int(counts[5]),
-        "foreground": 100.0 * counts[0] / pixels,
-        "background": 100.0 * counts[1] / pixels,
-        "ignored": 100.0 * counts[2] / pixels,
-        "precision": 100.0 * counts[3] / counts[0] if with_masks and counts[0] else None,
-        "recall": 100.0 * counts[3] / counts[4] if with_masks and counts[4] else None,
-    }
-
-
 def _merge_reports(
     parts: list[tuple[PseudoMaskReport, list[tuple[int, str]]]], records: Sequence[ImageRecord]
 ) -> PseudoMaskReport:
@@ -579,20 +354,4 @@ def _merge_reports(
     return merged
 
 
-__all__ = [
-    "BACKGROUND_THRESHOLD",
-    "FOREGROUND_THRESHOLD",
-    "IGNORE_INDEX",
-    "REPORT_NAME",
-    "RESIZE",
-    "PseudoMaskFailure",
-    "PseudoMaskReport",
-    "double_threshold",
-    "generate_pseudo_masks",
-    "pseudo_mask_from_cam",
-    "pseudo_mask_path",
-    "pseudo_mask_statistics",
-    "read_pseudo_mask",
-    "write_pseudo_mask",
-    "write_pseudo_mask_from_cam",
-]
+__all__ = ["REPORT_NAME", "SOURCE_NAME", "PseudoMaskFailure", "PseudoMaskReport", "generate_pseudo_masks"]

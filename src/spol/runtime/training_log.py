@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from spol.fileio import LOG_FORMAT
-from spol.stages.distributed import is_global_zero
+from spol.runtime.distributed import is_global_zero
 
 logger = logging.getLogger(__name__)
 

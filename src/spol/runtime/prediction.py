@@ -1,11 +1,11 @@
 """Networks over many images on the recipe's devices: Lightning's predict loop, the engine of training.
 
-`run_inference` builds the Trainer the way training does (`spol.stages.trainer.build_trainer`: the
+`run_inference` builds the Trainer the way training does (`spol.runtime.trainer.build_trainer`: the
 recipe's accelerator, devices, nodes, strategy, precision and memory format), so pseudo masks and
 score maps run on the GPUs that trained the networks, under bf16 / fp16 autocast when training used
 it. With several devices or nodes the images are sharded over the processes (Lightning's unrepeated
 distributed sampler: each image is seen once) and each process hands its own batches to `consume`;
-what the consumers add up is then combined with `spol.stages.distributed`.
+what the consumers add up is then combined with `spol.runtime.distributed`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from torch.utils.data import Dataset as TorchDataset
 
 from spol.config import TrainerConfig
 from spol.models import resolve_device
-from spol.stages.distributed import ensure_process_group
-from spol.stages.trainer import build_trainer, quiet_lightning
+from spol.runtime.distributed import ensure_process_group
+from spol.runtime.trainer import build_trainer, quiet_lightning
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """The Lightning training engine shared by the classifier, CAM and segmentation stages.
 
-A stage builds a pure ``nn.Module``, wraps it in a `spol.stages.system.TrainingSystem` (a
+A stage builds a pure ``nn.Module``, wraps it in a `spol.runtime.system.TrainingSystem` (a
 LightningModule with the stage's loss) and hands it to `fit_stage`, which owns the run folder::
 
     run_dir/
       config.yaml        effective recipe
       train.log          log of the stage (appended on every run)
       metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
-                         (`spol.stages.training_log.MetricsCSV`)
+                         (`spol.runtime.training_log.MetricsCSV`)
       tb/                TensorBoard logs
       checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
@@ -16,9 +16,9 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
 Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
 (optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
 training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused
-(`spol.stages.stage_folder`).
+(`spol.runtime.stage_folder`).
 
-The Trainer comes from ``recipe.trainer`` (`spol.stages.trainer.build_trainer`, shared with
+The Trainer comes from ``recipe.trainer`` (`spol.runtime.trainer.build_trainer`, shared with
 inference): DDP over GPUs and nodes (Lightning's launcher, torchrun, SLURM), mixed precision and
 channels_last. A stage's ``batch_size`` is the global batch of one optimiser step, split over the
 devices and accumulated batches (`per_device_batch_size`). Under DDP every process runs the stage;
@@ -53,11 +53,11 @@ from spol.rundir import (
     STAGE_LOG,
     TENSORBOARD_DIR,
 )
-from spol.stages.distributed import barrier, ensure_process_group, is_global_zero
-from spol.stages.stage_folder import check_resume_checkpoint, clear_stage_outputs
-from spol.stages.system import TrainingSystem
-from spol.stages.trainer import build_trainer, quiet_lightning
-from spol.stages.training_log import EpochProgress, MetricsCSV, log_to_file
+from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
+from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
+from spol.runtime.system import TrainingSystem
+from spol.runtime.trainer import build_trainer, quiet_lightning
+from spol.runtime.training_log import EpochProgress, MetricsCSV, log_to_file
 
 logger = logging.getLogger(__name__)
 

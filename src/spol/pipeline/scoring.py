@@ -3,7 +3,7 @@
 The WSOL protocol evaluates a map per image at 224 x 224, the image resized (not cropped)
 before the network. The network may run at another input size (a recipe setting); its maps are
 upsampled bilinearly to the protocol size. `score_split` runs a network over a split in
-Lightning's predict loop (`spol.stages.inference.run_inference`: the recipe's GPUs, precision and
+Lightning's predict loop (`spol.runtime.prediction.run_inference`: the recipe's GPUs, precision and
 memory format, sharded under DDP) and hands each batch of maps to a
 `spol.evaluation.StreamingEvaluator`, so no split's maps are ever held; the counts of all
 processes are summed. Optionally each map is saved as ``<image_id>.npy`` (the layout
@@ -28,8 +28,8 @@ from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import ProtocolCounts, StreamingEvaluator
 from spol.fileio import atomic_path, image_id_path
 from spol.models.maps import MapKind, cam_scoremaps, seg_scoremaps
-from spol.stages.distributed import all_reduce_sum
-from spol.stages.inference import InferenceSystem, run_inference
+from spol.runtime.distributed import all_reduce_sum
+from spol.runtime.prediction import InferenceSystem, run_inference
 
 TOP_K = 5
 
