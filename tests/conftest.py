@@ -1,9 +1,19 @@
-"""Suite-wide: tests marked ``cuda`` run where a GPU is present and are skipped elsewhere (CI has none)."""
+"""Suite-wide fixtures: the tiny recipe, one finished tiny pipeline shared by every test that reads one,
+and tests marked ``cuda`` skipped where no GPU is present (CI has none)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import torch
+from tiny import TINY, TINY_PIPELINE, tiny_synthetic
+
+from spol.config import Recipe, load_recipe
+from spol.pipeline import PipelineResult, run_pipeline
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -13,3 +23,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(no_gpu)
+
+
+@pytest.fixture
+def tiny_recipe() -> Recipe:
+    """The ``cpu`` recipe with `tiny.TINY`."""
+    return load_recipe("cpu", TINY)
+
+
+@dataclass(frozen=True)
+class FinishedPipeline:
+    """A `run_pipeline` that finished on `tiny_synthetic` data with `tiny.TINY_PIPELINE`: never change `run`."""
+
+    recipe: Recipe
+    data: Path
+    run: Path
+    result: PipelineResult
+
+    def copy_run(self, folder: Path) -> Path:
+        """A copy of the run folder at ``folder/run``, for a test that changes it."""
+        shutil.copytree(self.run, folder / "run")
+        return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def finished_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedPipeline]:
+    """The finished tiny pipeline, trained once for the whole session (one torch thread, 3 report samples)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        root = tmp_path_factory.mktemp("finished_pipeline")
+        data = tiny_synthetic(root / "data")
+        recipe = load_recipe("cpu", TINY_PIPELINE)
+        result = run_pipeline(recipe, data, "cub", root / "run", report_samples=3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    yield FinishedPipeline(recipe, data, root / "run", result)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from spol.fileio import atomic_path, ensure_writable, write_json_atomic, write_text_atomic
+from spol.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -29,11 +29,3 @@ def test_outputs_get_the_usual_permissions_not_private_ones(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644
 
-
-def test_ensure_writable_names_the_flag(tmp_path):
-    existing = tmp_path / "out.txt"
-    existing.write_text("user data")
-    with pytest.raises(FileExistsError, match="--force"):
-        ensure_writable(existing, force=False)
-    ensure_writable(existing, force=True)
-    ensure_writable(tmp_path / "new.txt", force=False)

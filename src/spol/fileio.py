@@ -147,14 +147,3 @@ def disk_full(path: str | os.PathLike[str], *, margin: int = 1 << 20) -> bool:
         return shutil.disk_usage(folder).free < margin
     except OSError:
         return False
-
-
-def ensure_writable(path: str | os.PathLike[str], *, force: bool) -> None:
-    """Refuse to overwrite an existing output unless `force` is set.
-
-    Raises:
-        FileExistsError: `path` exists and `force` is false; the message names the flag.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} already exists; pass --force to overwrite it")

@@ -82,7 +82,7 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder; choose another output folder")
     folder.mkdir(parents=True, exist_ok=True)
-    marked = (folder / RUN_RECORD).is_file() or _legacy_run(folder)
+    marked = (folder / RUN_RECORD).is_file()
     foreign = foreign_entries(folder, known if marked else ())
     if foreign and not overwrite_foreign:
         shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
@@ -95,11 +95,6 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
         raise PermissionError(13, "permission denied", str(folder))
     if not (folder / RUN_RECORD).is_file():
         write_json_atomic(folder / RUN_RECORD, {"created_by": "spol"})
-
-
-def _legacy_run(folder: Path) -> bool:
-    # Run folders of spol 0.1 had no run.json: a config.yaml beside a pipeline.log marks them.
-    return (folder / CONFIG_FILE).is_file() and (folder / PIPELINE_LOG).is_file()
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -3,7 +3,7 @@
 A score map is a 2-D float array with values in [0, 1] (1 = object). The WSOL
 protocol evaluates maps at 224 x 224, the image resized (not cropped) to that size.
 
-A protocol box (``evaluation-protocol.md``, "Boxes") is integer ``(x0, y0, x1, y1)`` in the
+A protocol box (as clovaai/wsolevaluation computes it) is integer ``(x0, y0, x1, y1)`` in the
 mask's pixels from ``x, y, w, h = cv2.boundingRect(contour)``: ``x0 = x``, ``y0 = y``,
 ``x1 = min(x + w, W - 1)``, ``y1 = min(y + h, H - 1)``. ``x + w`` is one past the last object
 pixel; only the clip brings it back inside the mask.

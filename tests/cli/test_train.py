@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny import TINY, as_cli_options
 from typer.testing import CliRunner
 
 from spol.cli._app import app
@@ -16,12 +17,7 @@ from spol.stages.pseudo_masks import generate_pseudo_masks
 
 runner = CliRunner()
 
-FAST = [
-    "--set", "weights=null", "--set", "data.resize=64", "--set", "data.crop=56", "--set", "data.num_workers=0",
-    "--set", "cam.batch_size=4", "--set", "cam.epochs=1", "--set", "seg.batch_size=4", "--set", "seg.epochs=1",
-    "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "cam.min_steps=null",
-    "--set", "seg.min_steps=null",
-]
+FAST = as_cli_options(TINY)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_PIPELINE
 
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
@@ -17,26 +18,10 @@ from spol.evaluation import NpyScoreMaps, StreamingEvaluator
 from spol.pipeline import prepare_dataset
 
 OVERRIDES = (
-    "weights=null",
-    "data.resize=64",
-    "data.crop=56",
-    "data.num_workers=0",
-    "cam.epochs=1",
-    "baseline.epochs=1",
-    "cam.min_steps=null",
-    "baseline.min_steps=null",
-    "seg.min_steps=null",
-    "cam.batch_size=8",
-    "baseline.batch_size=8",
-    "seg.epochs=1",
-    "seg.batch_size=8",
-    "pseudo_masks.resize=64",
+    *TINY_PIPELINE,
     "pseudo_masks.batch_size=4",
-    "evaluation.input_size=64",
     "evaluation.batch_size=4",
     "evaluation.workers=1",
-    "trainer.log_every_n_steps=1",
-    "trainer.accelerator=cpu",
     "trainer.devices=2",
     "trainer.strategy=ddp",
 )

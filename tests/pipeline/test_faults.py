@@ -12,39 +12,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tiny import TINY_PIPELINE, tiny_synthetic
 from typer.testing import CliRunner
 
 import spol
 from spol.cli._app import app
 from spol.config import load_recipe
-from spol.data import SyntheticConfig, generate_synthetic
 from spol.evaluation import NpyScoreMaps
 from spol.models import resolve_device
 from spol.pipeline import run_pipeline
 from spol.rundir import FolderInUseError, RunLock
 from spol.stages import train_cam
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import TINY  # noqa: E402
-
 RESULTS = ("metrics.json", "report.html", "localizer.json")
 
 
-def _synthetic(root: Path, seed: int) -> Path:
-    config = SyntheticConfig(num_classes=3, train_per_class=8, test_per_class=4, image_size=(64, 64), seed=seed)
-    return generate_synthetic(root, config, progress=False, workers=1)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("faults")
-    data = _synthetic(root / "data", seed=3)
-    recipe = load_recipe("cpu", TINY)
-    run_pipeline(recipe, data, "cub", root / "run", report_samples=1, progress=False)
-    return recipe, data, root
+@pytest.fixture
+def finished(finished_pipeline):
+    return finished_pipeline.recipe, finished_pipeline.data, finished_pipeline.run.parent
 
 
 def _copy_run(finished, tmp_path: Path) -> Path:
@@ -56,7 +42,7 @@ def _copy_run(finished, tmp_path: Path) -> Path:
 def test_another_dataset_into_the_same_run_folder_is_refused(finished, tmp_path):  # F2
     recipe, _, _ = finished
     run = _copy_run(finished, tmp_path)
-    other = _synthetic(tmp_path / "other", seed=4)
+    other = tiny_synthetic(tmp_path / "other", seed=4)
     before = {name: (run / name).read_bytes() for name in (*RESULTS, "run.json")}
     with pytest.raises(ValueError, match=r"another dataset than now: .*root.*--force"):
         run_pipeline(recipe, other, "cub", run, progress=False)
@@ -189,10 +175,12 @@ def test_a_failed_invocation_does_not_block_its_corrected_rerun(finished, tmp_pa
     _, data, _ = finished
     run = tmp_path / "run"
     with pytest.raises(FileNotFoundError, match="typo.pth"):
-        run_pipeline(load_recipe("cpu", (*TINY, "weights=/no/such/typo.pth")), data, "cub", run, progress=False)
+        recipe = load_recipe("cpu", (*TINY_PIPELINE, "weights=/no/such/typo.pth"))
+        run_pipeline(recipe, data, "cub", run, progress=False)
     # The corrected recipe is another recipe, but nothing was made with the first one: no refusal.
     with pytest.raises(FileNotFoundError, match="other.pth"):
-        run_pipeline(load_recipe("cpu", (*TINY, "weights=/no/such/other.pth")), data, "cub", run, progress=False)
+        recipe = load_recipe("cpu", (*TINY_PIPELINE, "weights=/no/such/other.pth"))
+        run_pipeline(recipe, data, "cub", run, progress=False)
 
 
 @pytest.mark.slow
@@ -217,7 +205,7 @@ def test_csv_images_outside_the_folder_go_through_every_stage(tmp_path):  # F1
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
     summary = CliRunner().invoke(app, ["data", "summary", str(folder), "--format", "csv", "--json"])
     assert summary.exit_code == 0 and json.loads(summary.stdout)["problems"] == []
-    recipe = load_recipe("cpu", (*TINY, "data.val_share=0.25"))
+    recipe = load_recipe("cpu", (*TINY_PIPELINE, "data.val_share=0.25"))
     result = run_pipeline(recipe, folder, "csv", tmp_path / "run", report_samples=1, progress=False)
     assert set(result.metrics) == {"spol", "mffcam", "cam"}
     masks = tmp_path / "run" / "pseudo_masks"

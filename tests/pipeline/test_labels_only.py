@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_PIPELINE
 from typer.testing import CliRunner
 
 import spol
@@ -16,9 +16,6 @@ from spol.cli import app
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic, read_dataset
 from spol.pipeline import prepare_dataset, run_pipeline
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import TINY  # noqa: E402
 
 BOXED_PER_CLASS = 4
 
@@ -42,7 +39,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tu
 def test_no_box_at_all_trains_everything_and_writes_a_localizer_without_metrics(photos, tmp_path: Path) -> None:
     root, _ = photos
     run = tmp_path / "run"
-    overrides = [arg for item in TINY for arg in ("--set", item)]
+    overrides = [arg for item in TINY_PIPELINE for arg in ("--set", item)]
     result = CliRunner().invoke(
         app, ["pipeline", "--data", str(root), "--format", "imagefolder", "--out", str(run), *overrides]
     )
@@ -82,7 +79,7 @@ def test_a_few_boxes_per_class_choose_on_val_and_measure_on_test_only(photos, tm
             boxed.append(image_id)
             rows += [f"{image_id},{x0:g},{y0:g},{x1:g},{y1:g}" for x0, y0, x1, y1 in boxes[image_id]]
     (root / "boxes.csv").write_text("\n".join(rows) + "\n")
-    recipe = load_recipe("cpu", TINY)
+    recipe = load_recipe("cpu", TINY_PIPELINE)
     dataset, notes = prepare_dataset(root, "imagefolder", recipe)
     val, test = dataset.split("val"), dataset.split("test")
     # round(0.25 x 10) = 3 wanted per class and split, 4 boxes: 2 + 2, every boxed image evaluated, none trained on.
@@ -103,5 +100,6 @@ def test_a_few_boxes_per_class_choose_on_val_and_measure_on_test_only(photos, tm
 def test_select_without_boxed_val_images_is_refused_before_a_run_folder_is_made(photos, tmp_path: Path) -> None:
     root, _ = photos
     with pytest.raises(ValueError, match="--select chooses training settings on boxed val images"):
-        run_pipeline(load_recipe("cpu", TINY), root, "imagefolder", tmp_path / "run", select=["cam.lr=0.01,0.02"])
+        recipe = load_recipe("cpu", TINY_PIPELINE)
+        run_pipeline(recipe, root, "imagefolder", tmp_path / "run", select=["cam.lr=0.01,0.02"])
     assert not (tmp_path / "run").exists()

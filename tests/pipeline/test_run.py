@@ -7,52 +7,31 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny import TINY_PIPELINE
 
 import spol
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
 from spol.pipeline import format_comparison, run_pipeline
 
-TINY = (
-    "weights=null",
-    "data.resize=64",
-    "data.crop=56",
-    "data.num_workers=0",
-    "data.val_share=0.25",
-    "cam.epochs=1",
-    "baseline.epochs=1",
-    "cam.min_steps=null",
-    "baseline.min_steps=null",
-    "seg.min_steps=null",
-    "cam.batch_size=8",
-    "baseline.batch_size=8",
-    "seg.epochs=1",
-    "seg.batch_size=8",
-    "pseudo_masks.resize=64",
-    "pseudo_masks.batch_size=8",
-    "evaluation.input_size=64",
-    "evaluation.batch_size=8",
-    "trainer.log_every_n_steps=1",
-)
 METHOD_KEYS = {
     "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train",
     "threshold_rule", "threshold_from",
 }
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # As the finished pipeline was made: float sums over another thread count differ in the last digits.
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("pipeline")
-    data = generate_synthetic(
-        root / "data",
-        SyntheticConfig(num_classes=3, train_per_class=8, test_per_class=4, image_size=(64, 64), seed=3),
-        progress=False,
-        workers=1,
-    )
-    recipe = load_recipe("cpu", TINY)
-    result = run_pipeline(recipe, data, "cub", root / "run", report_samples=3)
-    return recipe, data, root / "run", result
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def finished_run(finished_pipeline):
+    return finished_pipeline.recipe, finished_pipeline.data, finished_pipeline.run, finished_pipeline.result
 
 
 def test_metrics_file_has_every_method_with_the_documented_keys(finished_run):
@@ -132,8 +111,9 @@ def test_localizer_from_the_run_gives_a_box_inside_the_image(finished_run):
     assert localizer.threshold == pytest.approx(result.metrics["spol"]["threshold"])
 
 
-def test_rerun_skips_finished_stages_and_gives_the_same_numbers(finished_run):
-    recipe, data, run, result = finished_run
+def test_rerun_skips_finished_stages_and_gives_the_same_numbers(finished_pipeline, tmp_path):
+    recipe, data, result = finished_pipeline.recipe, finished_pipeline.data, finished_pipeline.result
+    run = finished_pipeline.copy_run(tmp_path)
     stamps = {stage: (run / stage / "model.pt").stat().st_mtime_ns for stage in ("cam", "baseline_cam", "seg")}
     again = run_pipeline(recipe, data, "cub", run, report_samples=3)
     assert {stage: (run / stage / "model.pt").stat().st_mtime_ns for stage in stamps} == stamps
@@ -149,7 +129,7 @@ def test_a_dataset_without_a_test_split_gets_val_and_test_from_its_boxed_train_i
         progress=False,
         workers=1,
     )
-    dataset, notes = prepare_dataset(data, "cub", load_recipe("cpu", TINY))
+    dataset, notes = prepare_dataset(data, "cub", load_recipe("cpu", TINY_PIPELINE))
     assert dataset.splits() == {"train": 8, "val": 4, "test": 4}  # round(0.25 x 8) = 2 per class and split
     assert any(note.startswith("test: 4 boxed images, boxed train images") for note in notes)
 
@@ -160,11 +140,11 @@ def test_a_dataset_without_train_images_is_refused_before_a_run_folder_is_made(t
     Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
     (tmp_path / "labels.csv").write_text("image,label,split\na.png,x,test\n")
     with pytest.raises(ValueError, match="no 'train' images"):
-        run_pipeline(load_recipe("cpu", TINY), tmp_path, "csv", tmp_path / "run")
+        run_pipeline(load_recipe("cpu", TINY_PIPELINE), tmp_path, "csv", tmp_path / "run")
     assert not (tmp_path / "run").exists()
     (tmp_path / "labels.csv").write_text("image,label\na.png,x\n")
     with pytest.raises(ValueError, match="1 class; .* at least 2"):
-        run_pipeline(load_recipe("cpu", TINY), tmp_path, "csv", tmp_path / "run")
+        run_pipeline(load_recipe("cpu", TINY_PIPELINE), tmp_path, "csv", tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -194,7 +174,7 @@ def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_pat
 
 def test_a_stage_made_with_other_settings_is_refused_without_force(finished_run):
     recipe, data, run, _ = finished_run
-    other = load_recipe("cpu", (*TINY, "seg.lr=0.01"))
+    other = load_recipe("cpu", (*TINY_PIPELINE, "seg.lr=0.01"))
     before = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.json")}
     # The CAM networks and pseudo masks are those of this recipe too; the segmentation network is not.
     with pytest.raises(ValueError, match=r"seg was made from another training input than now: seg\b.*--force"):
@@ -205,6 +185,6 @@ def test_a_stage_made_with_other_settings_is_refused_without_force(finished_run)
 @pytest.mark.slow
 def test_the_same_seed_gives_byte_identical_metrics_with_any_number_of_loader_processes(finished_run, tmp_path):
     _, data, run, _ = finished_run
-    recipe = load_recipe("cpu", (*TINY, "data.num_workers=2"))
+    recipe = load_recipe("cpu", (*TINY_PIPELINE, "data.num_workers=2"))
     run_pipeline(recipe, data, "cub", tmp_path / "run", report_samples=1, progress=False)
     assert (tmp_path / "run" / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()

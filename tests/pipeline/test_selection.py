@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_PIPELINE
 
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
 from spol.pipeline import run_pipeline
 from spol.pipeline.selection import method_candidates, parse_select, stage_root
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_run import TINY  # noqa: E402
 
 
 def test_each_method_gets_the_product_of_the_values_that_change_it():
@@ -72,7 +69,8 @@ def test_selection_scores_candidates_on_val_and_tests_only_the_best(tmp_path):
     run = tmp_path / "run"
     select = ["baseline.lr=0.005,0.05", "seg.lr=0.02,0.002"]
     result = run_pipeline(
-        load_recipe("cpu", TINY), data, "cub", run, report_samples=1, select=select, save_scoremaps=True, progress=False
+        load_recipe("cpu", TINY_PIPELINE), data, "cub", run, report_samples=1, select=select, save_scoremaps=True,
+        progress=False,
     )
     selection = json.loads((run / "selection.json").read_text())
     assert selection["criterion"] == "max_box_acc_v2 on val"

@@ -18,22 +18,22 @@ from spol.stages.parameters import freeze_backbone
 
 
 def test_train_cam_writes_the_run_folder_and_a_rebuildable_model(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
     run = tmp_path / "cam"
-    model_path = train_cam(fast_recipe, tiny_dataset, run)
+    model_path = train_cam(tiny_recipe, tiny_dataset, run)
     assert model_path == run / "model.pt"
     for name in ("config.yaml", "train.log", "metrics.csv", "checkpoints/last.ckpt", "checkpoints/epoch-000.ckpt"):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
-    assert load_recipe(str(run / "config.yaml")) == fast_recipe
+    assert load_recipe(str(run / "config.yaml")) == tiny_recipe
     model = load_exported_model(model_path)
     assert isinstance(model, MFFNet) and model.aux_branch
     out = model(torch.zeros(2, 3, 56, 56))
     assert out.logits.shape == (2, tiny_dataset.num_classes)
     # Training moved the weights away from the seeded initialisation.
-    seed_everything(fast_recipe.seed)
-    initial = build_mffnet_cam(backbone=fast_recipe.backbone, num_classes=2, weights=None).state_dict()
+    seed_everything(tiny_recipe.seed)
+    initial = build_mffnet_cam(backbone=tiny_recipe.backbone, num_classes=2, weights=None).state_dict()
     trained = model.state_dict()
     assert any(not torch.equal(initial[k], trained[k]) for k in initial if k.startswith("classifier"))
     assert any(not torch.equal(initial[k], trained[k]) for k in initial if k.startswith("backbone"))
@@ -44,12 +44,12 @@ def test_train_cam_writes_the_run_folder_and_a_rebuildable_model(
 
     # Rerunning skips: model.pt is returned untouched.
     mtime = model_path.stat().st_mtime_ns
-    assert train_cam(fast_recipe, tiny_dataset, run) == model_path
+    assert train_cam(tiny_recipe, tiny_dataset, run) == model_path
     assert model_path.stat().st_mtime_ns == mtime
 
 
-def test_baseline_trains_the_vanilla_cam(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
-    model = load_exported_model(train_cam(fast_recipe, tiny_dataset, tmp_path / "baseline", baseline=True))
+def test_baseline_trains_the_vanilla_cam(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    model = load_exported_model(train_cam(tiny_recipe, tiny_dataset, tmp_path / "baseline", baseline=True))
     assert isinstance(model, VanillaCAM)
     assert model(torch.zeros(1, 3, 64, 64)).maps.shape == (1, 2, 2, 2)
 
@@ -76,22 +76,22 @@ def test_imagenet_style_recipe_freezes_the_stem_and_has_one_head(tiny_dataset: D
     )
 
 
-def test_empty_train_split_is_an_error(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_empty_train_split_is_an_error(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     from dataclasses import replace
 
     only_test = Dataset(
         "csv", tiny_dataset.root, tiny_dataset.class_names, [replace(r, split="test") for r in tiny_dataset.records]
     )
     with pytest.raises(ValueError, match="no 'train' images"):
-        train_cam(fast_recipe, only_test, tmp_path / "cam")
+        train_cam(tiny_recipe, only_test, tmp_path / "cam")
     assert not (tmp_path / "cam" / "model.pt").exists()
 
 
 def test_adamw_with_one_cycle_and_frozen_first_layers(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
     recipe = with_overrides(
-        fast_recipe,
+        tiny_recipe,
         ["baseline.optimizer=adamw", "baseline.lr=0.001", "baseline.schedule=onecycle", "baseline.freeze_stem=true",
          "baseline.freeze_blocks=1", "baseline.epochs=2"],
     )

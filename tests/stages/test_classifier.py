@@ -14,35 +14,35 @@ from spol.stages import ClassifierSystem, train_classifier
 from spol.stages.classifier import classifier_head_prefixes
 
 
-def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(fast_recipe: Recipe) -> None:
+def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(tiny_recipe: Recipe) -> None:
     net = build_classifier(backbone="efficientnet_lite0", num_classes=3, weights=None)
     assert classifier_head_prefixes(net) == ("classifier.",)
-    groups = {g["name"]: g for g in ClassifierSystem(net, fast_recipe.classifier).parameter_groups()}
+    groups = {g["name"]: g for g in ClassifierSystem(net, tiny_recipe.classifier).parameter_groups()}
     head = dict(net.named_parameters())
     assert groups["new"]["params"] == [head["classifier.weight"], head["classifier.bias"]]
-    assert groups["new"]["lr"] == fast_recipe.classifier.lr
-    assert groups["backbone"]["lr"] == fast_recipe.classifier.lr * fast_recipe.classifier.backbone_lr_mult
+    assert groups["new"]["lr"] == tiny_recipe.classifier.lr
+    assert groups["backbone"]["lr"] == tiny_recipe.classifier.lr * tiny_recipe.classifier.backbone_lr_mult
     assert len(groups["backbone"]["params"]) == len(head) - 2
     resnet = build_classifier(backbone="resnet50", num_classes=3, weights=None)
     assert classifier_head_prefixes(resnet) == ("fc.",)
 
 
-def test_train_classifier_exports_a_classifier(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_train_classifier_exports_a_classifier(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     run = tmp_path / "classifier"
-    model_path = train_classifier(fast_recipe, tiny_dataset, run)
+    model_path = train_classifier(tiny_recipe, tiny_dataset, run)
     model = load_exported_model(model_path)
     assert model(torch.zeros(2, 3, 56, 56)).shape == (2, tiny_dataset.num_classes)
     assert (run / "checkpoints" / "epoch-000.ckpt").is_file()
     mtime = model_path.stat().st_mtime_ns
-    assert train_classifier(fast_recipe, tiny_dataset, run) == model_path
+    assert train_classifier(tiny_recipe, tiny_dataset, run) == model_path
     assert model_path.stat().st_mtime_ns == mtime
 
 
 def test_epochs_0_exports_the_pretrained_classifier_as_is(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
-    as_is = fast_recipe.model_copy(
-        update={"classifier": fast_recipe.classifier.model_copy(update={"epochs": 0, "weights": "default"})}
+    as_is = tiny_recipe.model_copy(
+        update={"classifier": tiny_recipe.classifier.model_copy(update={"epochs": 0, "weights": "default"})}
     )
     imagenet_like = Dataset(
         tiny_dataset.format, tiny_dataset.root, [f"c{i}" for i in range(1000)], tiny_dataset.records

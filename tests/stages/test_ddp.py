@@ -12,15 +12,15 @@ import torch
 
 from spol.models import load_exported_model
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tiny.py, for the scripts these tests start
 
 # Lightning's "ddp" strategy re-runs this script for rank 1 (LOCAL_RANK=1), so it must not fork pytest.
 SCRIPT = """
 import os, sys
 from pathlib import Path
 import torch
-sys.path.insert(0, {here!r})
-from conftest import FAST_OVERRIDES, make_dataset
+sys.path.insert(0, {tests!r})
+from tiny import TINY, make_dataset
 from spol.config import load_recipe
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import train_transform
@@ -38,7 +38,7 @@ def counted(*args, **kwargs):
     all_reduces[0] += 1
     return reduce(*args, **kwargs)
 dist.all_reduce = counted
-recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
+recipe = load_recipe("cpu", list(TINY) + [
     "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "cam.batch_size=4", "cam.epochs=1",
     "cam.max_steps=3", "data.resize=48", "data.crop=40"] + sys.argv[2:])
 dataset = make_dataset(out / "data", num_images=12, size=48)
@@ -57,7 +57,7 @@ torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt"
 @pytest.mark.slow
 def _train(tmp_path: Path, *overrides: str) -> None:
     script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT.format(here=str(HERE)), encoding="utf-8")
+    script.write_text(SCRIPT.format(tests=str(TESTS)), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
     result = subprocess.run(

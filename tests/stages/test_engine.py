@@ -16,13 +16,13 @@ from spol.stages import train_cam
 
 
 def test_train_loader_drops_the_last_partial_batch_and_shrinks_to_small_sets(
-    fast_recipe: Recipe, tiny_dataset: Dataset
+    tiny_recipe: Recipe, tiny_dataset: Dataset
 ) -> None:
     images = ImageLabelDataset(tiny_dataset.records[:7], lambda image: torch.zeros(1))
-    assert len(make_train_loader(images, batch_size=3, recipe=fast_recipe)) == 2
-    assert len(make_train_loader(images, batch_size=32, recipe=fast_recipe)) == 1
+    assert len(make_train_loader(images, batch_size=3, recipe=tiny_recipe)) == 2
+    assert len(make_train_loader(images, batch_size=32, recipe=tiny_recipe)) == 1
     with pytest.raises(ValueError, match="empty"):
-        make_train_loader(ImageLabelDataset([], lambda image: image), batch_size=3, recipe=fast_recipe)
+        make_train_loader(ImageLabelDataset([], lambda image: image), batch_size=3, recipe=tiny_recipe)
 
 
 def test_the_recipe_batch_is_global_and_split_over_devices_and_accumulation() -> None:
@@ -33,11 +33,11 @@ def test_the_recipe_batch_is_global_and_split_over_devices_and_accumulation() ->
         per_device_batch_size(64, world_size=3, accumulate=1, key="cam.batch_size")
 
 
-def test_each_device_shrinks_its_batch_to_its_share_of_a_small_set(fast_recipe: Recipe, tiny_dataset: Dataset) -> None:
+def test_each_device_shrinks_its_batch_to_its_share_of_a_small_set(tiny_recipe: Recipe, tiny_dataset: Dataset) -> None:
     images = ImageLabelDataset(tiny_dataset.records[:7], lambda image: torch.zeros(1))
-    assert make_train_loader(images, batch_size=4, recipe=fast_recipe, world_size=2).batch_size == 3
+    assert make_train_loader(images, batch_size=4, recipe=tiny_recipe, world_size=2).batch_size == 3
     with pytest.raises(ValueError, match="at least 2 per device"):
-        make_train_loader(images, batch_size=4, recipe=fast_recipe, world_size=4)
+        make_train_loader(images, batch_size=4, recipe=tiny_recipe, world_size=4)
 
 
 def _epoch_rows(run: Path) -> list[list[str]]:
@@ -46,14 +46,14 @@ def _epoch_rows(run: Path) -> list[list[str]]:
 
 @pytest.mark.slow
 def test_resume_continues_from_last_checkpoint_and_force_starts_over(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
     run = tmp_path / "cam"
-    two_epochs = fast_recipe.model_copy(update={"cam": fast_recipe.cam.model_copy(update={"epochs": 2})})
+    two_epochs = tiny_recipe.model_copy(update={"cam": tiny_recipe.cam.model_copy(update={"epochs": 2})})
     straight = load_exported_model(train_cam(two_epochs, tiny_dataset, tmp_path / "straight"))
 
     # One epoch, then "crash" before the export: model.pt gone, checkpoints kept.
-    train_cam(fast_recipe, tiny_dataset, run)
+    train_cam(tiny_recipe, tiny_dataset, run)
     (run / "model.pt").unlink()
     train_cam(two_epochs, tiny_dataset, run)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"]]
@@ -65,19 +65,19 @@ def test_resume_continues_from_last_checkpoint_and_force_starts_over(
         torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
 
     # force: the old checkpoints and metrics go, training starts at epoch 0 again.
-    train_cam(fast_recipe, tiny_dataset, run, force=True)
+    train_cam(tiny_recipe, tiny_dataset, run, force=True)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"]]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
 
 
 def test_min_steps_raises_the_epochs_of_a_small_train_split(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
-    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 2, "min_steps": 7}), steps_per_epoch=2) == 4
-    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 5, "min_steps": 7}), steps_per_epoch=2) == 5
-    assert stage_epochs(fast_recipe.cam.model_copy(update={"epochs": 2}), steps_per_epoch=2) == 2
+    assert stage_epochs(tiny_recipe.cam.model_copy(update={"epochs": 2, "min_steps": 7}), steps_per_epoch=2) == 4
+    assert stage_epochs(tiny_recipe.cam.model_copy(update={"epochs": 5, "min_steps": 7}), steps_per_epoch=2) == 5
+    assert stage_epochs(tiny_recipe.cam.model_copy(update={"epochs": 2}), steps_per_epoch=2) == 2
     # Two steps an epoch on this split: one epoch asked, five steps at least, so three epochs run.
-    recipe = fast_recipe.model_copy(update={"cam": fast_recipe.cam.model_copy(update={"epochs": 1, "min_steps": 5})})
+    recipe = tiny_recipe.model_copy(update={"cam": tiny_recipe.cam.model_copy(update={"epochs": 1, "min_steps": 5})})
     run = tmp_path / "cam"
     train_cam(recipe, tiny_dataset, run)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"], ["2", "6"]]
@@ -92,12 +92,12 @@ def test_min_steps_raises_the_epochs_of_a_small_train_split(
     ],
 )
 def test_keep_checkpoints_bounds_the_epoch_checkpoints_on_disk(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, keep: int | None, expected: list[str]
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, keep: int | None, expected: list[str]
 ) -> None:
-    recipe = fast_recipe.model_copy(
+    recipe = tiny_recipe.model_copy(
         update={
-            "cam": fast_recipe.cam.model_copy(update={"epochs": 3}),
-            "trainer": fast_recipe.trainer.model_copy(update={"keep_checkpoints": keep}),
+            "cam": tiny_recipe.cam.model_copy(update={"epochs": 3}),
+            "trainer": tiny_recipe.trainer.model_copy(update={"keep_checkpoints": keep}),
         }
     )
     run = tmp_path / "cam"

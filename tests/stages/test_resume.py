@@ -13,20 +13,20 @@ import pytest
 
 from spol.models import MFFNet, load_exported_model
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tiny.py, for the scripts these tests start
 
 SCRIPT = """
 import sys
 from pathlib import Path
 import torch
-sys.path.insert(0, {here!r})
-from conftest import FAST_OVERRIDES, make_dataset
+sys.path.insert(0, {tests!r})
+from tiny import TINY, make_dataset
 from spol.config import load_recipe
 from spol.stages import train_cam
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
-recipe = load_recipe("cpu", list(FAST_OVERRIDES) + ["cam.epochs=3", "cam.batch_size=2"])
+recipe = load_recipe("cpu", list(TINY) + ["cam.epochs=3", "cam.batch_size=2"])
 train_cam(recipe, make_dataset(out / "data", num_images=8), out / "run")
 """
 
@@ -41,7 +41,7 @@ def _start(script: Path, out: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.slow
 def test_sigkill_after_the_first_checkpoint_then_rerun_resumes(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT.format(here=str(HERE)), encoding="utf-8")
+    script.write_text(SCRIPT.format(tests=str(TESTS)), encoding="utf-8")
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
 

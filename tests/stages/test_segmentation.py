@@ -70,11 +70,11 @@ def _write_pseudo_masks(records: list[ImageRecord], out_dir: Path) -> None:
         write_pseudo_mask(pseudo_mask_path(out_dir, record.image_id), p, g)
 
 
-def test_train_seg_on_pseudo_masks(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_train_seg_on_pseudo_masks(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     masks = tmp_path / "pseudo"
     _write_pseudo_masks(tiny_dataset.records, masks)
     run = tmp_path / "seg"
-    model_path = train_seg(fast_recipe, tiny_dataset, masks, run)
+    model_path = train_seg(tiny_recipe, tiny_dataset, masks, run)
     assert model_path == run / "model.pt"
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
     model = load_exported_model(model_path)
@@ -82,21 +82,21 @@ def test_train_seg_on_pseudo_masks(fast_recipe: Recipe, tiny_dataset: Dataset, t
     assert model(torch.zeros(1, 3, 64, 64)).maps.shape == (1, 1, 8, 8)
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[-1].startswith("epoch,0,2,")
-    assert train_seg(fast_recipe, tiny_dataset, masks, run) == model_path  # skipped
+    assert train_seg(tiny_recipe, tiny_dataset, masks, run) == model_path  # skipped
 
 
-def test_train_seg_reports_missing_pseudo_masks(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_train_seg_reports_missing_pseudo_masks(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     masks = tmp_path / "pseudo"
     _write_pseudo_masks(tiny_dataset.records[1:], masks)
     with pytest.raises(FileNotFoundError, match="1 of 8 train images have no pseudo mask.*img0.png"):
-        train_seg(fast_recipe, tiny_dataset, masks, tmp_path / "seg")
+        train_seg(tiny_recipe, tiny_dataset, masks, tmp_path / "seg")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        train_seg(fast_recipe, tiny_dataset, tmp_path / "nowhere", tmp_path / "seg")
+        train_seg(tiny_recipe, tiny_dataset, tmp_path / "nowhere", tmp_path / "seg")
 
 
 @pytest.mark.slow
 def test_segmentation_loss_falls_on_a_learnable_labelling(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
 ) -> None:
     # Every valid pixel is object (a flip- and crop-invariant target): the loss must fall and the accuracy rise.
     # At a constant rate: a one-cycle schedule (the cpu recipe's) warms up over the first epoch of so short a run.
@@ -104,7 +104,7 @@ def test_segmentation_loss_falls_on_a_learnable_labelling(
     label = np.ones((64, 64), np.uint8)
     label[:, :16] = IGNORE_INDEX
     constant = {"epochs": 4, "optimizer": "sgd", "lr": 0.02, "backbone_lr_mult": 1.0, "schedule": "constant"}
-    recipe = fast_recipe.model_copy(update={"seg": fast_recipe.seg.model_copy(update=constant)})
+    recipe = tiny_recipe.model_copy(update={"seg": tiny_recipe.seg.model_copy(update=constant)})
     run = tmp_path / "seg"
     fit_segmentation(recipe, tiny_dataset.records, lambda r: label, run)
     rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()[1:] if line.startswith("epoch")]

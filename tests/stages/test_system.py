@@ -35,14 +35,14 @@ def test_schedules() -> None:
         build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), "cosine", 10)
 
 
-def test_cam_parameter_groups_split_backbone_and_new_layers(fast_recipe: Recipe) -> None:
+def test_cam_parameter_groups_split_backbone_and_new_layers(tiny_recipe: Recipe) -> None:
     net = build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
-    groups = {g["name"]: g for g in CamSystem(net, fast_recipe.cam).parameter_groups()}
+    groups = {g["name"]: g for g in CamSystem(net, tiny_recipe.cam).parameter_groups()}
     backbone = {id(p) for p in net.backbone.parameters()}
     assert {id(p) for p in groups["backbone"]["params"]} == backbone
     assert len(groups["new"]["params"]) == len(list(net.parameters())) - len(backbone)
-    assert groups["backbone"]["lr"] == pytest.approx(fast_recipe.cam.lr * fast_recipe.cam.backbone_lr_mult)
-    assert groups["new"]["lr"] == fast_recipe.cam.lr
+    assert groups["backbone"]["lr"] == pytest.approx(tiny_recipe.cam.lr * tiny_recipe.cam.backbone_lr_mult)
+    assert groups["new"]["lr"] == tiny_recipe.cam.lr
 
 
 def test_each_rank_restores_its_own_random_generators() -> None:
@@ -58,9 +58,9 @@ def test_each_rank_restores_its_own_random_generators() -> None:
     assert rank_rng_states(None, 0, 1) is None
 
 
-def test_parameter_group_predicates_pickle_for_spawned_processes(fast_recipe: Recipe) -> None:
+def test_parameter_group_predicates_pickle_for_spawned_processes(tiny_recipe: Recipe) -> None:
     import pickle
 
-    module = CamSystem(build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None), fast_recipe.cam)
+    module = CamSystem(build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None), tiny_recipe.cam)
     copy = pickle.loads(pickle.dumps(module.is_backbone))
     assert copy("backbone.body.conv_stem.weight") and not copy("classifier.weight")

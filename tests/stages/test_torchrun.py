@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tiny.py, for the scripts these tests start
 
 PRELUDE = """
 import os, pickle, sys, time
 from pathlib import Path
 import torch
-sys.path.insert(0, {here!r})
-from conftest import FAST_OVERRIDES, make_dataset
+sys.path.insert(0, {tests!r})
+from tiny import TINY, make_dataset
 from spol.config import load_recipe
 
 torch.set_num_threads(1)
@@ -61,7 +61,7 @@ import timm
 weights = out / "classifier.pth"
 dataset = shared_dataset(8, lambda _: torch.save(
     timm.create_model("tf_efficientnet_lite0", num_classes=2).state_dict(), weights))
-recipe = load_recipe("cpu", list(FAST_OVERRIDES) + [
+recipe = load_recipe("cpu", list(TINY) + [
     "trainer.strategy=ddp", "trainer.devices=2", "classifier.epochs=0", "classifier.backbone=efficientnet_lite0",
     f"classifier.weights={{weights}}"])
 classifier_stage.export_model = slow_on_rank_zero(classifier_stage.export_model)
@@ -78,7 +78,7 @@ import spol.runtime.engine as engine
 from spol.stages.cam import train_cam
 
 dataset = shared_dataset(8)
-recipe = load_recipe("cpu", list(FAST_OVERRIDES) + ["trainer.strategy=ddp", "trainer.devices=2", "cam.epochs=2"])
+recipe = load_recipe("cpu", list(TINY) + ["trainer.strategy=ddp", "trainer.devices=2", "cam.epochs=2"])
 force = len(sys.argv) > 2
 if force:
     engine.clear_stage_outputs = slow_on_rank_zero(engine.clear_stage_outputs)
@@ -89,7 +89,7 @@ print(f"rank {{rank}} wrote", train_cam(recipe, dataset, out / "cam", force=forc
 
 def _torchrun(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "script.py"
-    path.write_text(script.format(here=str(HERE)), encoding="utf-8")
+    path.write_text(script.format(tests=str(TESTS)), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
@@ -134,7 +134,7 @@ def counting(paths, **kwargs):
     checked.extend(str(path) for path in paths)
     return verify(paths, **kwargs)
 pipeline_run.verify_images = counting
-recipe = load_recipe("cpu", list(FAST_OVERRIDES))
+recipe = load_recipe("cpu", list(TINY))
 kept, notes = drop_unreadable_images(dataset, recipe, record=out / f"run{{rank}}.json", fingerprint={{
     "index_sha256": "i", "files_sha256": "f"}}, progress=False)
 (out / f"rank{{rank}}.json").write_text(json.dumps({{"checked": checked, "kept": len(kept.records), "notes": notes}}))

@@ -247,7 +247,6 @@ def _read_split(
     *,
     progress: bool,
 ) -> list[PendingRecord]:
-    record_split: Split = "train" if split == "train" else "test"
     flat, nested = _image_files(folder)
     if split == "train" and flat:
         problems.append(
@@ -280,44 +279,17 @@ def _read_split(
     for path, folder_wnid in tqdm(
         folder_label.items(), desc=f"reading {split} annotations", disable=None if progress else True, leave=False
     ):
-        stem = path.stem
         annotation = None
-        if stem in xml_files:
+        if path.stem in xml_files:
             try:
-                annotation = _parse_xml(xml_files[stem])
+                annotation = _parse_xml(xml_files[path.stem])
             except ValueError as error:
-                problems.append(Problem(f"unreadable annotation: {error}; ignored", path=str(xml_files[stem])))
+                problems.append(Problem(f"unreadable annotation: {error}; ignored", path=str(xml_files[path.stem])))
         if annotation is None:
-            annotation = solution.get(stem)
-        image_id = path.relative_to(images).as_posix()
-        label_wnid = folder_wnid or (
-            annotation.objects[0][0] if annotation is not None and annotation.objects else None
-        )
-        if label_wnid is None:
-            problems.append(
-                Problem(f"no label for image {image_id}: no usable annotation names its class; skipped", path=str(path))
-            )
-            continue
-        if label_wnid not in label_of:
-            where = annotation.source if annotation is not None else Source(path=str(path))
-            problems.append(where.problem(f"unknown class {label_wnid} for image {image_id}; skipped"))
-            continue
-        boxes: list[tuple[Box, Source]] = []
-        size = None
-        if annotation is not None:
-            size = annotation.size
-            for name, box in annotation.objects:
-                if name == label_wnid:
-                    boxes.append((box, annotation.source))
-                else:
-                    problems.append(
-                        annotation.source.problem(
-                            f"box of class {name} in an image of class {label_wnid} ({image_id}); dropped"
-                        )
-                    )
-        if split == "val" and not boxes:
-            problems.append(Problem(f"test image {image_id} has no box", path=str(path)))
-        pending.append(PendingRecord(image_id, path, label_of[label_wnid], record_split, boxes, size=size))
+            annotation = solution.get(path.stem)
+        record = _pending_record(path, images, folder_wnid, annotation, label_of, split, problems)
+        if record is not None:
+            pending.append(record)
 
     image_stems = {path.stem for path in flat} | {path.stem for files in nested.values() for path in files}
     for stem, xml_path in xml_files.items():
@@ -327,3 +299,40 @@ def _read_split(
         if stem not in image_stems:
             problems.append(annotation.source.problem(f"annotation for a missing image {stem}; ignored"))
     return pending
+
+
+def _pending_record(
+    path: Path,
+    images: Path,
+    folder_wnid: str | None,
+    annotation: _Annotation | None,
+    label_of: dict[str, int],
+    split: str,
+    problems: list[Problem],
+) -> PendingRecord | None:
+    """One image's record: its class from its folder or else its annotation, the boxes of that class."""
+    image_id = path.relative_to(images).as_posix()
+    label_wnid = folder_wnid or (annotation.objects[0][0] if annotation is not None and annotation.objects else None)
+    if label_wnid is None:
+        problems.append(
+            Problem(f"no label for image {image_id}: no usable annotation names its class; skipped", path=str(path))
+        )
+        return None
+    if label_wnid not in label_of:
+        where = annotation.source if annotation is not None else Source(path=str(path))
+        problems.append(where.problem(f"unknown class {label_wnid} for image {image_id}; skipped"))
+        return None
+    boxes: list[tuple[Box, Source]] = []
+    size = None
+    if annotation is not None:
+        size = annotation.size
+        for name, box in annotation.objects:
+            if name == label_wnid:
+                boxes.append((box, annotation.source))
+            else:
+                message = f"box of class {name} in an image of class {label_wnid} ({image_id}); dropped"
+                problems.append(annotation.source.problem(message))
+    if split == "val" and not boxes:
+        problems.append(Problem(f"test image {image_id} has no box", path=str(path)))
+    record_split: Split = "train" if split == "train" else "test"
+    return PendingRecord(image_id, path, label_of[label_wnid], record_split, boxes, size=size)

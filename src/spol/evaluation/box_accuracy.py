@@ -1,6 +1,6 @@
 """MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020), exactly as clovaai/wsolevaluation computes them.
 
-Conventions (``evaluation-protocol.md``, "Boxes"):
+Conventions (wsolevaluation's ``evaluation.py``, ``BoxEvaluator``):
 
 * Ground-truth boxes are rescaled to the protocol size with ``int(x * 224 / width)``.
 * A score map ``s`` in [0, 1] becomes ``u = uint8(s * 255)`` (truncation, in float64).

@@ -1,6 +1,6 @@
 """PxAP, the pixel average precision of Choe et al. (CVPR 2020), exactly as clovaai/wsolevaluation.
 
-Conventions (``evaluation-protocol.md``, "Masks"):
+Conventions (wsolevaluation's ``evaluation.py``, ``MaskEvaluator``):
 
 * Ground truth: each instance mask is read as grayscale (``cv2.imread``), resized to 224 x 224
   with nearest-neighbour interpolation and is foreground where > 0.5; the union over instances
