@@ -55,6 +55,30 @@ TENSORBOARD_DIR = "tb"
 INPUTS_FILE = "inputs.json"
 
 
+def model_file(path: str | os.PathLike[str], *, stages: Iterable[str] = ()) -> Path:
+    """The model file a command-line path names: the file itself, or the model.pt of a run folder.
+
+    A folder may be a stage's (``train-cam --out``: ``path/model.pt``) or a pipeline run's, whose
+    stage folders are tried in the order of `stages` (``("seg",)`` for the segmentation network).
+
+    Raises:
+        FileNotFoundError: no such file, and no model.pt where the folder's kind puts one.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in [path / MODEL_FILE, *(path / stage / MODEL_FILE for stage in stages)]:
+            if candidate.is_file():
+                return candidate
+        places = " or ".join([MODEL_FILE, *(f"{stage}/{MODEL_FILE}" for stage in stages)])
+        raise FileNotFoundError(
+            f"{path} holds no {places}; pass a model file, a stage's run folder (train-* --out) or a finished "
+            "pipeline run"
+        )
+    raise FileNotFoundError(f"{path} does not exist; pass a model file or a run folder holding {MODEL_FILE}")
+
+
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
@@ -280,6 +304,7 @@ __all__ = [
     "claim_folder",
     "differences",
     "foreign_entries",
+    "model_file",
     "read_record",
     "remove_owned",
     "update_record",

@@ -141,3 +141,47 @@ def test_out_with_a_classifier_gives_a_localizer_of_the_released_network(release
     assert (out / "segmenter.pt").is_file() and localizer.kind == "seg" and localizer.validated
     assert localizer.threshold == printed["threshold"] and localizer.threshold_rule == "protocol"
     assert localizer(test[0].path).class_name in read_dataset(data, "cub").class_names
+
+
+def _csv_with_own_val(root: Path) -> Path:
+    """A CSV dataset of 2 classes whose labels.csv marks its own val and test images, every image boxed."""
+    rng = np.random.default_rng(3)
+    rows = ["image,label,x0,y0,x1,y1,split"]
+    for label in ("cat", "dog"):
+        for number, split in enumerate(["train"] * 3 + ["val", "test"]):
+            relative = f"{label}/{number}.png"
+            (root / label).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / relative), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+            rows.append(f"{relative},{label},8,6,40,30,{split}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_run_folders_are_accepted_and_the_datasets_val_split_is_named(tmp_path):
+    """--segmenter / --classifier take a pipeline run folder; threshold_from names the dataset's own val split."""
+    from spol.models import build_classifier, build_mffnet_seg, export_model
+
+    data = _csv_with_own_val(tmp_path / "data")
+    run = tmp_path / "run"  # as `spol pipeline` leaves it: one folder per stage
+    torch.manual_seed(0)
+    (run / "seg").mkdir(parents=True)
+    export_model(build_mffnet_seg(weights=None), builder="mffnet_seg", kwargs={}, path=run / "seg" / "model.pt")
+    (run / "classifier").mkdir()
+    kwargs = {"backbone": "efficientnet_lite0", "num_classes": 2}
+    classifier = build_classifier(**kwargs, weights=None)
+    export_model(classifier, builder="classifier", kwargs=kwargs, path=run / "classifier" / "model.pt")
+    out = tmp_path / "out"
+    args = ["evaluate", "--data", str(data), "--format", "csv", "--segmenter", str(run), "--classifier", str(run),
+            "--json", "--out", str(out), "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1",
+            "--set", "data.num_workers=0", "--set", "evaluation.input_size=64", "--set", "evaluation.workers=1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["threshold_from"] == "the dataset's val split"
+    localizer = json.loads((out / "localizer.json").read_text())  # the model files, not the folder given
+    assert Path(localizer["classifier"]) == (run / "classifier" / "model.pt").resolve()
+    assert Path(localizer["methods"]["spol"]["model"]) == (run / "seg" / "model.pt").resolve()
+
+    (run / "seg" / "model.pt").unlink()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "holds no model.pt or seg/model.pt" in result.stderr

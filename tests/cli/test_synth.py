@@ -43,3 +43,13 @@ def test_synth_reports_bad_options_by_name(tmp_path):
     assert result.exit_code == 2 and "object_area" in result.stderr
     result = runner.invoke(app, ["data", "synth", str(tmp_path / "x"), "--preset", "nope"])
     assert result.exit_code == 2 and "--preset" in result.stderr
+
+
+def test_help_names_both_cues_the_classes_differ_by():
+    from spol.data.synthetic import SYNTHETIC_PRESETS
+
+    # Every preset gives each class its own body texture besides its part (class_bodies).
+    assert all(config.class_bodies for config in SYNTHETIC_PRESETS.values())
+    text = " ".join(runner.invoke(app, ["data", "synth", "--help"]).output.split())
+    assert "only by a small part" not in text
+    assert "the body's texture" in text and "small coloured part" in text

@@ -10,17 +10,25 @@ from pathlib import Path
 
 import typer
 
+from spol.cli._group import CommandGroup
 from spol.fileio import LOG_FORMAT
 
+# Plain help (rich_markup_mode=None): rich's three-column boxes cut long words at 80 columns and read
+# square brackets in help texts as markup. -h is --help in every command (click passes it down).
 app = typer.Typer(
     name="spol",
+    cls=CommandGroup,
     help="SPOL weakly supervised object localization: train on image-level labels, "
     "evaluate under the WSOL protocol, and localize new images (class, box, mask).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(help="Inspect and generate datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    cls=CommandGroup, help="Inspect and generate datasets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 
@@ -43,9 +51,16 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _configure(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log spol's debug messages and Lightning's (anywhere on the line)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Log warnings and errors only, no progress (anywhere on the line)."
+    ),
     debug: bool = typer.Option(
-        False, "--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)."
+        False,
+        "--debug",
+        help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1; anywhere on the line).",
     ),
     show_version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
@@ -53,22 +68,29 @@ def _configure(
 ) -> None:
     if debug:
         os.environ[DEBUG_VARIABLE] = "1"
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format=LOG_FORMAT,
-        datefmt="%H:%M:%S",
-    )
+    logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S")
+    level = logging.WARNING if quiet else logging.INFO
+    # Levels set apart from basicConfig, which changes nothing once the root logger has a handler. -v shows
+    # spol's debug messages, not those of every library (Pillow logs each PNG chunk). The console handler
+    # gets the level too: a stage lowers spol's to INFO while it copies the lines to its train.log.
+    logging.getLogger().setLevel(level)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.DEBUG if verbose else level)
+    logging.getLogger("spol").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    logging.getLogger("spol.progress").setLevel(logging.WARNING if quiet else logging.NOTSET)
     # Lightning prints its messages with its own console handler; passing them on to ours too would
     # show each one twice. (Set before Lightning is imported, which leaves propagation alone.)
     logging.getLogger("lightning").propagate = False
 
 
 def quiet_other_ranks() -> None:
-    """Under DDP every process runs the command: only global rank 0 logs below warnings on the console."""
+    """Under DDP every process runs the command: only global rank 0 logs below warnings and shows progress."""
     from spol.runtime.distributed import is_global_zero
 
     if not is_global_zero():
-        logging.getLogger().setLevel(logging.WARNING)
+        for name in ("", "spol", "spol.progress"):  # spol's level: set by -v
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def explain_failure(error: BaseException, out: Path | None = None) -> str | None:

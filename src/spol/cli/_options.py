@@ -15,6 +15,7 @@ DataOption = Annotated[
     Path,
     typer.Option(
         "--data",
+        metavar="DIR",
         help="Dataset folder: CUB_200_2011/, the wsolevaluation metadata root, the ImageNet folder, "
         "the folder holding labels.csv, or the folder of class folders (see `spol data summary`).",
         show_default=False,
@@ -47,6 +48,7 @@ RecipeOption = Annotated[
     typer.Option(
         "--recipe",
         "-r",
+        metavar="NAME|FILE",
         help=f"Recipe: a shipped name ({', '.join(SHIPPED_RECIPES)}) or a YAML file. cub and imagenet are the "
         "paper's recipes, cpu a small CPU recipe (EfficientNet-Lite0, 128 px crops).",
     ),
@@ -55,6 +57,7 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
+        metavar="KEY=VALUE",
         help="Override one recipe key, e.g. --set cam.lr=0.01 --set trainer.devices=2 (repeatable; values are YAML).",
         show_default=False,
     ),

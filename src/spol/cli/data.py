@@ -34,7 +34,10 @@ def summary(
     ],
     format: FormatOption,
     split: SplitName | None = typer.Option(
-        None, "--split", help="Count only this split (train, val or test); reading problems are all listed."
+        None,
+        "--split",
+        metavar="train|val|test",
+        help="Count only this split (train, val or test); reading problems are all listed.",
     ),
     verify: bool = typer.Option(
         False,

@@ -16,17 +16,26 @@ def evaluate_command(
     data: DataOption,
     data_format: FormatOption,
     segmenter: Path = typer.Option(
-        ..., "--segmenter", help="Segmentation network: a spol model.pt, or with --release the authors' file."
+        ...,
+        "--segmenter",
+        metavar="FILE|DIR",
+        help="Segmentation network: a spol model.pt, its run folder (train-seg --out) or a pipeline run; with "
+        "--release the authors' file.",
     ),
     release: bool = typer.Option(
         False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
     ),
     classifier: Path | None = typer.Option(
-        None, "--classifier", help="Classifier model file (spol.models.export_model) for Top-1/Top-5 Loc."
+        None,
+        "--classifier",
+        metavar="FILE|DIR",
+        help="The network that names the classes, for Top-1/Top-5 Loc: a classifier or CAM network's model file "
+        "(spol.models.export_model), its run folder or a pipeline run.",
     ),
     class_predictions: Path | None = typer.Option(
         None,
         "--class-predictions",
+        metavar="FILE",
         help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
         "read without running pickled code.",
     ),
@@ -50,6 +59,7 @@ def evaluate_command(
     out: Path | None = typer.Option(
         None,
         "--out",
+        metavar="DIR",
         help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),

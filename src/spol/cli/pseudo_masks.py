@@ -10,7 +10,7 @@ import typer
 from spol.cli._app import app, fail
 from spol.cli._options import DataOption, FormatOption
 from spol.config import PseudoMaskConfig
-from spol.rundir import MODEL_FILE
+from spol.rundir import MODEL_FILE, model_file
 
 
 @app.command("pseudo-masks")
@@ -18,7 +18,11 @@ def pseudo_masks(
     data: DataOption,
     dataset_format: FormatOption,
     cam: Path = typer.Option(
-        ..., "--cam", help=f"The CAM network: a model file, or a run folder holding {MODEL_FILE}."
+        ...,
+        "--cam",
+        metavar="FILE|DIR",
+        help=f"The CAM network: a model file, its run folder (train-cam --out, holding {MODEL_FILE}) or a "
+        "pipeline run.",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
@@ -43,9 +47,10 @@ def pseudo_masks(
 
     Exit code: 0 when the run completes (even with failures), 2 bad arguments, 1 an error.
     """
-    model_path = cam / MODEL_FILE if cam.is_dir() else cam
-    if not model_path.is_file():
-        raise fail(f"CAM model {model_path} does not exist; pass a model file or a run folder holding {MODEL_FILE}")
+    try:
+        model_path = model_file(cam, stages=("cam",))
+    except FileNotFoundError as error:
+        raise fail(f"--cam: {error}") from error
     if not data.is_dir():
         raise fail(f"dataset root {data} is not a folder")
     from spol.data import read_dataset

@@ -34,23 +34,29 @@ def synth(
         None, "--size-max", help="Largest image side: each image draws its side in [--size, --size-max]."
     ),
     object_area: tuple[float, float] | None = typer.Option(
-        None, "--object-area", help="MIN MAX object area as a fraction of the image, e.g. 0.1 0.45."
+        None, "--object-area", metavar="MIN MAX", help="Object area as a fraction of the image, e.g. 0.1 0.45."
     ),
     part_area: tuple[float, float] | None = typer.Option(
-        None, "--part-area", help="MIN MAX class-part area as a fraction of the object's, e.g. 0.03 0.06."
+        None, "--part-area", metavar="MIN MAX", help="Class-part area as a fraction of the object's, e.g. 0.03 0.06."
     ),
     clutter: tuple[int, int] | None = typer.Option(
-        None, "--clutter", help="MIN MAX number of neutral distractor shapes per image."
+        None, "--clutter", metavar="MIN MAX", help="Number of neutral distractor shapes per image."
     ),
     workers: int | None = typer.Option(
         None, help="Threads drawing images (default: CPU count, at most 4); the files do not depend on it."
     ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT, overwriting its files."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show progress on stderr (a bar on a terminal, a line every 30 s otherwise).",
+    ),
 ) -> None:
     """Draw the synthetic WSOL benchmark into OUT in the CUB-200-2011 layout.
 
-    Each image holds one object textured like its background; the classes differ only by a small part.
+    Each image holds one object on a photo background. Two cues tell the classes apart, as plumage and
+    head do for birds: the body's texture, cut from a picture of the class's own (which other classes
+    show as background), and a small coloured part, of one shape and colour per class.
 
     Masks are exact, boxes are their tight boxes; train/test as in CUB (no val split).
     """

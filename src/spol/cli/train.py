@@ -157,8 +157,8 @@ def train_seg_command(
         typer.Option(
             "--classifier",
             help="The network that names the classes at localize time: the CAM network that made the pseudo "
-            "masks or a classifier (a model file, or its stage folder). With it OUT/localizer.json is written, "
-            "for `spol localize --run OUT`.",
+            "masks or a classifier (a model file, its stage folder or a pipeline run). With it "
+            "OUT/localizer.json is written, for `spol localize --run OUT`.",
             show_default=False,
         ),
     ] = None,
@@ -167,14 +167,15 @@ def train_seg_command(
     force: _ForceOption = False,
 ) -> None:
     """Train the class-agnostic segmentation network (MFF-Net #2, `seg`) on pseudo masks; prints the model path."""
-    from spol.rundir import MODEL_FILE
+    from spol.rundir import model_file
     from spol.stages import train_seg
 
     if not pseudo_masks.is_dir():
         raise fail(f"pseudo-mask folder {pseudo_masks} does not exist; run `spol pseudo-masks` first")
-    classes = classifier / MODEL_FILE if classifier is not None and classifier.is_dir() else classifier
-    if classes is not None and not classes.is_file():
-        raise fail(f"--classifier {classifier}: no model file there; pass a model.pt or the stage folder holding one")
+    try:
+        classes = None if classifier is None else model_file(classifier, stages=("classifier", "cam"))
+    except FileNotFoundError as error:
+        raise fail(f"--classifier: {error}") from error
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
     model = _run(train_seg, loaded, dataset, pseudo_masks, out, force=force)
     if classes is not None:

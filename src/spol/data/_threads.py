@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from tqdm import tqdm
+from spol.progress import Progress
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -35,8 +35,8 @@ def thread_map(
         function: called once per item, from several threads at once.
         items: the inputs.
         workers: threads; 1 (or fewer than two items per thread) calls `function` in this thread.
-        progress: show a tqdm bar on stderr, on a terminal only (a pipe or a log file gets none).
-        desc: the bar's name.
+        progress: show progress (`spol.progress.Progress`: a bar on a terminal, log lines elsewhere).
+        desc: what the step does, for the progress.
         leave: keep the bar on screen once done.
 
     Raises:
@@ -46,8 +46,7 @@ def thread_map(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     results: list[_Result] = []
-    disable = None if progress and items else True  # None: shown on a terminal only
-    with tqdm(total=len(items), desc=desc, unit="img", disable=disable, leave=leave) as bar:
+    with Progress(len(items), desc or "items", enabled=progress, leave=leave) as bar:
         if workers == 1 or len(items) < 2 * workers:
             for item in items:
                 results.append(function(item))

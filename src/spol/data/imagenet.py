@@ -37,10 +37,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from tqdm import tqdm
-
 from spol.data._reading import PendingRecord, Source, finish_records, parse_box, read_csv_rows, read_lines
 from spol.data.records import Box, Dataset, DatasetFormatError, Problem, Split
+from spol.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -276,8 +275,8 @@ def _read_split(
         folder_label.update({path: wnid for path in files})
 
     pending = []
-    for path, folder_wnid in tqdm(
-        folder_label.items(), desc=f"reading {split} annotations", disable=None if progress else True, leave=False
+    for path, folder_wnid in track(
+        folder_label.items(), f"reading {split} annotations", unit="file", enabled=progress
     ):
         annotation = None
         if path.stem in xml_files:

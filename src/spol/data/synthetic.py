@@ -1,4 +1,4 @@
-"""A synthetic WSOL benchmark in the CUB-200-2011 layout: textured objects told apart by a small part.
+"""A synthetic WSOL benchmark in the CUB-200-2011 layout: objects told apart by a small part and their texture.
 
 Each image shows one object on a background cut from the photographs and textures that
 ship with scikit-image (random crop, flips, colour jitter). The object's body is a crop
@@ -297,6 +297,7 @@ def generate_synthetic(
         for number in range(config.train_per_class + config.test_per_class)
     ]
     logger.info("drawing %d synthetic images into %s with %d worker(s)", len(jobs), out, workers)
+    logger.debug("synthetic config: %s", config)
     # Threads, not processes: a forked worker hangs on OpenCV's thread pool once the parent has used
     # it, and spawned workers would re-import the caller's main module (for `spol`: torch, Lightning).
     if workers > 1:

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from spol.data.images import UnreadableImageError, image_size
 from spol.data.records import ImageRecord
@@ -26,6 +25,7 @@ from spol.evaluation._pool import MapPool, MapSettings, MapTask
 from spol.evaluation.box_accuracy import DEFAULT_IOU_THRESHOLDS, BoxAccuracy, cam_thresholds, rescale_boxes_to_protocol
 from spol.evaluation.pixel_accuracy import PixelAccuracy
 from spol.fileio import OUTSIDE_IDS, image_id_path
+from spol.progress import Progress
 from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def evaluate_scoremaps(
         executor: ``"thread"`` (no start-up cost; Python parts share the GIL, so the gain
             levels off at a few cores) or ``"process"`` (spawned processes, about a second to
             start; scales with cores on large sets; loaded maps are sent to them).
-        progress: Show a tqdm progress bar on stderr.
+        progress: Show progress (a bar on a terminal, log lines elsewhere).
 
     Returns:
         The `EvaluationResult`. Box metrics need boxes on every record; when no record has a
@@ -239,9 +239,7 @@ def evaluate_scoremaps(
     if workers is None:
         workers = os.cpu_count() or 1
     pool = MapPool(settings, workers, executor)
-    bar = tqdm(
-        total=len(records), desc="evaluating score maps", unit="map", disable=None if progress else True, leave=False
-    )
+    bar = Progress(len(records), "evaluating score maps", unit="map", enabled=progress)
     try:
         for outcome in itertools.chain(pool.submit(tasks()), pool.finish()):
             if outcome.correct is not None:

@@ -27,7 +27,7 @@ from spol.localization import write_localizer_config
 from spol.models import CLASSIFIERS, SEGMENTERS, export_model, from_release, load_exported_model
 from spol.pipeline.run import prepare_splits
 from spol.pipeline.scoring import ScoreMapSystem, score_split
-from spol.rundir import METRICS_FILE
+from spol.rundir import METRICS_FILE, model_file
 from spol.runtime.distributed import ensure_process_group, is_global_zero
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,12 @@ def evaluate_networks(
         data_format: its format (`spol.data.read_dataset`).
         recipe: ``evaluation`` (protocol settings, input size, batch size), ``trainer`` (devices),
             ``data`` (val share, loader processes) and ``seed`` (the held-out val split).
-        segmenter: our ``model.pt``, or with `release` a state dict of the authors' release
+        segmenter: our ``model.pt``, the run folder holding it (``train-seg --out`` or a pipeline
+            run, `spol.rundir.model_file`), or with `release` a state dict of the authors' release
             (``cub200-seg/out/model-*``).
         release: `segmenter` is a state dict of the authors' release.
-        classifier: a classifier model file (``spol.models.export_model``), seen at
-            ``classifier.test_size`` (else ``classifier.crop``, else the input size).
+        classifier: a classifier model file (``spol.models.export_model``) or its run folder, seen
+            at ``classifier.test_size`` (else ``classifier.crop``, else the input size).
         class_predictions: the release's ``top1top5.npy`` (per image: top-1 and top-5 right).
         threshold: apply this score-map threshold instead of choosing it on val (the release
             protocol's fixed ``map > threshold`` too; default 0.2 there).
@@ -86,6 +87,10 @@ def evaluate_networks(
     """
     if classifier is not None and class_predictions is not None:
         raise ValueError("give either a classifier or class predictions, not both")
+    if not release:
+        segmenter = model_file(segmenter, stages=("seg",))
+    if classifier is not None:
+        classifier = model_file(classifier, stages=("classifier", "cam"))
     ensure_process_group(recipe.trainer.accelerator)
     # The pipeline's splits, so that a network is scored on the images its run was scored on.
     splits, _ = prepare_splits(read_dataset(Path(data_root), data_format), recipe)

@@ -550,6 +550,7 @@ def _write_results(
 def _samples(graph: StageGraph, evaluated: _Evaluated, files: _WinnerFiles, count: int) -> list[ReportSample]:
     """The report's pictures: test images, else val images, else training images (no box to show)."""
     dataset, metrics = graph.dataset, evaluated.metrics
+    log.info("writing the report: %d sample images through the three networks, then the curves", count)
     return build_report_samples(
         dataset.split("test") or dataset.split("val") or dataset.split("train"),
         seg_model=load_exported_model(files.seg),
@@ -558,6 +559,7 @@ def _samples(graph: StageGraph, evaluated: _Evaluated, files: _WinnerFiles, coun
         rules={m: (metrics[m]["threshold"], metrics[m]["threshold_rule"]) for m in ("spol", "cam")},
         recipe=evaluated.winners["spol"].recipe,
         count=count,
+        progress=graph.progress,
     )
 
 

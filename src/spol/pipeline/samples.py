@@ -16,6 +16,7 @@ from spol.evaluation import protocol_gt_boxes
 from spol.localization import ThresholdRule, mask_to_box, threshold_mask
 from spol.models.maps import MapKind
 from spol.pipeline.scoring import scoremaps_of
+from spol.progress import track
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
 from spol.stages.pseudo_masks import double_threshold, pseudo_mask_from_cam
@@ -53,6 +54,7 @@ def build_report_samples(
     rules: Mapping[str, tuple[float, ThresholdRule]],
     recipe: Recipe,
     count: int = 12,
+    progress: bool = True,
 ) -> list[ReportSample]:
     """`count` evenly spaced images (test images, or others when none has a box) with both methods' maps and boxes.
 
@@ -61,9 +63,10 @@ def build_report_samples(
     map and box. The maps are computed as the evaluation computes them (`scoremaps_of`); boxes
     come from each method's ``(threshold, rule)`` in `rules` (``"spol"``, ``"cam"``): chosen on val
     and cut as the protocol cuts, or a fixed rule. Ground-truth boxes are drawn where a record has any.
+    Three networks run on each image on the CPU, seconds apiece: `progress` shows how far it is.
     """
     samples = []
-    for index in _evenly_spaced(len(records), count):
+    for index in track(_evenly_spaced(len(records), count), "report samples", enabled=progress):
         record = records[index]
         image = load_image_rgb(record.path)
         shown = np.asarray(image.resize((PROTOCOL_SIZE, PROTOCOL_SIZE)), dtype=np.uint8)

@@ -11,20 +11,19 @@ what the consumers add up is then combined with `spol.runtime.distributed`.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from spol.config import TrainerConfig
 from spol.models import resolve_device
+from spol.progress import Progress
 from spol.runtime.distributed import ensure_process_group
 from spol.runtime.trainer import build_trainer, quiet_lightning
 
@@ -55,29 +54,40 @@ class _Consume(Callback):
         self.consume(outputs, batch)
 
 
-class _Progress(TQDMProgressBar):
-    """Lightning's tqdm bar on stderr (stdout stays clean for results), named after the job."""
+class _Progress(Callback):
+    """The predict loop's progress on rank 0, in images (`spol.progress.Progress`: stdout stays clean)."""
 
-    def __init__(self, description: str) -> None:
-        super().__init__()
-        self.description = description
+    def __init__(self, description: str, images: int, batch_size: int) -> None:
+        self.description, self.images, self.batch_size = description, images, batch_size
+        self._progress: Progress | None = None
 
-    def init_predict_tqdm(self) -> Tqdm:
-        return Tqdm(
-            desc=self.description,
-            position=2 * self.process_position,
-            disable=self.is_disabled or not sys.stderr.isatty(),  # off a terminal: the summary line only
-            leave=False,
-            dynamic_ncols=True,
-            file=sys.stderr,
-            unit="batch",
-        )
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            # Rank 0's share: image i goes to rank i mod world size.
+            self._progress = Progress(-(-self.images // trainer.world_size), self.description)
 
-    def on_predict_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
-        super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
-        self.predict_progress_bar.set_description(self.description)
+        if self._progress is not None:
+            self._progress.update(min(self.batch_size, (self._progress.total or 0) - self._progress.done))
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
 
 
 def trainer_for_device(device: str) -> TrainerConfig:
@@ -121,8 +131,8 @@ def run_inference(
         consume: called on this process's batches with ``predict_step``'s output and the batch
             (tensors on the device).
         collate_fn: the DataLoader's batch maker.
-        progress: show a progress bar (tqdm, on stderr) named `description`.
-        description: the progress bar's name.
+        progress: show progress on stderr (`spol.progress.Progress`: a bar on a terminal, log lines elsewhere).
+        description: what the pass computes, for the progress and the summary line.
 
     Raises:
         ValueError: fewer items than processes (every process needs at least one).
@@ -138,10 +148,10 @@ def run_inference(
     try:
         lightning_trainer = build_trainer(
             trainer,
-            callbacks=[_Consume(consume), *([_Progress(description)] if progress else [])],
+            callbacks=[_Consume(consume), *([_Progress(description, size, batch_size)] if progress else [])],
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=progress,
+            enable_progress_bar=False,
             inference_mode=True,
         )
     finally:

@@ -25,6 +25,24 @@ class _DropAdvertising(logging.Filter):
 _DROP_ADVERTISING = _DropAdvertising()
 
 
+class _InfoWhenVerbose(logging.Filter):
+    # Lightning's INFO lines ("GPU available: False, used: False", "`Trainer.fit` stopped") tell a user nothing
+    # to act on: its console shows them only when spol logs debug messages (spol -v); train.log keeps them.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or logging.getLogger("spol").isEnabledFor(logging.DEBUG)
+
+
+_INFO_WHEN_VERBOSE = _InfoWhenVerbose()
+
+
+def _quiet_lightning_console() -> None:
+    """Filter Lightning's own console handlers (``lightning`` always has one) with `_InfoWhenVerbose`."""
+    for name in ("lightning", "lightning.pytorch"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:  # not a stage's train.log (a FileHandler)
+                handler.addFilter(_INFO_WHEN_VERBOSE)
+
+
 class ChannelsLast(Callback):
     """Keeps the network in the NHWC memory format while the Trainer runs it.
 
@@ -49,6 +67,8 @@ def quiet_lightning() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         # A predict step returns None on purpose when its batch holds no image left to do.
         warnings.filterwarnings("ignore", message=r"predict returned None")
+        # Fewer batches per epoch than Trainer(log_every_n_steps): metrics.csv and the epoch lines report anyway.
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
         yield
 
 
@@ -59,6 +79,7 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     their Trainer here, so they run on the same devices with the same precision.
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
+    _quiet_lightning_console()
     callbacks = list(callbacks or [])
     if config.channels_last:
         callbacks.append(ChannelsLast())

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from spol.fileio import LOG_FORMAT
+from spol.progress import Progress, format_duration
 from spol.runtime.distributed import is_global_zero
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class EpochProgress(Callback):
     """One log line per epoch (rank 0): its mean loss and accuracy, images/s and the time left.
 
     Progress bars only show on a terminal; these lines reach a pipe, a CI log and ``train.log`` too.
+    Off a terminal a long epoch also logs where it stands every `spol.progress.LOG_EVERY_S` seconds.
     """
 
     def __init__(self, name: str, images_per_epoch: int) -> None:
@@ -32,15 +34,22 @@ class EpochProgress(Callback):
         self._started = 0.0
         self._sums: dict[str, Tensor] = {}
         self._count = 0
+        self._progress: Progress | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started, self._sums, self._count = time.perf_counter(), {}, 0
+        if trainer.is_global_zero:
+            epoch = f"{self.name} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            self._progress = Progress(self.images_per_epoch, epoch, bar=False)  # Lightning draws the bar
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if _accumulate(self._sums, outputs):
             self._count += 1
+        if self._progress is not None:
+            images = trainer.world_size * _batch_size(trainer)
+            self._progress.update(min(images, self.images_per_epoch - self._progress.done))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._count == 0:
@@ -58,7 +67,7 @@ class EpochProgress(Callback):
             images,
             seconds,
             images / max(seconds, 1e-9),
-            _duration(left),
+            format_duration(left),
         )
 
 
@@ -77,11 +86,6 @@ def _accumulate(sums: dict[str, Tensor], outputs: Any) -> bool:
 def _batch_size(trainer: L.Trainer) -> int:
     loader = trainer.train_dataloader
     return int(getattr(loader, "batch_size", None) or 1)
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
 
 
 class MetricsCSV(Callback):
