@@ -11,7 +11,8 @@ import torch
 import spol
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
-from spol.pipeline import format_comparison, run_pipeline
+from spol.pipeline import run_pipeline
+from spol.report import format_comparison
 
 TINY = (
     "weights=null",

@@ -42,14 +42,7 @@ from spol.evaluation.pixel_accuracy import (
     load_protocol_mask,
     score_histograms,
 )
-from spol.evaluation.streaming import (
-    METRIC_DEFINITIONS,
-    METRIC_ROWS,
-    ProtocolCounts,
-    StreamingEvaluator,
-    best_other_difference,
-    metric_value,
-)
+from spol.evaluation.streaming import ProtocolCounts, StreamingEvaluator
 from spol.scoremaps import scoremap_to_uint8
 
 __all__ = [
@@ -57,8 +50,6 @@ __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
     "LOC_IOU",
     "MAX_BOOTSTRAP_IMAGES",
-    "METRIC_DEFINITIONS",
-    "METRIC_ROWS",
     "BootstrapResult",
     "BoxAccuracy",
     "EvaluationResult",
@@ -66,7 +57,6 @@ __all__ = [
     "PixelAccuracy",
     "ProtocolCounts",
     "StreamingEvaluator",
-    "best_other_difference",
     "bootstrap_max_box_acc_v2",
     "cam_thresholds",
     "check_box_convention",
@@ -79,7 +69,6 @@ __all__ = [
     "load_protocol_mask",
     "localization_accuracy",
     "localization_from_predictions",
-    "metric_value",
     "prepare_scoremap",
     "protocol_gt_boxes",
     "read_top5_predictions",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,65 +25,6 @@ from spol.evaluation.loc_accuracy import LOC_IOU
 from spol.evaluation.pixel_accuracy import PixelAccuracy
 
 TOP_K = 5
-
-METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Top-1 Loc", ("top1_loc",)),
-    ("Top-5 Loc", ("top5_loc",)),
-    ("GT-known Loc", ("gt_known_loc",)),
-    ("MaxBoxAcc@30", ("max_box_acc", "30")),
-    ("MaxBoxAcc@50", ("max_box_acc", "50")),
-    ("MaxBoxAcc@70", ("max_box_acc", "70")),
-    ("MaxBoxAccV2", ("max_box_acc_v2",)),
-    ("PxAP", ("pxap",)),
-    ("Top-1 Cls", ("cls_top1",)),
-    ("threshold", ("threshold",)),
-)
-"""How a method's `ProtocolCounts.summary` is shown (report and console): label and key path; all
-higher-is-better but the threshold."""
-
-METRIC_DEFINITIONS: dict[str, str] = {
-    "Top-1 Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5 and whose top-1 class is "
-    "right (at the threshold chosen on val)",
-    "Top-5 Loc": "the same, with the true class among the top 5",
-    "GT-known Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5, the class ignored "
-    "(at the threshold chosen on val)",
-    "MaxBoxAcc@δ": "the best, over 100 map thresholds, % of test images whose box (largest contour) has IoU >= δ/100; "
-    "δ = 30, 50, 70; it needs no threshold choice",
-    "MaxBoxAccV2": "the mean of MaxBoxAcc@30, @50 and @70, each image scored by its best box over all contours "
-    "(Choe et al., CVPR 2020); the number methods are chosen by, on val",
-    "PxAP": "area under the pixel precision-recall curve of the map against ground-truth masks (needs masks)",
-    "Top-1 Cls": "% of test images whose top-1 class is right",
-    "threshold": "the map threshold chosen on val (best GT-known Loc there), relative to each map's maximum: "
-    "mask = u > int(t * max(u)) with u = uint8(255 * map)",
-    "IoU": "boxes are compared on the 224 x 224 protocol grid with inclusive pixel areas: (x1 - x0 + 1)(y1 - y0 + 1)",
-}
-"""What each reported number means, in one line each (the report's and the README's table)."""
-
-
-def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
-    """The number at `keys` (a `METRIC_ROWS` path) in a method's summary, or None when absent or null."""
-    value: Any = summary
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        # JSON turns the IoU keys into strings; accept ints from Python callers too.
-        value = value.get(key, value.get(int(key)) if key.isdigit() else None)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def best_other_difference(
-    values: Mapping[str, float | None], keys: tuple[str, ...], method: str = "spol"
-) -> float | None:
-    """`method`'s value minus the best of the other methods' in a `METRIC_ROWS` row (> 0: `method` is best).
-
-    None for the threshold row, or when `method`'s value or every other one is missing.
-    """
-    others = [value for name, value in values.items() if name != method and value is not None]
-    mine = values.get(method)
-    if mine is None or not others or keys == ("threshold",):
-        return None
-    return mine - max(others)
-
 
 class ProtocolCounts:
     """Sum-reducible counts of one method over one split.
@@ -305,11 +246,4 @@ class StreamingEvaluator:
         self._pool.close()
 
 
-__all__ = [
-    "METRIC_DEFINITIONS",
-    "METRIC_ROWS",
-    "ProtocolCounts",
-    "StreamingEvaluator",
-    "best_other_difference",
-    "metric_value",
-]
+__all__ = ["ProtocolCounts", "StreamingEvaluator"]
