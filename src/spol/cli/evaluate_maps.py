@@ -21,8 +21,6 @@ from spol.evaluation import (
 from spol.scoremaps import ScoreMapError
 
 _MAX_PROBLEMS_SHOWN = 10
-_PROCESS_POOL_FROM = 1000
-"""From this many images worker processes (about a second to start) replace threads."""
 
 
 def _iou_levels(values: list[str]) -> tuple[int, ...]:
@@ -102,8 +100,7 @@ def evaluate_maps(
         None,
         "--workers",
         min=0,
-        help=f"Parallel workers (default: CPU count; 0 or 1: none); processes from {_PROCESS_POOL_FROM} images on, "
-        "threads below.",
+        help="Evaluation threads (default: CPU count; 0 or 1: none).",
     ),
     as_json: bool = typer.Option(
         False,
@@ -153,7 +150,6 @@ def evaluate_maps(
             multi_contour=multi_contour,
             masks=masks is not None,
             workers=workers,
-            executor="process" if len(dataset.records) >= _PROCESS_POOL_FROM else "thread",
             progress=True,
         )
         summary = result.to_json()

@@ -1,17 +1,17 @@
-"""Per-image protocol work (boxes at every threshold, PxAP histograms) and the pool that runs it.
+"""Per-image protocol work (boxes at every threshold, PxAP histograms) and the threads that run it.
 
 `evaluate_scoremaps` feeds it maps read from disk; `spol.evaluation.streaming` feeds it maps as a
 network produces them. Either way at most two chunks of maps per worker are in flight, so the
-memory held by maps does not grow with the number of images.
+memory held by maps does not grow with the number of images. Threads suffice: the compiled level
+sweep that dominates releases the GIL.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -87,33 +87,25 @@ def _evaluate_chunk(tasks: list[MapTask], settings: MapSettings) -> list[MapOutc
 
 
 class MapPool:
-    """Evaluates tasks on worker threads (or processes) and returns outcomes in submission order.
+    """Evaluates tasks on worker threads and returns outcomes in submission order.
 
-    ``workers <= 1`` evaluates in the calling thread. Otherwise chunks go to a pool with at most
-    two chunks per worker in flight: `submit` blocks on the oldest chunk beyond that.
+    ``workers <= 1`` evaluates in the calling thread. Otherwise chunks go to a thread pool with at
+    most two chunks per worker in flight: `submit` blocks on the oldest chunk beyond that.
 
     Args:
         settings: what to compute per image.
         workers: pool size.
-        executor: ``"thread"`` (no start-up cost; the compiled level sweep releases the GIL) or
-            ``"process"`` (spawned processes, about a second to start).
     """
 
-    def __init__(self, settings: MapSettings, workers: int, executor: str = "thread") -> None:
-        if executor not in ("thread", "process"):
-            raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
+    def __init__(self, settings: MapSettings, workers: int) -> None:
         self.settings = settings
         self.workers = workers
         self._pending: deque[Future] = deque()
         self._chunk: list[MapTask] = []
-        self._pool: Executor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         if workers > 1:
-            compile_kernels()  # once here, not in every worker at once
-            if executor == "process":
-                # spawn: safe beside threads (torch, OpenMP) in this process.
-                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-            else:
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
+            compile_kernels()
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
 
     def submit(self, tasks: Iterable[MapTask]) -> Iterator[MapOutcome]:
         """Queue `tasks`; yields the outcomes that are due (consume them before the next call)."""

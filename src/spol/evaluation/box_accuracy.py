@@ -274,7 +274,7 @@ def correct_at_thresholds(
 def compile_kernels() -> None:
     """Compile the box computation now, or load it from numba's on-disk cache (about 7 s the first time).
 
-    Called before starting worker processes, so that they find the cache instead of each compiling.
+    Called before starting worker threads, so that the first chunks do not all wait for the compiler.
     """
     ring = np.full((5, 5), 0.5)
     ring[1:4, 1:4] = 1.0

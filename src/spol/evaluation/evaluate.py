@@ -3,7 +3,7 @@
 `evaluate_scoremaps` takes records (ground truth in original pixels) and a function giving each
 image's score map, checks and resizes each map to the protocol grid (224 x 224), and runs the
 box and mask metrics of `spol.evaluation.box_accuracy` and `spol.evaluation.pixel_accuracy`,
-optionally on a thread pool.
+optionally on worker threads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -112,7 +112,7 @@ class NpyScoreMaps:
     """Score maps saved as ``<root>/<image_id>.npy``, as wsolevaluation's loader names them.
 
     ``<root>/<image_id without extension>.npy`` is accepted too (the layout the reference's
-    docstring describes). Picklable, so it can be used from worker processes.
+    docstring describes).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -176,7 +176,6 @@ def evaluate_scoremaps(
     multi_contour: bool = False,
     masks: bool = False,
     workers: int | None = None,
-    executor: Literal["thread", "process"] = "thread",
     progress: bool = True,
 ) -> EvaluationResult:
     """MaxBoxAcc per IoU level (V2 with `multi_contour`) and optionally PxAP of a set of maps.
@@ -194,9 +193,6 @@ def evaluate_scoremaps(
         workers: Threads computing boxes and histograms (the compiled level sweep that
             dominates releases the GIL); None: ``os.cpu_count()``; 0 or 1: this thread only.
             Maps are loaded in the calling thread, in records order.
-        executor: ``"thread"`` (no start-up cost; Python parts share the GIL, so the gain
-            levels off at a few cores) or ``"process"`` (spawned processes, about a second to
-            start; scales with cores on large sets; loaded maps are sent to them).
         progress: Show a tqdm progress bar on stderr.
 
     Returns:
@@ -238,7 +234,7 @@ def evaluate_scoremaps(
 
     if workers is None:
         workers = os.cpu_count() or 1
-    pool = MapPool(settings, workers, executor)
+    pool = MapPool(settings, workers)
     bar = tqdm(
         total=len(records), desc="evaluating score maps", unit="map", disable=None if progress else True, leave=False
     )
