@@ -115,8 +115,8 @@ def main() -> None:
             correct_at_thresholds(m, g, thresholds, IOUS, multi_contour=args.multi_contour) for m, g in zip(maps, gts)
         ],
         "pool": lambda: evaluate_scoremaps(
-            records, lambda image_id: maps[int(image_id[:-4])], multi_contour=args.multi_contour, workers=args.workers,
-            progress=False,
+            records, lambda image_id: maps[int(image_id[:-4])], contours=("every" if args.multi_contour else "largest",),
+            workers=args.workers, progress=False,
         ),
     }
     # Alternate the methods and keep each one's best round: robust to other load on the machine.

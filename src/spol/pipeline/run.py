@@ -411,7 +411,7 @@ def _evaluate_methods(graph: StageGraph, candidates: dict[str, list[Candidate]])
                 per_image = _every_contour_array(len(val), graph.recipe) if bootstrap_images else None
                 system = graph.system(candidate, classes=False)
                 counts = graph.score(system, val, method, split, every_contour_out=per_image)
-                scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"], per_image))
+                scored.append((candidate, counts, counts.max_box_acc_v2(), per_image))
             best = max(range(len(scored)), key=lambda i: (_comparable(scored[i][2]), -i))  # the first of equal ones
             candidate, val_counts, evaluated.val_scores[method], per_image = scored[best]
             if per_image is not None:
@@ -424,7 +424,7 @@ def _evaluate_methods(graph: StageGraph, candidates: dict[str, list[Candidate]])
             entry.update(threshold=threshold, threshold_rule="protocol", threshold_from="val")
             if test:
                 test_counts = graph.score(graph.system(candidate, classes=True), test, method, "test", masks=with_masks)
-                entry.update(test_counts.summary(threshold))
+                entry.update(test_counts.result(threshold).to_metrics())
                 evaluated.curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, threshold))
         else:
             candidate = options[0]
