@@ -158,7 +158,8 @@ def test_bad_settings_and_outcomes_are_refused():
     with pytest.raises(ValueError, match="these counts need"):
         counts.add(_largest([True]))
     with pytest.raises(ValueError, match="histograms"):
-        counts.add(ImageOutcome({mode: np.zeros((3, 100), bool) for mode in ("largest", "every")}))
+        counts.add(ImageOutcome({mode: np.ones((3, 100), bool) for mode in ("largest", "every")}))
+    assert counts.num_images == 0 and not any(value.any() for value in counts.counters.values())  # nothing counted
     with pytest.raises(ValueError, match="not counted"):
         ProtocolCounts(THRESHOLDS, contours=("largest",)).box_accuracy("every")
 

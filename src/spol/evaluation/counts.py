@@ -206,14 +206,14 @@ class ProtocolCounts:
             raise ValueError(
                 f"the image has boxes of {sorted(outcome.correct)}; these counts need {list(self.contours)}"
             )
+        shape = (len(self.iou_thresholds), len(self.thresholds))
+        if any(np.shape(correct) != shape for correct in outcome.correct.values()):
+            raise ValueError(f"correct must have shape {shape}, got {[np.shape(c) for c in outcome.correct.values()]}")
+        if self.masks and outcome.histograms is None:
+            raise ValueError("these counts count PxAP but the image has no mask histograms")
         for mode, correct in outcome.correct.items():
-            hits = counters[f"box_hits_{mode}"]
-            if np.shape(correct) != hits.shape:
-                raise ValueError(f"correct must have shape {hits.shape}, got {np.shape(correct)}")
-            hits += np.asarray(correct, dtype=bool)
-        if self.masks:
-            if outcome.histograms is None:
-                raise ValueError("these counts count PxAP but the image has no mask histograms")
+            counters[f"box_hits_{mode}"] += np.asarray(correct, dtype=bool)
+        if self.masks and outcome.histograms is not None:
             counters["foreground_hist"] += outcome.histograms[0]
             counters["background_hist"] += outcome.histograms[1]
         if outcome.class_hits is not None:
