@@ -5,11 +5,11 @@ The plain loop is the reference's algorithm written directly: for each threshold
 boxes, IoU against the ground truth. spol's `correct_at_thresholds` gets the boxes of every
 threshold from one compiled sweep over the map's levels (`spol.evaluation.level_components`) and
 calls OpenCV only where its own contour order decides; `evaluate_scoremaps` adds a pool of
-workers. The script asserts that every per-image, per-threshold, per-IoU decision is identical
+worker threads. The script asserts that every per-image, per-threshold, per-IoU decision is identical
 and prints images per second. The first call compiles the sweep (or loads numba's cache); it is
 made before timing.
 
-    .venv/bin/python benchmarks/box_accuracy_speed.py [--images 500] [--workers 2] [--executor thread|process] [--kind cam|blobs|noisy|plateau]
+    .venv/bin/python benchmarks/box_accuracy_speed.py [--images 500] [--workers 2] [--kind cam|blobs|noisy|plateau]
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def plain_correct(scoremap: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=500, help="number of random maps")
-    parser.add_argument("--workers", type=int, default=2, help="workers of evaluate_scoremaps")
-    parser.add_argument("--executor", choices=("thread", "process"), default="thread", help="kind of worker")
+    parser.add_argument("--workers", type=int, default=2, help="worker threads of evaluate_scoremaps")
     parser.add_argument("--kind", choices=("cam", "blobs", "noisy", "plateau"), default="cam", help="kind of random map")
     parser.add_argument("--multi-contour", action="store_true", help="MaxBoxAccV2's every-contour mode")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per method (best kept)")
@@ -116,8 +115,8 @@ def main() -> None:
             correct_at_thresholds(m, g, thresholds, IOUS, multi_contour=args.multi_contour) for m, g in zip(maps, gts)
         ],
         "pool": lambda: evaluate_scoremaps(
-            records, lambda image_id: maps[int(image_id[:-4])], multi_contour=args.multi_contour, workers=args.workers,
-            executor=args.executor, progress=False,
+            records, lambda image_id: maps[int(image_id[:-4])], contours=("every" if args.multi_contour else "largest",),
+            workers=args.workers, progress=False,
         ),
     }
     # Alternate the methods and keep each one's best round: robust to other load on the machine.
@@ -136,7 +135,7 @@ def main() -> None:
     print(f"{args.images} {args.kind} maps, {len(thresholds)} thresholds, {'multi' if args.multi_contour else 'single'}-contour")
     print(f"plain loop                      {plain_rate:8.1f} images/s")
     print(f"correct_at_thresholds (1 proc)  {fast_rate:8.1f} images/s  x{fast_rate / plain_rate:.1f}")
-    print(f"evaluate_scoremaps ({args.workers} {args.executor} workers)  {pool_rate:8.1f} images/s  x{pool_rate / plain_rate:.1f}")
+    print(f"evaluate_scoremaps ({args.workers} thread workers)  {pool_rate:8.1f} images/s  x{pool_rate / plain_rate:.1f}")
     print(f"results identical: yes (best of {args.rounds} alternating rounds)")
 
 

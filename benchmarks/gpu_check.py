@@ -189,7 +189,7 @@ def _recount(run: Path, data: Path, recipe: Any) -> dict[str, bool]:
             evaluator = StreamingEvaluator(masks=split == "test", workers=0)
             evaluator.add(records, np.stack([maps(r.image_id) for r in records]))
             counts[split] = evaluator.finish()
-        summary = counts["test"].summary(counts["val"].best_threshold())
+        summary = counts["test"].result(counts["val"].best_threshold()).to_metrics()
         keys = ("gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "threshold")
         agree[method] = all(summary[key] == metrics[method][key] for key in keys)
     return agree

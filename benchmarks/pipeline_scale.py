@@ -97,7 +97,7 @@ def run_stage(stage: str, size: int, out: Path) -> dict:
     elif stage == "evaluation":
         import cv2
 
-        from spol.evaluation import StreamingEvaluator
+        from spol.evaluation import StreamingEvaluator, top_k_hits
 
         rng = np.random.default_rng(0)
         evaluator = StreamingEvaluator(masks=True, workers=evaluation_workers(recipe))
@@ -106,7 +106,8 @@ def run_stage(stage: str, size: int, out: Path) -> dict:
             low = rng.random((len(batch), 7, 7)).astype(np.float32)
             maps = np.stack([cv2.resize(m, (224, 224), interpolation=cv2.INTER_LINEAR) for m in low])
             maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
-            evaluator.add(batch, maps, rng.integers(0, 10, (len(batch), 5)))
+            labels = np.array([record.label for record in batch])
+            evaluator.add(batch, maps, top_k_hits(rng.integers(0, 10, (len(batch), 5)), labels))
         evaluator.finish()
         images = len(test)
     else:

@@ -57,6 +57,9 @@ def test_predictions_add_loc_numbers_and_table_output(tmp_path):
     assert list(spaced["max_box_acc"]) == ["30", "50", "70"]
     table = runner.invoke(app, [*args, "--multi-contour"])
     assert table.exit_code == 0 and "multi-contour" in table.stdout and "Top-1 Loc" in table.stdout
+    predictions.write_text("001.a/a.jpg,1,0,2,3,4\n")
+    lacking = runner.invoke(app, [*args, "--json"])
+    assert lacking.exit_code == 2 and "002.b/b.jpg" in lacking.stderr and lacking.stdout == ""
 
 
 def test_masks_add_pxap(tmp_path):

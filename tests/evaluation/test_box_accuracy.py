@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spol.evaluation import (
-    BoxAccuracy,
     cam_thresholds,
     compute_iou,
     correct_at_thresholds,
@@ -200,28 +199,6 @@ def test_iou_level_is_inclusive():
     s[0:2, 0:1] = 1.0  # box (0, 0, 1, 2): 2 x 3 = 6 px
     gt = np.array([[0, 0, 1, 4]])  # 2 x 5 = 10 px, intersection 6 -> IoU 0.6
     assert correct_at_thresholds(s, gt, np.array([0.5]), (60, 61)).tolist() == [[True], [False]]
-
-
-def test_box_accuracy_max_and_first_best_threshold():
-    acc = BoxAccuracy(np.array([0.0, 0.5, 0.9]), (50,))
-    acc.add(np.array([[False, True, True]]))
-    acc.add(np.array([[True, True, False]]))
-    assert acc.accuracy().tolist() == [[50.0, 100.0, 50.0]]
-    assert acc.max_box_acc() == {50: 100.0}
-    assert acc.best_threshold() == {50: 0.5}
-    assert acc.correct.shape == (1, 3, 2)
-    with pytest.raises(ValueError, match="shape"):
-        acc.add(np.array([True]))
-
-
-def test_box_accuracy_accumulate_runs_the_protocol():
-    acc = BoxAccuracy(THRESHOLDS, (30, 50, 70))
-    s = np.zeros((224, 224))
-    s[10:20, 10:20] = 1.0
-    acc.accumulate(s, np.array([[10, 10, 20, 20]]))
-    acc.accumulate(np.zeros((224, 224)), np.array([[100, 100, 120, 120]]))
-    assert acc.max_box_acc() == {30: 50.0, 50: 50.0, 70: 50.0}
-    assert acc.best_threshold() == {30: 0.0, 50: 0.0, 70: 0.0}
 
 
 def test_cam_thresholds_grid():

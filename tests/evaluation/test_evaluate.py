@@ -1,4 +1,4 @@
-"""evaluate_scoremaps over records: rescaling, resizing, sizes from headers, workers, masks, errors."""
+"""evaluate_scoremaps over records: rescaling, resizing, sizes from headers, workers, masks, classes, errors."""
 
 from __future__ import annotations
 
@@ -80,13 +80,11 @@ def test_workers_give_the_same_result():
         maps[f"{i}.jpg"] = (s - s.min()) / (s.max() - s.min())
         x0, y0 = rng.integers(0, 200, 2)
         records.append(_record(f"{i}.jpg", [(x0, y0, x0 + 40, y0 + 60)], size=(224, 224)))
-    for multi in (False, True):
-        one = evaluate_scoremaps(records, maps.__getitem__, multi_contour=multi, workers=0, progress=False)
-        for executor in ("thread", "process"):
-            two = evaluate_scoremaps(
-                records, maps.__getitem__, multi_contour=multi, workers=2, executor=executor, progress=False
-            )
-            assert np.array_equal(one.correct, two.correct) and one.max_box_acc == two.max_box_acc
+    for mode in ("largest", "every"):
+        one = evaluate_scoremaps(records, maps.__getitem__, contours=(mode,), workers=0, progress=False)
+        two = evaluate_scoremaps(records, maps.__getitem__, contours=(mode,), workers=2, progress=False)
+        assert np.array_equal(one.correct, two.correct) and one.max_box_acc == two.max_box_acc
+        assert one.multi_contour == (mode == "every")
 
 
 @pytest.mark.parametrize(
@@ -114,6 +112,14 @@ def test_records_need_boxes_everywhere_or_masks():
         evaluate_scoremaps([_record("b.jpg", [])], lambda _: np.zeros((224, 224)), progress=False)
     with pytest.raises(ValueError, match="no images"):
         evaluate_scoremaps([], lambda _: np.zeros((224, 224)), progress=False)
+    with pytest.raises(ValueError, match="Top-k Loc needs ground-truth boxes"):
+        evaluate_scoremaps(
+            [_record("b.jpg", [], mask_paths=(Path("m.png"),))],
+            lambda _: np.zeros((224, 224)),
+            masks=True,
+            class_hits=np.ones((1, 2), bool),
+            progress=False,
+        )
 
 
 def test_masks_give_pxap_and_boxes_stay_empty_without_boxes(tmp_path):
@@ -136,3 +142,18 @@ def test_npy_scoremaps_follow_wsolevaluation_names(tmp_path):
     assert maps("001.a/y.jpg").sum() == 0  # the docstring's layout, extension replaced
     with pytest.raises(FileNotFoundError, match="z.jpg.npy"):
         maps("001.a/z.jpg")
+
+
+def test_class_hits_give_loc_numbers_at_the_best_threshold_of_the_split():
+    records = [_record(f"{i}.jpg", [(0, 0, 50, 50)], size=(224, 224)) for i in range(4)]
+    good = np.zeros((224, 224))
+    good[0:50, 0:50] = 1.0
+    maps = {"0.jpg": good, "1.jpg": good, "2.jpg": np.zeros((224, 224)), "3.jpg": good * 0.5}
+    # correct boxes: 0, 1, 3; top-1 right: 0 and 2 (box wrong); top-5 right: 0, 1, 2
+    hits = np.array([[True, True], [False, True], [True, True], [False, False]])
+    result = evaluate_scoremaps(records, maps.__getitem__, class_hits=hits, progress=False, workers=0)
+    assert result.threshold == 0.0 and result.correct[1, 0].tolist() == [True, True, False, True]
+    assert (result.top1_loc, result.top5_loc, result.gt_known_loc) == (25.0, 50.0, 75.0)
+    assert list(result.to_json())[-3:] == ["top1_loc", "top5_loc", "gt_known_loc"]
+    with pytest.raises(ValueError, match="4 records but 3 class-hit rows"):
+        evaluate_scoremaps(records, maps.__getitem__, class_hits=hits[:3], progress=False, workers=0)

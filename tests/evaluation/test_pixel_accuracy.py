@@ -8,10 +8,25 @@ import cv2
 import numpy as np
 import pytest
 
-from spol.evaluation import PixelAccuracy, cam_thresholds, compute_pxap, load_protocol_mask, score_histograms
+from spol.evaluation import (
+    ImageOutcome,
+    ProtocolCounts,
+    cam_thresholds,
+    compute_pxap,
+    load_protocol_mask,
+    score_histograms,
+)
 from spol.scoremaps import ScoreMapError
 
 THRESHOLDS = cam_thresholds(0.01)
+
+
+def _pxap(*images: tuple[np.ndarray, np.ndarray]) -> float | None:
+    """PxAP of ``(map, protocol mask)`` pairs, accumulated by the protocol's counts (masks only)."""
+    counts = ProtocolCounts(THRESHOLDS, contours=(), masks=True)
+    for scoremap, gt in images:
+        counts.add(ImageOutcome(histograms=score_histograms(scoremap, gt, THRESHOLDS)))
+    return counts.result().pxap
 
 
 def _png(path: Path, array: np.ndarray) -> Path:
@@ -66,9 +81,7 @@ def test_perfect_map_gives_100_whatever_the_ignore_scores(tmp_path):
     for ignore_score in (0.0, 1.0):
         s = gt.astype(np.float64)
         s[gt == 255] = ignore_score
-        acc = PixelAccuracy(THRESHOLDS)
-        acc.accumulate(s, gt)
-        assert acc.compute() == 100.0
+        assert _pxap((s, gt)) == 100.0
 
 
 @pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
@@ -76,9 +89,7 @@ def test_constant_map_gives_the_foreground_share(tmp_path, value):
     # One point of the curve: precision = fg / (fg + bg) at recall 1.
     gt = _mask(tmp_path)
     fg, bg = int((gt == 1).sum()), int((gt == 0).sum())
-    acc = PixelAccuracy(THRESHOLDS)
-    acc.accumulate(np.full((224, 224), value), gt)
-    assert acc.compute() == pytest.approx(100 * fg / (fg + bg))
+    assert _pxap((np.full((224, 224), value), gt)) == pytest.approx(100 * fg / (fg + bg))
 
 
 def test_two_level_map_known_curve():
@@ -86,23 +97,17 @@ def test_two_level_map_known_curve():
     gt[:, :112] = 1  # half foreground
     s = np.zeros((224, 224))
     s[:, :56] = 0.8  # half the foreground scores high, nothing else does
-    acc = PixelAccuracy(THRESHOLDS)
-    acc.accumulate(s, gt)
     # recall 0.5 at precision 1, then recall 1 at precision 0.5 -> 100 * (0.5 + 0.25)
-    assert acc.compute() == pytest.approx(75.0)
+    assert _pxap((s, gt)) == pytest.approx(75.0)
 
 
 def test_empty_gt_mask_image_only_adds_background():
     gt = np.zeros((224, 224), np.uint8)
     gt[:10, :10] = 1
-    acc = PixelAccuracy(THRESHOLDS)
-    acc.accumulate(gt.astype(float), gt)
-    acc.accumulate(np.zeros((224, 224)), np.zeros((224, 224), np.uint8))  # empty gt: all background
-    assert acc.num_images == 2 and acc.compute() == 100.0
-    empty = PixelAccuracy(THRESHOLDS)
-    empty.accumulate(np.zeros((224, 224)), np.zeros((224, 224), np.uint8))
+    empty = (np.zeros((224, 224)), np.zeros((224, 224), np.uint8))  # empty gt: all background
+    assert _pxap((gt.astype(float), gt), empty) == 100.0
     with pytest.raises(ValueError, match="no foreground"):
-        empty.compute()
+        _pxap(empty)
 
 
 def test_compute_pxap_without_any_pixel_raises():
@@ -112,4 +117,4 @@ def test_compute_pxap_without_any_pixel_raises():
 
 def test_nan_map_raises():
     with pytest.raises(ScoreMapError, match="NaN"):
-        PixelAccuracy(THRESHOLDS).accumulate(np.full((224, 224), np.nan), np.zeros((224, 224), np.uint8))
+        score_histograms(np.full((224, 224), np.nan), np.zeros((224, 224), np.uint8), THRESHOLDS)

@@ -1,4 +1,4 @@
-"""StreamingEvaluator / ProtocolCounts: the same numbers as evaluating stored maps, summed over shards."""
+"""StreamingEvaluator: batches of maps give the numbers of the protocol computed image by image."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from PIL import Image
 
 from spol.data.records import ImageRecord
 from spol.evaluation import (
-    ProtocolCounts,
     StreamingEvaluator,
     cam_thresholds,
-    evaluate_scoremaps,
-    localization_accuracy,
+    compute_pxap,
+    correct_at_thresholds,
+    load_protocol_mask,
+    prepare_scoremap,
+    protocol_gt_boxes,
+    score_histograms,
+    top_k_hits,
 )
 from spol.scoremaps import ScoreMapError
 
@@ -45,69 +49,74 @@ def _records_and_maps(tmp_path: Path, n: int = 30, seed: int = 0):
     return records, np.stack(maps), np.stack(top5)
 
 
-def _reference(records, maps, top5, threshold):
-    """The numbers from whole stored splits: evaluate_scoremaps per contour mode, then Loc at `threshold`."""
-    index = {r.image_id: i for i, r in enumerate(records)}
-    single = evaluate_scoremaps(records, lambda image_id: maps[index[image_id]], masks=True, workers=0, progress=False)
-    multi = evaluate_scoremaps(
-        records, lambda image_id: maps[index[image_id]], multi_contour=True, workers=0, progress=False
-    )
-    t_index = int(np.argmin(np.abs(single.thresholds - threshold)))
-    correct = single.correct[single.iou_thresholds.index(50), t_index]
+def _image_by_image(records, maps, top5, threshold):
+    """The numbers written out per image: boxes of both contour modes, histograms, Loc at `threshold`."""
+    thresholds = cam_thresholds(0.01)
     labels = np.array([r.label for r in records])
-    loc = localization_accuracy(correct, labels, top5)
-    return single, {
-        **loc,
-        "max_box_acc": {str(k): v for k, v in single.max_box_acc.items()},
-        "max_box_acc_v2": multi.max_box_acc_mean,
-        "pxap": single.pxap,
-        "cls_top1": 100.0 * float((top5[:, 0] == labels).mean()),
+    single, multi = [], []
+    fg = bg = 0
+    for record, scoremap in zip(records, maps, strict=True):
+        gt = protocol_gt_boxes(record)
+        single.append(correct_at_thresholds(scoremap, gt, thresholds))
+        multi.append(correct_at_thresholds(scoremap, gt, thresholds, multi_contour=True))
+        hist_fg, hist_bg = score_histograms(scoremap, load_protocol_mask(record.mask_paths), thresholds)
+        fg, bg = fg + hist_fg, bg + hist_bg
+    n = len(records)
+    accuracy = np.sum(single, axis=0).astype(np.float64) * 100.0 / float(n)
+    accuracy_v2 = np.sum(multi, axis=0).astype(np.float64) * 100.0 / float(n)
+    t_index = int(np.argmin(np.abs(thresholds - threshold)))
+    right = np.array([c[1, t_index] for c in single])  # IoU 50
+    hits = top_k_hits(top5, labels)
+    return {
+        "top1_loc": 100.0 * float((right & hits[:, 0]).sum()) / n,
+        "top5_loc": 100.0 * float((right & hits[:, 1]).sum()) / n,
+        "gt_known_loc": 100.0 * float(right.sum()) / n,
+        "max_box_acc": {str(level): float(row.max()) for level, row in zip((30, 50, 70), accuracy, strict=True)},
+        "max_box_acc_v2": float(np.mean([float(row.max()) for row in accuracy_v2])),
+        "pxap": compute_pxap(fg, bg),
+        "cls_top1": 100.0 * (int(hits[:, 0].sum()) / n),
         "threshold": threshold,
-    }
+    }, float(thresholds[int(np.argmax(accuracy[1]))])
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_streamed_batches_give_the_numbers_of_the_stored_maps(tmp_path, workers):
+def test_streamed_batches_give_the_numbers_of_the_images(tmp_path, workers):
     records, maps, top5 = _records_and_maps(tmp_path)
+    labels = np.array([r.label for r in records])
     evaluator = StreamingEvaluator(masks=True, workers=workers)
     for start in range(0, len(records), 7):  # uneven batches
-        evaluator.add(records[start : start + 7], maps[start : start + 7], top5[start : start + 7])
+        batch = slice(start, start + 7)
+        evaluator.add(records[batch], maps[batch], top_k_hits(top5[batch], labels[batch]))
     counts = evaluator.finish()
     assert counts.num_images == len(records)
-    single, expected = _reference(records, maps, top5, threshold=0.37)
-    assert counts.summary(0.37) == expected  # exactly: the same integer counts, the same float arithmetic
-    assert counts.best_threshold() == single.best_threshold[50]
+    expected, best = _image_by_image(records, maps, top5, threshold=0.37)
+    assert counts.result(0.37).to_metrics() == expected  # exactly: the same integer counts, the same float arithmetic
+    assert counts.best_threshold() == best
 
 
-def test_counts_of_shards_add_up_to_the_counts_of_the_whole(tmp_path):
-    records, maps, top5 = _records_and_maps(tmp_path, n=21, seed=1)
-    whole = StreamingEvaluator(masks=True, workers=0)
-    whole.add(records, maps, top5)
-    expected = whole.finish().summary(0.5)
-
-    shards = []
-    for rank in range(3):  # rank r takes images r, r + 3, ... as the distributed sampler does
-        shard = StreamingEvaluator(masks=True, workers=0)
-        shard.add(records[rank::3], maps[rank::3], top5[rank::3])
-        shards.append(shard.finish())
-
-    def sum_over_shards(vector: np.ndarray) -> np.ndarray:
-        return np.sum([s.as_vector() for s in shards], axis=0)
-
-    summed = shards[0].summed(sum_over_shards)
-    assert summed.num_images == 21
-    assert summed.summary(0.5) == expected
-    # One shard alone is not the whole: the sum is what makes the numbers right.
-    assert shards[0].summed(lambda v: v).summary(0.5) != expected
-
-
-def test_without_classes_loc_and_classification_are_none(tmp_path):
+def test_per_image_correctness_is_kept_in_the_order_added(tmp_path):
     records, maps, _ = _records_and_maps(tmp_path, n=5)
-    evaluator = StreamingEvaluator(workers=0)
+    evaluator = StreamingEvaluator(workers=2, keep_per_image=True)
     evaluator.add(records, maps)
-    summary = evaluator.finish().summary(0.2)
-    assert summary["top1_loc"] is None and summary["top5_loc"] is None and summary["cls_top1"] is None
-    assert summary["pxap"] is None and summary["gt_known_loc"] is not None
+    evaluator.finish()
+    every = evaluator.per_image_correct("every")
+    assert every.shape == (5, 3, 100)
+    for i, record in enumerate(records):
+        expected = correct_at_thresholds(maps[i], protocol_gt_boxes(record), cam_thresholds(), multi_contour=True)
+        assert np.array_equal(every[i], expected)
+    with pytest.raises(ValueError, match="keep_per_image"):
+        StreamingEvaluator(workers=0).per_image_correct("every")
+
+
+def test_maps_of_other_sizes_are_resized_and_counted(tmp_path):
+    records, maps, _ = _records_and_maps(tmp_path, n=3)
+    small = cv2.resize(maps[1], (112, 112), interpolation=cv2.INTER_LINEAR)
+    evaluator = StreamingEvaluator(workers=0, keep_per_image=True)
+    evaluator.add(records, [maps[0], small, maps[2]])
+    assert evaluator.finish().result().num_resized == 1
+    resized, _ = prepare_scoremap(small, records[1].image_id)
+    expected = correct_at_thresholds(resized, protocol_gt_boxes(records[1]), cam_thresholds())
+    assert np.array_equal(evaluator.per_image_correct("largest")[1], expected)
 
 
 def test_bad_maps_and_records_are_refused(tmp_path):
@@ -122,7 +131,5 @@ def test_bad_maps_and_records_are_refused(tmp_path):
         StreamingEvaluator(workers=0).add([unboxed], maps[:1])
     with pytest.raises(ValueError, match=r"2 records but \[1\] maps"):
         StreamingEvaluator(workers=0).add(records, maps[:1])
-    with pytest.raises(ValueError, match="must include 50"):
-        ProtocolCounts(cam_thresholds(), (30, 70))
-    with pytest.raises(ValueError, match="no image"):
-        ProtocolCounts(cam_thresholds()).summary(0.5)
+    with pytest.raises(ValueError, match=r"2 records but \[2, 1\]"):
+        StreamingEvaluator(workers=0).add(records, maps, np.ones((1, 2), bool))

@@ -12,7 +12,8 @@ from tiny import TINY_PIPELINE
 import spol
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
-from spol.pipeline import format_comparison, run_pipeline
+from spol.pipeline import run_pipeline
+from spol.report import format_comparison
 
 METHOD_KEYS = {
     "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train",

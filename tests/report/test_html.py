@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spol.evaluation import METRIC_ROWS
-from spol.report import MethodVisuals, ReportSample, write_report
+from spol.report import METRIC_ROWS, MethodVisuals, ReportSample, write_report
 
 METRICS = {
     "spol": {

@@ -5,24 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from spol.cli._app import app, fail
-from spol.data.records import DatasetFormatError
+from spol.data.records import DatasetFormatError, ImageRecord
 from spol.data.wsol import read_wsol_metadata
 from spol.evaluation import (
     LOC_IOU,
     EvaluationResult,
     NpyScoreMaps,
     evaluate_scoremaps,
-    localization_from_predictions,
+    prediction_hits,
     read_top5_predictions,
 )
 from spol.scoremaps import ScoreMapError
 
 _MAX_PROBLEMS_SHOWN = 10
-_PROCESS_POOL_FROM = 1000
-"""From this many images worker processes (about a second to start) replace threads."""
 
 
 def _iou_levels(values: list[str]) -> tuple[int, ...]:
@@ -41,7 +40,7 @@ def _iou_levels(values: list[str]) -> tuple[int, ...]:
     return tuple(levels)
 
 
-def _table(result: EvaluationResult, summary: dict) -> str:
+def _table(result: EvaluationResult) -> str:
     mode = "multi-contour (MaxBoxAccV2)" if result.multi_contour else "single contour (MaxBoxAcc)"
     lines = [f"images        {result.num_images}", f"contour mode  {mode}"]
     if result.num_resized:
@@ -53,12 +52,56 @@ def _table(result: EvaluationResult, summary: dict) -> str:
         lines.append(f"mean  {result.max_box_acc_mean:7.2f}")
     if result.pxap is not None:
         lines.append(f"PxAP  {result.pxap:7.2f}")
-    if "top1_loc" in summary:
+    if result.top1_loc is not None:
         lines.append(
-            f"Top-1 Loc {summary['top1_loc']:.2f}  Top-5 Loc {summary['top5_loc']:.2f}  "
-            f"GT-known Loc {summary['gt_known_loc']:.2f}  (threshold best at IoU {LOC_IOU} on this split)"
+            f"Top-1 Loc {result.top1_loc:.2f}  Top-5 Loc {result.top5_loc:.2f}  "
+            f"GT-known Loc {result.gt_known_loc:.2f}  (threshold best at IoU {LOC_IOU} on this split)"
         )
     return "\n".join(lines)
+
+
+def _check_arguments(
+    metadata: Path,
+    scoremaps: Path,
+    masks: Path | None,
+    predictions: Path | None,
+    levels: tuple[int, ...],
+    cam_curve_interval: float,
+) -> None:
+    """Exit code 2 unless each folder argument is a folder, and the other arguments fit together."""
+    if not metadata.is_dir():
+        raise fail(f"--metadata {metadata} is not a folder; pass a split folder such as metadata/CUB/test")
+    if not scoremaps.is_dir():
+        raise fail(f"--scoremaps {scoremaps} is not a folder of <image_id>.npy files")
+    if masks is not None and not masks.is_dir():
+        raise fail(f"--masks {masks} is not a folder; pass the root the mask paths of localization.txt are relative to")
+    if predictions is not None and LOC_IOU not in levels:
+        raise fail(f"--predictions needs IoU level {LOC_IOU} in --iou-thresholds")
+    if not 0 < cam_curve_interval < 1:
+        raise fail(f"--cam-curve-interval must lie in (0, 1), got {cam_curve_interval}")
+
+
+def _read_records(metadata: Path, masks: Path | None) -> list[ImageRecord]:
+    """The split's records; exit code 2 on any problem in the metadata (the numbers would not be the protocol's)."""
+    try:
+        dataset = read_wsol_metadata(metadata, mask_root=masks, probe_sizes=False, progress=False)
+    except DatasetFormatError as error:
+        raise fail(str(error)) from error
+    if dataset.problems:
+        shown = "\n  ".join(str(p) for p in dataset.problems[:_MAX_PROBLEMS_SHOWN])
+        more = len(dataset.problems) - _MAX_PROBLEMS_SHOWN
+        raise fail(
+            f"{len(dataset.problems)} problems in the metadata {metadata} (numbers would not match the protocol):\n  "
+            + shown
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
+    return list(dataset.records)
+
+
+def _class_hits(predictions: Path, records: list[ImageRecord]) -> np.ndarray:
+    """Top-1 / top-5 class hits per record from the predictions CSV (an image without one is an error)."""
+    top5 = read_top5_predictions(predictions)
+    return prediction_hits([r.image_id for r in records], [r.label for r in records], top5)
 
 
 @app.command("evaluate-maps", context_settings={"allow_extra_args": True})
@@ -102,8 +145,7 @@ def evaluate_maps(
         None,
         "--workers",
         min=0,
-        help=f"Parallel workers (default: CPU count; 0 or 1: none); processes from {_PROCESS_POOL_FROM} images on, "
-        "threads below.",
+        help="Evaluation threads (default: CPU count; 0 or 1: none).",
     ),
     as_json: bool = typer.Option(
         False,
@@ -121,47 +163,22 @@ def evaluate_maps(
     if ctx.args and not all(arg.replace(",", "").isdigit() for arg in ctx.args):
         raise fail(f"unexpected arguments: {' '.join(ctx.args)}")
     levels = _iou_levels([*iou_thresholds, *ctx.args])
-    if not metadata.is_dir():
-        raise fail(f"--metadata {metadata} is not a folder; pass a split folder such as metadata/CUB/test")
-    if not scoremaps.is_dir():
-        raise fail(f"--scoremaps {scoremaps} is not a folder of <image_id>.npy files")
-    if masks is not None and not masks.is_dir():
-        raise fail(f"--masks {masks} is not a folder; pass the root the mask paths of localization.txt are relative to")
-    if predictions is not None and LOC_IOU not in levels:
-        raise fail(f"--predictions needs IoU level {LOC_IOU} in --iou-thresholds")
-    if not 0 < cam_curve_interval < 1:
-        raise fail(f"--cam-curve-interval must lie in (0, 1), got {cam_curve_interval}")
+    _check_arguments(metadata, scoremaps, masks, predictions, levels, cam_curve_interval)
+    records = _read_records(metadata, masks)
     try:
-        dataset = read_wsol_metadata(metadata, mask_root=masks, probe_sizes=False, progress=False)
-    except DatasetFormatError as error:
-        raise fail(str(error)) from error
-    if dataset.problems:
-        shown = "\n  ".join(str(p) for p in dataset.problems[:_MAX_PROBLEMS_SHOWN])
-        more = len(dataset.problems) - _MAX_PROBLEMS_SHOWN
-        raise fail(
-            f"{len(dataset.problems)} problems in the metadata {metadata} (numbers would not match the protocol):\n  "
-            + shown
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
-    try:
-        top5 = read_top5_predictions(predictions) if predictions is not None else None
         result = evaluate_scoremaps(
-            dataset.records,
+            records,
             NpyScoreMaps(scoremaps),
             cam_curve_interval=cam_curve_interval,
             iou_thresholds=levels,
-            multi_contour=multi_contour,
+            contours=("every",) if multi_contour else ("largest",),
             masks=masks is not None,
+            class_hits=None if predictions is None else _class_hits(predictions, records),
             workers=workers,
-            executor="process" if len(dataset.records) >= _PROCESS_POOL_FROM else "thread",
             progress=True,
         )
-        summary = result.to_json()
-        if top5 is not None:
-            labels = {r.image_id: r.label for r in dataset.records}
-            summary.update(localization_from_predictions(result, labels, top5))
     except (ScoreMapError, FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from error
     if as_json and result.num_resized:
         typer.echo(f"note: {result.num_resized} map(s) were not 224x224 and were resized (bilinear)", err=True)
-    typer.echo(json.dumps(summary) if as_json else _table(result, summary))
+    typer.echo(json.dumps(result.to_json()) if as_json else _table(result))

@@ -88,7 +88,7 @@ def pipeline_command(
 
 def _print_result(result: PipelineResult, *, smoke_test: bool = False) -> None:
     from spol.localization import METHOD_LABELS
-    from spol.pipeline import format_comparison
+    from spol.report import format_comparison
 
     if smoke_test:
         typer.echo("smoke test: tiny data and a few steps check that every stage runs; these numbers mean nothing")

@@ -1,8 +1,9 @@
 """The WSOL evaluation protocol (Choe et al., CVPR 2020), exact to clovaai/wsolevaluation.
 
-MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`), PxAP (`pixel_accuracy`), their driver over a dataset
-(`evaluate_scoremaps`, or `StreamingEvaluator` as maps are produced) and SPOL's paper-style Top-1 / Top-5 /
-GT-known Loc (`localization`).
+The per-image pieces of MaxBoxAcc / MaxBoxAccV2 (`box_accuracy`) and PxAP (`pixel_accuracy`); the one
+accumulator of their counts, with SPOL's paper-style Top-1 / Top-5 / GT-known Loc (`ProtocolCounts`,
+whose `EvaluationResult` holds the numbers); and its feeders, as maps are produced
+(`StreamingEvaluator`) or from stored maps (`evaluate_scoremaps`).
 """
 
 from spol.evaluation.bootstrap import (
@@ -12,8 +13,9 @@ from spol.evaluation.bootstrap import (
     bootstrap_max_box_acc_v2,
 )
 from spol.evaluation.box_accuracy import (
+    CONTOUR_MODES,
     DEFAULT_IOU_THRESHOLDS,
-    BoxAccuracy,
+    ContourMode,
     cam_thresholds,
     check_box_convention,
     compute_iou,
@@ -21,65 +23,36 @@ from spol.evaluation.box_accuracy import (
     rescale_boxes_to_protocol,
     scoremap_to_boxes,
 )
-from spol.evaluation.evaluate import (
-    EvaluationResult,
-    NpyScoreMaps,
-    evaluate_scoremaps,
-    prepare_scoremap,
-    protocol_gt_boxes,
-)
-from spol.evaluation.loc_accuracy import (
-    LOC_IOU,
-    choose_threshold,
-    correct_at_threshold,
-    localization_accuracy,
-    localization_from_predictions,
-    read_top5_predictions,
-)
-from spol.evaluation.pixel_accuracy import (
-    PixelAccuracy,
-    compute_pxap,
-    load_protocol_mask,
-    score_histograms,
-)
-from spol.evaluation.streaming import (
-    METRIC_DEFINITIONS,
-    METRIC_ROWS,
-    ProtocolCounts,
-    StreamingEvaluator,
-    best_other_difference,
-    metric_value,
-)
+from spol.evaluation.counts import EvaluationResult, ImageOutcome, ProtocolCounts
+from spol.evaluation.evaluate import NpyScoreMaps, evaluate_scoremaps
+from spol.evaluation.loc_accuracy import LOC_IOU, TOP_K, prediction_hits, read_top5_predictions, top_k_hits
+from spol.evaluation.pixel_accuracy import compute_pxap, load_protocol_mask, score_histograms
+from spol.evaluation.streaming import StreamingEvaluator, prepare_scoremap, protocol_gt_boxes
 from spol.scoremaps import scoremap_to_uint8
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "CONTOUR_MODES",
     "DEFAULT_IOU_THRESHOLDS",
     "LOC_IOU",
     "MAX_BOOTSTRAP_IMAGES",
-    "METRIC_DEFINITIONS",
-    "METRIC_ROWS",
+    "TOP_K",
     "BootstrapResult",
-    "BoxAccuracy",
+    "ContourMode",
     "EvaluationResult",
+    "ImageOutcome",
     "NpyScoreMaps",
-    "PixelAccuracy",
     "ProtocolCounts",
     "StreamingEvaluator",
-    "best_other_difference",
     "bootstrap_max_box_acc_v2",
     "cam_thresholds",
     "check_box_convention",
-    "choose_threshold",
     "compute_iou",
     "compute_pxap",
-    "correct_at_threshold",
     "correct_at_thresholds",
     "evaluate_scoremaps",
     "load_protocol_mask",
-    "localization_accuracy",
-    "localization_from_predictions",
-    "metric_value",
+    "prediction_hits",
     "prepare_scoremap",
     "protocol_gt_boxes",
     "read_top5_predictions",
@@ -87,4 +60,5 @@ __all__ = [
     "score_histograms",
     "scoremap_to_boxes",
     "scoremap_to_uint8",
+    "top_k_hits",
 ]

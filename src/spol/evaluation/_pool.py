@@ -1,22 +1,23 @@
-"""Per-image protocol work (boxes at every threshold, PxAP histograms) and the pool that runs it.
+"""Per-image protocol work (boxes at every threshold, PxAP histograms) and the threads that run it.
 
-`evaluate_scoremaps` feeds it maps read from disk; `spol.evaluation.streaming` feeds it maps as a
-network produces them. Either way at most two chunks of maps per worker are in flight, so the
-memory held by maps does not grow with the number of images.
+`spol.evaluation.StreamingEvaluator` feeds it maps, whether read from disk (`evaluate_scoremaps`) or
+made by a network. At most two chunks of maps per worker are in flight, so the memory held by maps
+does not grow with the number of images. Threads suffice: the compiled level sweep that dominates
+releases the GIL.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from spol.evaluation.box_accuracy import compile_kernels, correct_at_thresholds
+from spol.evaluation.box_accuracy import ContourMode, compile_kernels, correct_at_thresholds
+from spol.evaluation.counts import ImageOutcome
 from spol.evaluation.pixel_accuracy import load_protocol_mask, score_histograms
 
 CHUNK = 16
@@ -25,53 +26,46 @@ CHUNK = 16
 
 @dataclass(frozen=True)
 class MapTask:
-    """One image's map on the protocol grid and its ground truth (boxes on the same grid)."""
+    """One image's map on the protocol grid, its ground truth (boxes on the same grid) and what passes through.
+
+    Attributes:
+        class_hits: ``(top-1 right, top-5 right)``, or None without classes (copied to the outcome).
+        resized: the map was resized to the protocol grid (copied to the outcome).
+    """
 
     image_id: str
     scoremap: np.ndarray
     gt_boxes: np.ndarray | None
     mask_paths: tuple[Path, ...] = ()
     ignore_path: Path | None = None
+    class_hits: tuple[bool, bool] | None = None
+    resized: bool = False
 
 
 @dataclass(frozen=True)
 class MapSettings:
-    """What to compute per image: box correctness per contour mode, and/or PxAP histograms.
-
-    Attributes:
-        contour_modes: one entry per wanted box mode: False the largest contour (MaxBoxAcc),
-            True every contour (MaxBoxAccV2).
-    """
+    """What to compute per image: box correctness per contour mode, and/or PxAP histograms."""
 
     thresholds: np.ndarray
     iou_thresholds: tuple[int, ...]
-    contour_modes: tuple[bool, ...]
+    contour_modes: tuple[ContourMode, ...]
     masks: bool
 
 
-@dataclass(frozen=True)
-class MapOutcome:
-    """What one image contributes.
-
-    Attributes:
-        correct: per contour mode, bool ``[num_iou, num_thresholds]`` (None without boxes).
-        histograms: ``(foreground, background)`` score histograms (None without masks).
-    """
-
-    correct: tuple[np.ndarray, ...] | None
-    histograms: tuple[np.ndarray, np.ndarray] | None
-
-
-def evaluate_map(task: MapTask, settings: MapSettings) -> MapOutcome:
+def evaluate_map(task: MapTask, settings: MapSettings) -> ImageOutcome:
     """The protocol's per-image work for `task`."""
-    correct = None
+    correct = {}
     if task.gt_boxes is not None:
-        correct = tuple(
-            correct_at_thresholds(
-                task.scoremap, task.gt_boxes, settings.thresholds, settings.iou_thresholds, multi_contour=multi
+        correct = {
+            mode: correct_at_thresholds(
+                task.scoremap,
+                task.gt_boxes,
+                settings.thresholds,
+                settings.iou_thresholds,
+                multi_contour=mode == "every",
             )
-            for multi in settings.contour_modes
-        )
+            for mode in settings.contour_modes
+        }
     histograms = None
     if settings.masks:
         try:
@@ -79,43 +73,35 @@ def evaluate_map(task: MapTask, settings: MapSettings) -> MapOutcome:
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"image {task.image_id}: {error}") from error
         histograms = score_histograms(task.scoremap, gt_mask, settings.thresholds)
-    return MapOutcome(correct, histograms)
+    return ImageOutcome(correct, histograms, task.class_hits, task.resized)
 
 
-def _evaluate_chunk(tasks: list[MapTask], settings: MapSettings) -> list[MapOutcome]:
+def _evaluate_chunk(tasks: list[MapTask], settings: MapSettings) -> list[ImageOutcome]:
     return [evaluate_map(task, settings) for task in tasks]
 
 
 class MapPool:
-    """Evaluates tasks on worker threads (or processes) and returns outcomes in submission order.
+    """Evaluates tasks on worker threads and returns outcomes in submission order.
 
-    ``workers <= 1`` evaluates in the calling thread. Otherwise chunks go to a pool with at most
-    two chunks per worker in flight: `submit` blocks on the oldest chunk beyond that.
+    ``workers <= 1`` evaluates in the calling thread. Otherwise chunks go to a thread pool with at
+    most two chunks per worker in flight: `submit` blocks on the oldest chunk beyond that.
 
     Args:
         settings: what to compute per image.
         workers: pool size.
-        executor: ``"thread"`` (no start-up cost; the compiled level sweep releases the GIL) or
-            ``"process"`` (spawned processes, about a second to start).
     """
 
-    def __init__(self, settings: MapSettings, workers: int, executor: str = "thread") -> None:
-        if executor not in ("thread", "process"):
-            raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
+    def __init__(self, settings: MapSettings, workers: int) -> None:
         self.settings = settings
         self.workers = workers
         self._pending: deque[Future] = deque()
         self._chunk: list[MapTask] = []
-        self._pool: Executor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         if workers > 1:
-            compile_kernels()  # once here, not in every worker at once
-            if executor == "process":
-                # spawn: safe beside threads (torch, OpenMP) in this process.
-                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-            else:
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
+            compile_kernels()
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spol-eval")
 
-    def submit(self, tasks: Iterable[MapTask]) -> Iterator[MapOutcome]:
+    def submit(self, tasks: Iterable[MapTask]) -> Iterator[ImageOutcome]:
         """Queue `tasks`; yields the outcomes that are due (consume them before the next call)."""
         for task in tasks:
             if self._pool is None:
@@ -128,7 +114,7 @@ class MapPool:
                 while len(self._pending) >= 2 * self.workers:
                     yield from self._pending.popleft().result()
 
-    def finish(self) -> Iterator[MapOutcome]:
+    def finish(self) -> Iterator[ImageOutcome]:
         """Yields every outstanding outcome, then shuts the pool down."""
         try:
             if self._pool is not None and self._chunk:
@@ -149,4 +135,4 @@ class MapPool:
             self._pool = None
 
 
-__all__ = ["CHUNK", "MapOutcome", "MapPool", "MapSettings", "MapTask", "evaluate_map"]
+__all__ = ["CHUNK", "MapPool", "MapSettings", "MapTask", "evaluate_map"]

@@ -14,7 +14,8 @@ Conventions (wsolevaluation's ``evaluation.py``, ``BoxEvaluator``):
 * ``IoU`` uses inclusive pixel areas ``(x1 - x0 + 1) * (y1 - y0 + 1)``; an image is correct at
   ``(t, delta)`` when its best IoU is ``>= delta / 100``.
 * ``MaxBoxAcc(delta) = max_t 100 * correct(t, delta) / N``; MaxBoxAccV2 is the mean over
-  ``delta in {30, 50, 70}`` in multi-contour mode.
+  ``delta in {30, 50, 70}`` in multi-contour mode (both from the counts of
+  `spol.evaluation.ProtocolCounts`).
 
 Speed without changing a single box: thresholds that give the same cut share one mask, and the
 masks of all cuts are nested, so their boxes come from one compiled sweep over the map's levels
@@ -29,6 +30,7 @@ per-threshold loop: 4-8x on smooth 224 x 224 maps with two workers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numba
@@ -40,6 +42,10 @@ from spol.scoremaps import EMPTY_PROTOCOL_BOX, PROTOCOL_SIZE, check_scoremap, pr
 
 DEFAULT_IOU_THRESHOLDS: tuple[int, ...] = (30, 50, 70)
 """IoU levels (percent) of MaxBoxAccV2."""
+
+ContourMode = Literal["largest", "every"]
+"""Which contours give an image's boxes: the largest one (MaxBoxAcc, GT-known Loc) or every one (MaxBoxAccV2)."""
+CONTOUR_MODES: tuple[ContourMode, ...] = ("largest", "every")
 
 
 def cam_thresholds(interval: float = 0.01) -> np.ndarray:
@@ -274,105 +280,10 @@ def correct_at_thresholds(
 def compile_kernels() -> None:
     """Compile the box computation now, or load it from numba's on-disk cache (about 7 s the first time).
 
-    Called before starting worker processes, so that they find the cache instead of each compiling.
+    Called before starting worker threads, so that the first chunks do not all wait for the compiler.
     """
     ring = np.full((5, 5), 0.5)
     ring[1:4, 1:4] = 1.0
     ring[2, 2] = 0.0  # a hole: the background sweep runs too
     for multi_contour in (False, True):
         correct_at_thresholds(ring, np.array([[0, 0, 2, 2]]), cam_thresholds(0.1), multi_contour=multi_contour)
-
-
-class BoxAccuracy:
-    """Counts correct images per (IoU level, threshold) and gives MaxBoxAcc (the reference's BoxEvaluator).
-
-    Only the counts are needed for the metrics, so memory does not grow with the number of
-    images; `keep_per_image` also keeps each image's correctness (for Top-k Loc from a
-    predictions file, `spol.evaluation.localization_from_predictions`).
-
-    Example:
-        >>> acc = BoxAccuracy(cam_thresholds(0.01))
-        >>> for scoremap, boxes in items:
-        ...     acc.accumulate(scoremap, boxes)
-        >>> acc.max_box_acc()  # {30: ..., 50: ..., 70: ...}
-    """
-
-    def __init__(
-        self,
-        thresholds: Sequence[float] | np.ndarray,
-        iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
-        *,
-        multi_contour: bool = False,
-        keep_per_image: bool = True,
-    ) -> None:
-        self.thresholds = np.asarray(thresholds, dtype=np.float64)
-        self.iou_thresholds = tuple(int(v) for v in iou_thresholds)
-        if not self.iou_thresholds or any(not 0 < v <= 100 for v in self.iou_thresholds):
-            raise ValueError(f"iou_thresholds must be percents in (0, 100], got {iou_thresholds}")
-        self.multi_contour = multi_contour
-        self.hits = np.zeros((len(self.iou_thresholds), len(self.thresholds)), dtype=np.int64)
-        """Correct images per (IoU level, threshold)."""
-        self.num_images = 0
-        self._correct: list[np.ndarray] | None = [] if keep_per_image else None
-
-    def accumulate(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
-        """Add one image (map and protocol-grid gt boxes); returns its bool ``[num_iou, num_thresholds]``."""
-        correct = correct_at_thresholds(
-            scoremap, gt_boxes, self.thresholds, self.iou_thresholds, multi_contour=self.multi_contour
-        )
-        self.add(correct)
-        return correct
-
-    def add(self, correct: np.ndarray) -> None:
-        """Add one image's precomputed bool ``[num_iou, num_thresholds]`` (from `correct_at_thresholds`)."""
-        correct = np.asarray(correct, dtype=bool)
-        if correct.shape != self.hits.shape:
-            raise ValueError(f"correct must have shape {self.hits.shape}, got {correct.shape}")
-        self.hits += correct
-        self.num_images += 1
-        if self._correct is not None:
-            self._correct.append(correct)
-
-    def add_counts(self, hits: np.ndarray, num_images: int) -> None:
-        """Add the counts of other images (e.g. another process's share of the split)."""
-        hits = np.asarray(hits)
-        if hits.shape != self.hits.shape:
-            raise ValueError(f"hits must have shape {self.hits.shape}, got {hits.shape}")
-        if self._correct is not None:
-            raise ValueError("counts cannot be added to a BoxAccuracy that keeps per-image results")
-        self.hits += hits.astype(np.int64)
-        self.num_images += int(num_images)
-
-    @property
-    def correct(self) -> np.ndarray:
-        """Per-image correctness, bool ``[num_iou, num_thresholds, num_images]`` in accumulation order.
-
-        Raises:
-            ValueError: made with ``keep_per_image=False``.
-        """
-        if self._correct is None:
-            raise ValueError("per-image results were not kept; build BoxAccuracy with keep_per_image=True")
-        if not self._correct:
-            return np.zeros((*self.hits.shape, 0), dtype=bool)
-        return np.stack(self._correct, axis=-1)
-
-    def accuracy(self) -> np.ndarray:
-        """Box accuracy in percent, float64 ``[num_iou, num_thresholds]``.
-
-        Raises:
-            ValueError: no image was accumulated.
-        """
-        if self.num_images == 0:
-            raise ValueError("no image accumulated; box accuracy needs at least one")
-        return self.hits.astype(np.float64) * 100.0 / float(self.num_images)
-
-    def max_box_acc(self) -> dict[int, float]:
-        """``{iou level: max over thresholds of the accuracy}`` in percent."""
-        return {iou: float(row.max()) for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)}
-
-    def best_threshold(self) -> dict[int, float]:
-        """``{iou level: the first threshold reaching the max}``."""
-        return {
-            iou: float(self.thresholds[int(np.argmax(row))])
-            for iou, row in zip(self.iou_thresholds, self.accuracy(), strict=True)
-        }

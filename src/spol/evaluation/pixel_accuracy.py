@@ -6,7 +6,8 @@ Conventions (wsolevaluation's ``evaluation.py``, ``MaskEvaluator``):
   with nearest-neighbour interpolation and is foreground where > 0.5; the union over instances
   is the foreground. The ignore mask, read alike, minus the foreground is left out.
 * Histograms over all images of the score values at foreground and at background pixels, with
-  bin edges ``thresholds + [1, 2, 3]`` (NumPy ``histogram`` semantics).
+  bin edges ``thresholds + [1, 2, 3]`` (NumPy ``histogram`` semantics): `score_histograms` per
+  image, summed by `spol.evaluation.ProtocolCounts`.
 * Reversed cumulative sums give ``tp`` and ``fp``; ``precision = tp / (tp + fp)``,
   ``recall = tp / total_fg`` and ``PxAP = 100 * sum_i precision[i] * (recall[i] - recall[i-1])``
   over ``i >= 1`` where ``tp + fp != 0``.
@@ -140,29 +141,3 @@ def compute_pxap(foreground_hist: np.ndarray, background_hist: np.ndarray) -> fl
     """
     precision, recall, defined = precision_recall(foreground_hist, background_hist)
     return float((precision[1:] * np.diff(recall))[defined[1:]].sum() * 100)
-
-
-class PixelAccuracy:
-    """Accumulates score histograms over images and gives PxAP (the reference's MaskEvaluator)."""
-
-    def __init__(self, thresholds: Sequence[float] | np.ndarray) -> None:
-        self.thresholds = np.asarray(thresholds, dtype=np.float64)
-        bins = len(self.thresholds) + 2
-        self.foreground_hist = np.zeros(bins, dtype=np.int64)
-        self.background_hist = np.zeros(bins, dtype=np.int64)
-        self.num_images = 0
-
-    def accumulate(self, scoremap: np.ndarray, gt_mask: np.ndarray) -> None:
-        """Add one image: its map and its `load_protocol_mask` mask, same shape."""
-        fg, bg = score_histograms(scoremap, gt_mask, self.thresholds)
-        self.add(fg, bg)
-
-    def add(self, foreground_hist: np.ndarray, background_hist: np.ndarray) -> None:
-        """Add precomputed `score_histograms` of one image."""
-        self.foreground_hist += foreground_hist
-        self.background_hist += background_hist
-        self.num_images += 1
-
-    def compute(self) -> float:
-        """PxAP in percent over every accumulated image (see `compute_pxap`)."""
-        return compute_pxap(self.foreground_hist, self.background_hist)

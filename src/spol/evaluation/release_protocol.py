@@ -25,7 +25,7 @@ import io
 import os
 import pickle
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from spol.config import TrainerConfig
 from spol.data.records import ImageRecord
 from spol.data.transforms import NORMALIZATION, normalization_of
-from spol.runtime.distributed import all_reduce_sum
+from spol.runtime.distributed import all_reduce_sum_named
 from spol.runtime.prediction import InferenceSystem, run_inference
 
 RELEASE_RESIZE = 256
@@ -196,7 +196,11 @@ class _ReleaseMaps(InferenceSystem):
 
 @dataclass
 class ReleaseProtocolResult:
-    """The release's counts: ``num_images`` scored (a contour found), ``num_skipped`` (no contour, or no box left)."""
+    """The release's counts: ``num_images`` scored (a contour found), ``num_skipped`` (no contour, or no box left).
+
+    ``loc_hits``: scored images whose box has the release's IoU > 0.5; ``top1_hits`` / ``top5_hits``:
+    those whose class is also right (the release's saved per-image hits).
+    """
 
     num_images: int
     num_skipped: int
@@ -244,7 +248,7 @@ def evaluate_release_protocol(
         batch_size: images per forward pass.
         progress: show a progress bar.
     """
-    counts = np.zeros(5, dtype=np.int64)  # scored, skipped, loc, top1, top5
+    counts = {field.name: np.zeros((), dtype=np.int64) for field in fields(ReleaseProtocolResult)}
 
     def consume(maps: Tensor, batch: tuple[Tensor, Tensor]) -> None:
         for index, scoremap in zip(batch[0].tolist(), maps.float().cpu().numpy(), strict=True):
@@ -253,14 +257,14 @@ def evaluate_release_protocol(
             mask = np.uint8(scoremap > threshold) * 255
             contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
             if box is None or len(contours) == 0:
-                counts[1] += 1
+                counts["num_skipped"] += 1
                 continue
             x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-            counts[0] += 1
+            counts["num_images"] += 1
             if release_iou([x, y, x + w, y + h], box) > 0.5:
-                counts[2] += 1
-                counts[3] += bool(class_hits[index, 0])
-                counts[4] += bool(class_hits[index, 1])
+                counts["loc_hits"] += 1
+                counts["top1_hits"] += bool(class_hits[index, 0])
+                counts["top5_hits"] += bool(class_hits[index, 1])
 
     run_inference(
         _ReleaseMaps(segmenter),
@@ -272,8 +276,7 @@ def evaluate_release_protocol(
         progress=progress,
         description="release protocol",
     )
-    scored, skipped, loc, top1, top5 = (int(v) for v in all_reduce_sum(counts))
-    return ReleaseProtocolResult(scored, skipped, loc, top1, top5)
+    return ReleaseProtocolResult(**{name: int(value) for name, value in all_reduce_sum_named(counts).items()})
 
 
 __all__ = [

@@ -1,241 +1,107 @@
-"""Evaluation as maps are produced, with memory that does not grow with the number of images.
+"""Evaluation as maps arrive, with memory that does not grow with the number of images.
 
-The reference protocol's evaluators accumulate, then compute: each image adds to counters and its map
-is dropped. `ProtocolCounts` holds every counter a method's metrics need (box hits per IoU level and
-threshold for MaxBoxAcc and MaxBoxAccV2, PxAP histograms, Top-1 / Top-5 Loc hits per threshold,
-classification hits); counters of several processes add up, so a sharded run sums them
-(`ProtocolCounts.summed`) instead of gathering maps. `StreamingEvaluator` feeds batches of maps to
-the per-image work on worker threads and keeps only the counts.
+`StreamingEvaluator` takes maps a batch at a time, whether a network makes them
+(`spol.pipeline.scoring.score_split`) or they are read from disk (`evaluate_scoremaps`): each map is
+checked and brought to the protocol grid (`prepare_scoremap`), its ground-truth boxes too
+(`protocol_gt_boxes`), the per-image work runs on worker threads, and only the counts
+(`spol.evaluation.ProtocolCounts`) are kept.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
+from spol.data.images import UnreadableImageError, image_size
 from spol.data.records import ImageRecord
-from spol.evaluation._pool import MapOutcome, MapPool, MapSettings, MapTask
-from spol.evaluation.box_accuracy import DEFAULT_IOU_THRESHOLDS, BoxAccuracy, cam_thresholds
-from spol.evaluation.evaluate import prepare_scoremap, protocol_gt_boxes
-from spol.evaluation.loc_accuracy import LOC_IOU
-from spol.evaluation.pixel_accuracy import PixelAccuracy
-
-TOP_K = 5
-
-METRIC_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Top-1 Loc", ("top1_loc",)),
-    ("Top-5 Loc", ("top5_loc",)),
-    ("GT-known Loc", ("gt_known_loc",)),
-    ("MaxBoxAcc@30", ("max_box_acc", "30")),
-    ("MaxBoxAcc@50", ("max_box_acc", "50")),
-    ("MaxBoxAcc@70", ("max_box_acc", "70")),
-    ("MaxBoxAccV2", ("max_box_acc_v2",)),
-    ("PxAP", ("pxap",)),
-    ("Top-1 Cls", ("cls_top1",)),
-    ("threshold", ("threshold",)),
+from spol.evaluation._pool import MapPool, MapSettings, MapTask
+from spol.evaluation.box_accuracy import (
+    CONTOUR_MODES,
+    DEFAULT_IOU_THRESHOLDS,
+    ContourMode,
+    cam_thresholds,
+    rescale_boxes_to_protocol,
 )
-"""How a method's `ProtocolCounts.summary` is shown (report and console): label and key path; all
-higher-is-better but the threshold."""
-
-METRIC_DEFINITIONS: dict[str, str] = {
-    "Top-1 Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5 and whose top-1 class is "
-    "right (at the threshold chosen on val)",
-    "Top-5 Loc": "the same, with the true class among the top 5",
-    "GT-known Loc": "% of test images whose box overlaps a ground-truth box with IoU >= 0.5, the class ignored "
-    "(at the threshold chosen on val)",
-    "MaxBoxAcc@δ": "the best, over 100 map thresholds, % of test images whose box (largest contour) has IoU >= δ/100; "
-    "δ = 30, 50, 70; it needs no threshold choice",
-    "MaxBoxAccV2": "the mean of MaxBoxAcc@30, @50 and @70, each image scored by its best box over all contours "
-    "(Choe et al., CVPR 2020); the number methods are chosen by, on val",
-    "PxAP": "area under the pixel precision-recall curve of the map against ground-truth masks (needs masks)",
-    "Top-1 Cls": "% of test images whose top-1 class is right",
-    "threshold": "the map threshold chosen on val (best GT-known Loc there), relative to each map's maximum: "
-    "mask = u > int(t * max(u)) with u = uint8(255 * map)",
-    "IoU": "boxes are compared on the 224 x 224 protocol grid with inclusive pixel areas: (x1 - x0 + 1)(y1 - y0 + 1)",
-}
-"""What each reported number means, in one line each (the report's and the README's table)."""
+from spol.evaluation.counts import ImageOutcome, ProtocolCounts
+from spol.evaluation.loc_accuracy import LOC_IOU
+from spol.scoremaps import PROTOCOL_SIZE, ScoreMapError, check_scoremap
 
 
-def metric_value(summary: Mapping[str, Any] | None, keys: tuple[str, ...]) -> float | None:
-    """The number at `keys` (a `METRIC_ROWS` path) in a method's summary, or None when absent or null."""
-    value: Any = summary
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        # JSON turns the IoU keys into strings; accept ints from Python callers too.
-        value = value.get(key, value.get(int(key)) if key.isdigit() else None)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def prepare_scoremap(scoremap: Any, image_id: str, size: int = PROTOCOL_SIZE) -> tuple[np.ndarray, bool]:
+    """Check a map and bring it to the ``size x size`` protocol grid.
 
+    A map of another size is resized with bilinear interpolation (``cv2.INTER_LINEAR``, the
+    spec's choice; a convex combination, clipped to [0, 1] against rounding). The map keeps its
+    float dtype; the protocol's arithmetic later runs in float64, as the reference's
+    ``astype(np.float)`` loader does, so float32 maps give the reference's numbers.
 
-def best_other_difference(
-    values: Mapping[str, float | None], keys: tuple[str, ...], method: str = "spol"
-) -> float | None:
-    """`method`'s value minus the best of the other methods' in a `METRIC_ROWS` row (> 0: `method` is best).
+    Returns:
+        ``(map, resized)``.
 
-    None for the threshold row, or when `method`'s value or every other one is missing.
+    Raises:
+        ScoreMapError: not an array, not 2-D, empty, not float, NaN, or outside [0, 1]; the
+            message names `image_id`.
     """
-    others = [value for name, value in values.items() if name != method and value is not None]
-    mine = values.get(method)
-    if mine is None or not others or keys == ("threshold",):
-        return None
-    return mine - max(others)
+    if not isinstance(scoremap, np.ndarray):
+        raise ScoreMapError(f"score map of {image_id}: expected a numpy array, got {type(scoremap).__name__}")
+    check_scoremap(scoremap, f"score map of {image_id}")
+    if scoremap.size == 0:
+        raise ScoreMapError(f"score map of {image_id}: empty array of shape {scoremap.shape}")
+    if scoremap.shape == (size, size):
+        return scoremap, False
+    work = scoremap if scoremap.dtype in (np.float32, np.float64) else scoremap.astype(np.float64)
+    resized = cv2.resize(work, (size, size), interpolation=cv2.INTER_LINEAR)
+    return np.clip(resized, 0.0, 1.0), True
 
 
-class ProtocolCounts:
-    """Sum-reducible counts of one method over one split.
+def _image_size(record: ImageRecord) -> tuple[int, int]:
+    """The record's size, else the displayed size from the image header (as `spol.data.image_size`)."""
+    if record.size is not None:
+        return record.size
+    try:
+        return image_size(record.path)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"image {record.image_id}: no size in the metadata and no image at {record.path} to read it from"
+        ) from error
+    except UnreadableImageError as error:
+        raise ValueError(f"image {record.image_id}: cannot read the size of {record.path}: {error}") from error
 
-    Args:
-        thresholds: the score thresholds (`cam_thresholds`).
-        iou_thresholds: IoU levels in percent; must include `loc_iou`.
-        masks: also count PxAP histograms.
-        loc_iou: IoU level of GT-known / Top-k Loc and of the threshold choice.
+
+def protocol_gt_boxes(record: ImageRecord) -> np.ndarray:
+    """The record's ground-truth boxes on the 224 x 224 protocol grid (`rescale_boxes_to_protocol`).
+
+    Raises:
+        ValueError: a box breaks the convention, or the image size cannot be read (names the image).
+        FileNotFoundError: no size in the record and no image file to read it from.
     """
-
-    def __init__(
-        self,
-        thresholds: np.ndarray,
-        iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
-        *,
-        masks: bool = False,
-        loc_iou: int = LOC_IOU,
-    ) -> None:
-        self.box = BoxAccuracy(thresholds, iou_thresholds, keep_per_image=False)
-        """Largest-contour boxes (MaxBoxAcc); it checks and converts the thresholds."""
-        self.thresholds, self.iou_thresholds = self.box.thresholds, self.box.iou_thresholds
-        if loc_iou not in self.iou_thresholds:
-            raise ValueError(
-                f"iou_thresholds must include {loc_iou}: GT-known and Top-k Loc use the threshold best at "
-                f"IoU {loc_iou / 100} (got {list(self.iou_thresholds)})"
-            )
-        self.loc_iou = loc_iou
-        self._loc_row = self.iou_thresholds.index(loc_iou)
-        self.box_v2 = BoxAccuracy(self.thresholds, self.iou_thresholds, multi_contour=True, keep_per_image=False)
-        """Every-contour boxes (MaxBoxAccV2)."""
-        self.pixel = PixelAccuracy(self.thresholds) if masks else None
-        self.top1_loc_hits = np.zeros(len(self.thresholds), dtype=np.int64)
-        """Per threshold: largest-contour box right at `loc_iou` and top-1 class right."""
-        self.top5_loc_hits = np.zeros(len(self.thresholds), dtype=np.int64)
-        self.cls_top1_hits = 0
-        self.num_classified = 0
-
-    @property
-    def num_images(self) -> int:
-        """Images counted."""
-        return self.box.num_images
-
-    def add(self, outcome: MapOutcome, class_hits: tuple[bool, bool] | None) -> None:
-        """Add one image: its per-image outcome (both contour modes) and its classification.
-
-        `class_hits`: whether its true class is the classifier's first / among its five first (None
-        without classes).
-        """
-        if outcome.correct is None or len(outcome.correct) != 2:
-            raise ValueError("ProtocolCounts needs the box outcome of both contour modes (largest, every)")
-        single, multi = outcome.correct
-        self.box.add(single)
-        self.box_v2.add(multi)
-        if self.pixel is not None:
-            if outcome.histograms is None:
-                raise ValueError("ProtocolCounts counts PxAP but the outcome has no mask histograms")
-            self.pixel.add(*outcome.histograms)
-        if class_hits is not None:
-            top1_hit, top5_hit = (bool(hit) for hit in class_hits)
-            right = single[self._loc_row]
-            self.top1_loc_hits += right & top1_hit
-            self.top5_loc_hits += right & top5_hit
-            self.cls_top1_hits += top1_hit
-            self.num_classified += 1
-
-    def as_vector(self) -> np.ndarray:
-        """Every counter in one int64 vector (the layout `summed` reads back)."""
-        parts = [
-            np.array([self.box.num_images, self.cls_top1_hits, self.num_classified], dtype=np.int64),
-            self.box.hits.ravel(),
-            self.box_v2.hits.ravel(),
-            self.top1_loc_hits,
-            self.top5_loc_hits,
-        ]
-        if self.pixel is not None:
-            parts += [np.array([self.pixel.num_images]), self.pixel.foreground_hist, self.pixel.background_hist]
-        return np.concatenate(parts).astype(np.int64)
-
-    def summed(self, reduce: Callable[[np.ndarray], np.ndarray]) -> ProtocolCounts:
-        """New counts from ``reduce(vector of every counter)``.
-
-        E.g. a sum over processes (`spol.runtime.distributed.all_reduce_sum`).
-        """
-        vector = np.asarray(reduce(self.as_vector()), dtype=np.int64)
-        out = ProtocolCounts(self.thresholds, self.iou_thresholds, masks=self.pixel is not None, loc_iou=self.loc_iou)
-        num_images, out.cls_top1_hits, out.num_classified = (int(v) for v in vector[:3])
-        cursor = 3
-        size = self.box.hits.size
-        out.box.add_counts(vector[cursor : cursor + size].reshape(self.box.hits.shape), num_images)
-        out.box_v2.add_counts(vector[cursor + size : cursor + 2 * size].reshape(self.box.hits.shape), num_images)
-        cursor += 2 * size
-        steps = len(self.thresholds)
-        out.top1_loc_hits = vector[cursor : cursor + steps].copy()
-        out.top5_loc_hits = vector[cursor + steps : cursor + 2 * steps].copy()
-        cursor += 2 * steps
-        if out.pixel is not None:
-            bins = len(out.pixel.foreground_hist)
-            out.pixel.num_images = int(vector[cursor])
-            out.pixel.foreground_hist = vector[cursor + 1 : cursor + 1 + bins].copy()
-            out.pixel.background_hist = vector[cursor + 1 + bins : cursor + 1 + 2 * bins].copy()
-        return out
-
-    def best_threshold(self) -> float:
-        """The first threshold with the best largest-contour box accuracy at `loc_iou` (choose it on val)."""
-        return self.box.best_threshold()[self.loc_iou]
-
-    def summary(self, threshold: float) -> dict[str, Any]:
-        """The method's entry of ``metrics.json`` at `threshold` (chosen on another split).
-
-        Keys: ``top1_loc``, ``top5_loc``, ``gt_known_loc`` (at `threshold`, IoU >= `loc_iou`),
-        ``max_box_acc`` (``{"30": ..}``), ``max_box_acc_v2``, ``pxap`` (None without masks),
-        ``cls_top1`` (None without classes) and ``threshold``; percentages.
-
-        Raises:
-            ValueError: no image was counted.
-        """
-        n = self.num_images
-        if n == 0:
-            raise ValueError("no image was evaluated")
-        t_index = int(np.argmin(np.abs(self.thresholds - threshold)))
-        right = int(self.box.hits[self._loc_row, t_index])
-        classified = self.num_classified == n
-        max_v2 = self.box_v2.max_box_acc()
-        return {
-            "top1_loc": 100.0 * float(self.top1_loc_hits[t_index]) / n if classified else None,
-            "top5_loc": 100.0 * float(self.top5_loc_hits[t_index]) / n if classified else None,
-            "gt_known_loc": 100.0 * float(right) / n,
-            "max_box_acc": {str(k): v for k, v in self.box.max_box_acc().items()},
-            "max_box_acc_v2": float(np.mean(list(max_v2.values()))),
-            "pxap": self.pixel.compute() if self.pixel is not None else None,
-            # 100 * (hits / n), the order of the classification accuracy's float arithmetic.
-            "cls_top1": 100.0 * (self.cls_top1_hits / n) if classified else None,
-            "threshold": float(threshold),
-        }
+    try:
+        return rescale_boxes_to_protocol(record.boxes, _image_size(record))
+    except ValueError as error:
+        raise ValueError(f"image {record.image_id}: {error}") from error
 
 
 class StreamingEvaluator:
     """Counts a method's protocol numbers over maps given a batch at a time; no map is kept.
 
     Each map is checked like any score map (2-D float in [0, 1]; another size is resized to 224);
-    boxes in both contour modes and, with `masks`, PxAP histograms are computed on `workers`
-    threads while the caller produces the next batch.
+    boxes in the counted contour modes and, with `masks`, PxAP histograms are computed on
+    `workers` threads while the caller produces the next batch.
 
     Args:
         cam_curve_interval: step of the score thresholds.
         iou_thresholds: IoU levels in percent.
+        contours: contour modes whose boxes are counted (every record then needs a box); none
+            for masks only.
         masks: count PxAP (every record needs its masks).
+        loc_iou: IoU level of GT-known / Top-k Loc (`ProtocolCounts`), or None.
         workers: evaluation threads; None: ``os.cpu_count()``; 0 or 1: the calling thread.
-        keep_every_contour: also keep each image's every-contour (MaxBoxAccV2) correctness, bool
-            ``[num_iou, num_thresholds]``, in `every_contour` (in the order the images were added),
-            for a bootstrap over images; small splits only.
+        keep_per_image: also keep each image's box correctness (`per_image_correct`); small
+            splits only.
     """
 
     def __init__(
@@ -243,56 +109,57 @@ class StreamingEvaluator:
         *,
         cam_curve_interval: float = 0.01,
         iou_thresholds: Sequence[int] = DEFAULT_IOU_THRESHOLDS,
+        contours: Sequence[ContourMode] = CONTOUR_MODES,
         masks: bool = False,
+        loc_iou: int | None = LOC_IOU,
         workers: int | None = None,
-        keep_every_contour: bool = False,
+        keep_per_image: bool = False,
     ) -> None:
         thresholds = cam_thresholds(cam_curve_interval)
-        self.counts = ProtocolCounts(thresholds, iou_thresholds, masks=masks)
-        settings = MapSettings(thresholds, self.counts.iou_thresholds, (False, True), masks)
+        self.counts = ProtocolCounts(thresholds, iou_thresholds, contours=contours, masks=masks, loc_iou=loc_iou)
+        settings = MapSettings(thresholds, self.counts.iou_thresholds, self.counts.contours, masks)
         self._pool = MapPool(settings, (os.cpu_count() or 1) if workers is None else workers)
-        self._waiting: deque[tuple[bool, bool] | None] = deque()
-        self.every_contour: list[np.ndarray] | None = [] if keep_every_contour else None
+        self._per_image: list[Mapping[ContourMode, np.ndarray]] | None = [] if keep_per_image else None
 
     def add(
         self,
         records: Sequence[ImageRecord],
-        scoremaps: np.ndarray,
-        top5: np.ndarray | None = None,
-        *,
+        scoremaps: np.ndarray | Sequence[np.ndarray],
         class_hits: np.ndarray | None = None,
     ) -> None:
-        """Add a batch: the records, their ``B x H x W`` maps and, when known, their classes.
+        """Add a batch: the records, their maps (``B x H x W``, or B maps of any sizes) and their classes.
 
-        Classes come as ``B x 5`` top classes (best first), or as `class_hits`, bool ``B x 2``:
-        the true class is first / among the five first (a classifier's saved results).
+        Args:
+            records: the images.
+            scoremaps: their maps, in the records' order.
+            class_hits: bool ``[B, 2]``: the true class is first / among the five first
+                (`spol.evaluation.top_k_hits`); None without classes.
 
         Raises:
             ScoreMapError: an invalid map (names the image).
-            ValueError: a record without a ground-truth box, or lengths that disagree.
+            ValueError: a record without a ground-truth box (when boxes are counted), or lengths that disagree.
         """
-        rows = [len(a) for a in (scoremaps, top5, class_hits) if a is not None]
-        if any(n != len(records) for n in rows) or (top5 is not None and class_hits is not None):
-            raise ValueError(f"{len(records)} records but {rows} maps / class rows (give top5 or class_hits)")
+        rows = [len(scoremaps)] + ([] if class_hits is None else [len(class_hits)])
+        if any(n != len(records) for n in rows):
+            raise ValueError(f"{len(records)} records but {rows} maps / class rows")
+        boxes = bool(self.counts.contours)
         tasks = []
         for i, record in enumerate(records):
-            if not record.boxes:
+            if boxes and not record.boxes:
                 raise ValueError(f"image {record.image_id} has no ground-truth box; box accuracy needs one")
-            scoremap, _ = prepare_scoremap(scoremaps[i], record.image_id)
+            scoremap, resized = prepare_scoremap(scoremaps[i], record.image_id)
+            hits = None if class_hits is None else (bool(class_hits[i][0]), bool(class_hits[i][1]))
+            gt_boxes = protocol_gt_boxes(record) if boxes else None
             tasks.append(
-                MapTask(record.image_id, scoremap, protocol_gt_boxes(record), record.mask_paths, record.ignore_path)
+                MapTask(record.image_id, scoremap, gt_boxes, record.mask_paths, record.ignore_path, hits, resized)
             )
-            if top5 is not None:
-                self._waiting.append((bool(top5[i][0] == record.label), bool((top5[i][:TOP_K] == record.label).any())))
-            else:
-                self._waiting.append(None if class_hits is None else (bool(class_hits[i][0]), bool(class_hits[i][1])))
         for outcome in self._pool.submit(tasks):
             self._count(outcome)
 
-    def _count(self, outcome: MapOutcome) -> None:
-        self.counts.add(outcome, self._waiting.popleft())
-        if self.every_contour is not None and outcome.correct is not None:
-            self.every_contour.append(outcome.correct[1])
+    def _count(self, outcome: ImageOutcome) -> None:
+        self.counts.add(outcome)
+        if self._per_image is not None:
+            self._per_image.append(outcome.correct)
 
     def finish(self) -> ProtocolCounts:
         """Wait for the outstanding images and return the counts."""
@@ -304,12 +171,20 @@ class StreamingEvaluator:
         """Stop the worker threads without counting what is outstanding (on errors)."""
         self._pool.close()
 
+    def per_image_correct(self, mode: ContourMode) -> np.ndarray:
+        """Each counted image's box correctness in contour `mode`, bool ``[N, num_iou, T]`` in the order added.
 
-__all__ = [
-    "METRIC_DEFINITIONS",
-    "METRIC_ROWS",
-    "ProtocolCounts",
-    "StreamingEvaluator",
-    "best_other_difference",
-    "metric_value",
-]
+        Raises:
+            ValueError: made without `keep_per_image`, or `mode` not counted.
+        """
+        if self._per_image is None:
+            raise ValueError("per-image results were not kept; make the evaluator with keep_per_image=True")
+        if mode not in self.counts.contours:
+            raise ValueError(f"boxes of the {mode!r} contour mode were not counted")
+        shape = (0, len(self.counts.iou_thresholds), len(self.counts.thresholds))
+        if not self._per_image:
+            return np.zeros(shape, dtype=bool)
+        return np.stack([correct[mode] for correct in self._per_image])
+
+
+__all__ = ["StreamingEvaluator", "prepare_scoremap", "protocol_gt_boxes"]

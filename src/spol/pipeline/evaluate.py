@@ -127,7 +127,7 @@ def evaluate_networks(
         description="SPOL maps (test)",
         **kwargs,
     )
-    result: dict[str, Any] = counts.summary(chosen)
+    result: dict[str, Any] = counts.result(chosen).to_metrics()
     result["threshold_from"] = "given" if threshold is not None else VAL_ORIGINS[splits.val_from or "dataset"]
     if release_protocol:
         release_hits = hits if hits is not None else predicted if predicted is not None else None

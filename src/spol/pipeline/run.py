@@ -46,15 +46,7 @@ from spol.data import (
     read_dataset,
     verify_images,
 )
-from spol.evaluation import (
-    MAX_BOOTSTRAP_IMAGES,
-    METRIC_ROWS,
-    BootstrapResult,
-    best_other_difference,
-    bootstrap_max_box_acc_v2,
-    cam_thresholds,
-    metric_value,
-)
+from spol.evaluation import MAX_BOOTSTRAP_IMAGES, BootstrapResult, bootstrap_max_box_acc_v2, cam_thresholds
 from spol.evaluation.pseudo_mask_quality import pseudo_mask_statistics
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from spol.localization import METHOD_LABELS, UNVALIDATED_RULES, write_localizer_config
@@ -62,7 +54,7 @@ from spol.models import load_exported_model
 from spol.pipeline.graph import StageClock, StageGraph
 from spol.pipeline.samples import build_report_samples
 from spol.pipeline.selection import METHOD_SECTIONS, Candidate, method_candidates, parse_select
-from spol.report import ReportSample, write_report
+from spol.report import ReportSample, has_test_metrics, write_report
 from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recall_chart, training_charts
 from spol.report.plots import Chart
 from spol.rundir import (
@@ -119,11 +111,6 @@ class PipelineResult:
     def evaluated(self) -> bool:
         """Whether the run has test metrics (some test image had a box)."""
         return any(has_test_metrics(entry) for entry in self.metrics.values())
-
-
-def has_test_metrics(entry: Mapping[str, Any]) -> bool:
-    """Whether a method's ``metrics.json`` entry holds test metrics (not only its threshold)."""
-    return "max_box_acc_v2" in entry
 
 
 NO_BOXES_NOTE = (
@@ -424,7 +411,7 @@ def _evaluate_methods(graph: StageGraph, candidates: dict[str, list[Candidate]])
                 per_image = _every_contour_array(len(val), graph.recipe) if bootstrap_images else None
                 system = graph.system(candidate, classes=False)
                 counts = graph.score(system, val, method, split, every_contour_out=per_image)
-                scored.append((candidate, counts, counts.summary(counts.best_threshold())["max_box_acc_v2"], per_image))
+                scored.append((candidate, counts, counts.max_box_acc_v2(), per_image))
             best = max(range(len(scored)), key=lambda i: (_comparable(scored[i][2]), -i))  # the first of equal ones
             candidate, val_counts, evaluated.val_scores[method], per_image = scored[best]
             if per_image is not None:
@@ -437,7 +424,7 @@ def _evaluate_methods(graph: StageGraph, candidates: dict[str, list[Candidate]])
             entry.update(threshold=threshold, threshold_rule="protocol", threshold_from="val")
             if test:
                 test_counts = graph.score(graph.system(candidate, classes=True), test, method, "test", masks=with_masks)
-                entry.update(test_counts.summary(threshold))
+                entry.update(test_counts.result(threshold).to_metrics())
                 evaluated.curves.append(MethodCurves(METHOD_LABELS[method], val_counts, test_counts, threshold))
         else:
             candidate = options[0]
@@ -644,24 +631,3 @@ def _run_details(
             }[samples_from],
         ),
     ]
-
-
-def format_comparison(metrics: dict[str, dict]) -> str:
-    """A plain-text table of every method's test metrics, and SPOL minus the best other method.
-
-    Without test metrics (no boxed test image) it says so instead.
-    """
-    methods = list(metrics)
-    if not any(has_test_metrics(metrics[m]) for m in methods):
-        return "no localization metrics: no boxed test image (see the report's notes)"
-    labels = [METHOD_LABELS.get(m, m) for m in methods]
-    others = [m for m in methods if m != "spol"]
-    heading = "SPOL-best other" if "spol" in methods and others else ""
-    lines = [f"{'metric':<14}" + "".join(f"{label:>9}" for label in labels) + f"{heading:>17}"]
-    for name, keys in METRIC_ROWS:
-        values = {m: metric_value(metrics[m], keys) for m in methods}
-        cells = "".join(f"{'-' if v is None else f'{v:.2f}':>9}" for v in values.values())
-        difference = best_other_difference(values, keys) if heading else None
-        diff = "" if difference is None else f"{difference:+.2f}"
-        lines.append(f"{name:<14}{cells}{diff:>17}")
-    return "\n".join(lines)

@@ -25,13 +25,11 @@ from torch.utils.data import Dataset
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
 from spol.data.transforms import eval_transform, normalization_of
-from spol.evaluation import ProtocolCounts, StreamingEvaluator
+from spol.evaluation import TOP_K, ProtocolCounts, StreamingEvaluator, top_k_hits
 from spol.fileio import atomic_path, image_id_path
 from spol.models.maps import MapKind, cam_scoremaps, seg_scoremaps
-from spol.runtime.distributed import all_reduce_sum
+from spol.runtime.distributed import all_reduce_sum, all_reduce_sum_named
 from spol.runtime.prediction import InferenceSystem, run_inference
-
-TOP_K = 5
 
 
 def scoremaps_of(
@@ -159,52 +157,31 @@ def score_split(
         ScoreMapError: a network produced NaN maps.
         ValueError: a record without a box, or fewer records than processes.
     """
-    net_normalization = normalization_of(system.net)
-    transforms = [eval_transform(resize=input_size, normalization=net_normalization)]
-    sizes = [input_size]
-    if system.classifier is not None:
-        size = classifier_input_size or input_size
-        normalization = normalization_of(system.classifier)
-        if (size, normalization) != (input_size, net_normalization):
-            transforms.append(eval_transform(resize=size, normalization=normalization))
-            sizes.append(size)
-    settings = recipe.evaluation
-    evaluator = StreamingEvaluator(
-        cam_curve_interval=settings.cam_curve_interval,
-        iou_thresholds=settings.iou_thresholds,
-        masks=masks,
-        workers=evaluation_workers(recipe),
-        keep_every_contour=every_contour_out is not None,
-    )
+    images = _eval_images(system, records, input_size, classifier_input_size)
+    evaluator = _evaluator(recipe, masks=masks, keep_per_image=every_contour_out is not None)
     order: list[int] = []  # record indices in the order their maps reached the evaluator
 
     def consume(outputs: tuple[Tensor, Tensor | None], batch: tuple[Tensor, Tensor, list[Tensor]]) -> None:
         maps, top5 = outputs
-        batch_records = [records[i] for i in batch[0].tolist()]
+        indices = batch[0].tolist()
+        batch_records = [records[i] for i in indices]
         maps_np = maps.float().cpu().numpy()
         if save_dir is not None:
-            for record, scoremap in zip(batch_records, maps_np, strict=True):
-                with atomic_path(image_id_path(save_dir, record.image_id, ".npy")) as tmp:
-                    with tmp.open("wb") as file:
-                        np.save(file, scoremap)
-        indices = batch[0].tolist()
+            _save_scoremaps(save_dir, batch_records, maps_np)
         order.extend(indices)
-        top5_np = None if top5 is None else top5.cpu().numpy()
-        if class_hits_out is not None and top5_np is not None:
-            for row, (index, record) in enumerate(zip(indices, batch_records, strict=True)):
-                class_hits_out[index] = (top5_np[row][0] == record.label, (top5_np[row][:5] == record.label).any())
-        if class_hits is not None:
-            evaluator.add(batch_records, maps_np, class_hits=class_hits[indices])
-        else:
-            evaluator.add(batch_records, maps_np, top5_np)
+        labels = np.array([record.label for record in batch_records])
+        predicted = None if top5 is None else top_k_hits(top5.cpu().numpy(), labels)
+        if class_hits_out is not None and predicted is not None:
+            class_hits_out[indices] = predicted
+        evaluator.add(batch_records, maps_np, class_hits[indices] if class_hits is not None else predicted)
 
     try:
         run_inference(
             system,
-            _EvalImages(records, transforms, min_size=max(sizes)),
+            images,
             trainer=recipe.trainer,
             num_workers=recipe.data.num_workers,
-            batch_size=settings.batch_size,
+            batch_size=recipe.evaluation.batch_size,
             consume=consume,
             progress=progress,
             description=description,
@@ -214,11 +191,47 @@ def score_split(
         evaluator.close()
     if class_hits_out is not None:
         class_hits_out[:] = all_reduce_sum(class_hits_out)
-    if every_contour_out is not None and evaluator.every_contour is not None:
+    if every_contour_out is not None:
         if order:
-            every_contour_out[order] = np.stack(evaluator.every_contour)
+            every_contour_out[order] = evaluator.per_image_correct("every")
         every_contour_out[:] = all_reduce_sum(every_contour_out)
-    return counts.summed(all_reduce_sum)
+    return counts.summed(all_reduce_sum_named)
+
+
+def _evaluator(recipe: Recipe, *, masks: bool, keep_per_image: bool) -> StreamingEvaluator:
+    """An evaluator at the recipe's protocol settings (thresholds, IoU levels) and evaluation threads."""
+    settings = recipe.evaluation
+    return StreamingEvaluator(
+        cam_curve_interval=settings.cam_curve_interval,
+        iou_thresholds=settings.iou_thresholds,
+        masks=masks,
+        workers=evaluation_workers(recipe),
+        keep_per_image=keep_per_image,
+    )
+
+
+def _eval_images(
+    system: ScoreMapSystem, records: Sequence[ImageRecord], input_size: int, classifier_input_size: int | None
+) -> _EvalImages:
+    """The split as the system sees it: one input for the map network, a second for a classifier that differs."""
+    net_normalization = normalization_of(system.net)
+    transforms = [eval_transform(resize=input_size, normalization=net_normalization)]
+    sizes = [input_size]
+    if system.classifier is not None:
+        size = classifier_input_size or input_size
+        normalization = normalization_of(system.classifier)
+        if (size, normalization) != (input_size, net_normalization):
+            transforms.append(eval_transform(resize=size, normalization=normalization))
+            sizes.append(size)
+    return _EvalImages(records, transforms, min_size=max(sizes))
+
+
+def _save_scoremaps(save_dir: Path, records: Sequence[ImageRecord], maps: np.ndarray) -> None:
+    """Each map as ``save_dir/<image_id>.npy``, written atomically."""
+    for record, scoremap in zip(records, maps, strict=True):
+        with atomic_path(image_id_path(save_dir, record.image_id, ".npy")) as tmp:
+            with tmp.open("wb") as file:
+                np.save(file, scoremap)
 
 
 __all__ = ["ScoreMapSystem", "evaluation_workers", "scoremaps_of", "score_split"]

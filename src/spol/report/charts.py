@@ -36,7 +36,11 @@ def box_accuracy_chart(curves: MethodCurves) -> Chart:
         for split, counts, dash in (("test", curves.test, None), ("val", curves.val, "4 3")):
             series.append(
                 Series(
-                    f"IoU {iou} {split}", counts.thresholds.tolist(), counts.box.accuracy()[row].tolist(), dash, colour
+                    f"IoU {iou} {split}",
+                    counts.thresholds.tolist(),
+                    counts.box_accuracy("largest")[row].tolist(),
+                    dash,
+                    colour,
                 )
             )
     return Chart(
@@ -52,10 +56,10 @@ def precision_recall_chart(curves: Sequence[MethodCurves]) -> Chart | None:
     """The test split's pixel precision-recall curves (PxAP's), or None without masks."""
     series = []
     for index, method in enumerate(curves):
-        pixel = method.test.pixel
-        if pixel is None:
+        if not method.test.masks:
             continue
-        precision, recall, defined = precision_recall(pixel.foreground_hist, pixel.background_hist)
+        counters = method.test.counters
+        precision, recall, defined = precision_recall(counters["foreground_hist"], counters["background_hist"])
         keep = defined & np.isfinite(precision)
         series.append(
             Series(method.label, (100 * recall[keep]).tolist(), (100 * precision[keep]).tolist(), None, PALETTE[index])

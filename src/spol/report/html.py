@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from spol.evaluation import METRIC_DEFINITIONS, METRIC_ROWS, best_other_difference, metric_value
 from spol.fileio import write_text_atomic
 from spol.localization import METHOD_LABELS
+from spol.report.metrics import METRIC_DEFINITIONS, METRIC_ROWS, best_other_difference, metric_value
 from spol.report.plots import Chart, render_svg
 from spol.report.visuals import heatmap_overlay, pseudo_mask_overlay, to_png_base64, with_boxes
 
@@ -93,7 +93,7 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def definitions_table() -> str:
-    """What each number means (`spol.evaluation.METRIC_DEFINITIONS`), as an HTML table."""
+    """What each number means (`spol.report.metrics.METRIC_DEFINITIONS`), as an HTML table."""
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(text)}</td></tr>"
         for name, text in METRIC_DEFINITIONS.items()

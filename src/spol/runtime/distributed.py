@@ -7,8 +7,8 @@ ranks, torchrun and SLURM start them all). The rules every stage follows:
   never write the same file;
 * everything else that writes (run-folder files, reports, exported models) runs on global rank 0
   only, followed by `barrier` before any rank reads it;
-* counters are summed over ranks with `all_reduce_sum`; small lists are gathered with
-  `gather_objects`.
+* counters are summed over ranks with `all_reduce_sum` (named ones with `all_reduce_sum_named`);
+  small lists are gathered with `gather_objects`.
 
 Every helper is a no-op in a single process, and before the process group exists. Lightning creates
 it at the first ``fit`` or ``predict`` of a multi-device trainer; when torchrun or SLURM started every
@@ -19,6 +19,7 @@ files from the start (an epochs-0 classifier, ``--force``) and share the image c
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,23 @@ def all_reduce_sum(values: np.ndarray) -> np.ndarray:
     return tensor.cpu().numpy().astype(values.dtype, copy=False)
 
 
+def all_reduce_sum_named(counters: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each named int64 counter summed over every process, all in one reduction.
+
+    Every process must hold the same names, in the same order, with the same shapes (counters
+    built from the same settings, e.g. `spol.evaluation.ProtocolCounts`).
+    """
+    arrays = {name: np.asarray(value, dtype=np.int64) for name, value in counters.items()}
+    if not arrays:
+        return {}
+    total = all_reduce_sum(np.concatenate([value.ravel() for value in arrays.values()]))
+    out, start = {}, 0
+    for name, value in arrays.items():
+        out[name] = total[start : start + value.size].reshape(value.shape).copy()
+        start += value.size
+    return out
+
+
 def gather_objects(value: Any) -> list[Any]:
     """``[value of rank 0, value of rank 1, ...]`` on every process (``[value]`` in a single process).
 
@@ -121,6 +139,7 @@ def gather_objects(value: Any) -> list[Any]:
 
 __all__ = [
     "all_reduce_sum",
+    "all_reduce_sum_named",
     "barrier",
     "ensure_process_group",
     "gather_objects",
