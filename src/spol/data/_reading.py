@@ -106,14 +106,18 @@ def check_box(box: Box, size: tuple[int, int] | None) -> tuple[Box | None, str |
     Returns:
         ``(box, None)`` for a valid box; ``(clipped, message)`` for a box reaching outside the
         image (clipped to ``[0, width] x [0, height]``, as ``x1 = x + w`` may equal the width);
-        ``(None, message)`` for a box to drop: not finite, ``x1 < x0`` or ``y1 < y0``, or empty
-        once clipped (entirely outside the image).
+        ``(None, message)`` for a box to drop: not finite, ``x1 < x0`` or ``y1 < y0``, of zero
+        area (``x1 == x0`` or ``y1 == y0``: no pixel inside), or empty once clipped (entirely
+        outside the image).
     """
     if not all(math.isfinite(v) for v in box):
         return None, f"box {format_box(box)} has a non-finite coordinate; dropped"
     x0, y0, x1, y1 = box
     if x1 < x0 or y1 < y0:
         return None, f"box {format_box(box)} has x1 < x0 or y1 < y0; dropped"
+    if x1 == x0 or y1 == y0:
+        # The protocol's +1 pixel areas would score it as a 1-pixel line that no prediction matches.
+        return None, f"box {format_box(box)} has zero area (x1 == x0 or y1 == y0); dropped"
     width, height = size if size is not None else (math.inf, math.inf)
     clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
     if clipped == tuple(box):
