@@ -83,6 +83,7 @@ from spol.rundir import (
     update_record,
 )
 from spol.runtime.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
+from spol.stages.parameters import require_two_classes
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, 
     """The evaluation splits (`spol.data.draw_evaluation_splits`) and the notes that say how they were made.
 
     Raises:
-        ValueError: no train image, or fewer than 2 classes.
+        ValueError: no train image, or train images of fewer than 2 classes.
     """
     root = dataset.root
     notes: list[str] = []
@@ -154,12 +155,7 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, 
             f"{root}: the dataset has no 'train' images; spol pipeline trains on them (in a CSV, leave the split "
             "column empty or write train)"
         )
-    if dataset.num_classes < 2:
-        raise ValueError(
-            f"{root}: the dataset has {dataset.num_classes} class; the CAM networks learn where objects are from "
-            "what tells classes apart, so spol needs at least 2 (for --format imagefolder, --data is the folder "
-            "that holds the class folders)"
-        )
+    require_two_classes(dataset)
     splits = draw_evaluation_splits(dataset, share=recipe.data.val_share, seed=recipe.seed)
     notes += splits.describe(recipe.data.val_share, recipe.seed)
     if splits.val_from is None:
