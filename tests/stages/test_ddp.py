@@ -46,7 +46,7 @@ seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
 net = build_mffnet_cam(**kwargs, weights=None)
 images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
-fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
+fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, section_name="cam", run_dir=out / "run",
           export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")

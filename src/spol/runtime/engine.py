@@ -54,6 +54,7 @@ from spol.rundir import (
     TENSORBOARD_DIR,
 )
 from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
+from spol.runtime.divergence import DivergenceGuard
 from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
 from spol.runtime.system import TrainingSystem
 from spol.runtime.trainer import build_trainer, quiet_lightning
@@ -152,6 +153,7 @@ def fit_stage(
     *,
     recipe: Recipe,
     stage: StageOptimConfig,
+    section_name: str,
     run_dir: Path,
     export: Callable[[nn.Module, Path], None],
     force: bool = False,
@@ -167,6 +169,7 @@ def fit_stage(
             all devices (`per_device_batch_size`).
         recipe: the effective recipe (saved as config.yaml; ``recipe.trainer`` builds the Trainer).
         stage: the stage's recipe section (epochs, max_steps, batch_size).
+        section_name: its name in the recipe (``"cam"``, ``"seg"``, ...), named by the error of a diverged loss.
         run_dir: the stage's run folder.
         export: ``export(net, path)`` writes the model file (e.g. `spol.models.export_model`).
         force: remove the stage's checkpoints, logs and model first and start over.
@@ -176,6 +179,8 @@ def fit_stage(
 
     Raises:
         ValueError: the batch size does not divide over the devices.
+        TrainingDivergedError: the loss or the weights became NaN or infinite (a ValueError naming
+            ``<section_name>.lr``); no checkpoint of the diverged weights is written.
         RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
     """
     run_dir = Path(run_dir)
@@ -222,6 +227,7 @@ def fit_stage(
                     enable_version_counter=False,
                 ),
                 MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
+                DivergenceGuard(section_name, stage, t.log_every_n_steps),
                 EpochProgress(type(system).__name__, len(dataset)),  # type: ignore[arg-type]
             ],
             num_sanity_val_steps=0,

@@ -89,7 +89,14 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
     return fit_stage(
-        CamSystem(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force
+        CamSystem(net, section),
+        images,
+        recipe=recipe,
+        stage=section,
+        section_name=name,
+        run_dir=run_dir,
+        export=export,
+        force=force,
     )
 
 

@@ -109,6 +109,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         images,
         recipe=recipe,
         stage=section,
+        section_name="classifier",
         run_dir=run_dir,
         export=export,
         force=force,
