@@ -9,7 +9,8 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
       metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
                          (`spol.runtime.training_log.MetricsCSV`)
       tb/                TensorBoard logs
-      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt
+      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt,
+                         each written beside its name and renamed (`spol.runtime.checkpoint_io`)
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
       inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
@@ -53,6 +54,7 @@ from spol.rundir import (
     STAGE_LOG,
     TENSORBOARD_DIR,
 )
+from spol.runtime.checkpoint_io import AtomicCheckpointIO
 from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
 from spol.runtime.divergence import DivergenceGuard
 from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
@@ -232,6 +234,7 @@ def fit_stage(
             ],
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
+            plugins=[AtomicCheckpointIO()],
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
