@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spol.config import Recipe, with_overrides
+from spol.config import Recipe
 from spol.data import Dataset
 from spol.stages import train_cam
 
