@@ -156,3 +156,20 @@ def test_zero_area_boxes_are_dropped_and_counted(tmp_path):
     assert cub_summary["boxes"] == 0
     assert [p["line"] for p in cub_summary["problems"]] == [f"{cub_root / 'bounding_boxes.txt'}:1"]
     assert "zero area" in cub_summary["problems"][0]["problem"]
+
+
+def test_exif_turned_images_are_one_counted_problem_and_read_as_stored(tmp_path, caplog):
+    exif = Image.Exif()
+    for name, orientation in (("a.jpg", 6), ("b.jpg", 1), ("c.jpg", 8)):  # 6 and 8: shown turned a quarter
+        exif[0x0112] = orientation
+        Image.new("RGB", (40, 20), (9, 9, 9)).save(tmp_path / name, exif=exif)
+    (tmp_path / "labels.csv").write_text("image,label,x0,y0,x1,y1\na.jpg,x,30,2,38,18\nb.jpg,y,,,,\nc.jpg,y,,,,\n")
+    with caplog.at_level("WARNING", logger="spol.data"):
+        dataset = read_dataset(tmp_path, "csv", progress=False)
+    assert [r.size for r in dataset.records] == [(40, 20)] * 3  # as stored
+    assert dataset.records[0].boxes == ((30.0, 2.0, 38.0, 18.0),)  # in the stored frame, not clipped
+    problems = summarize(dataset)["problems"]
+    assert len(problems) == 1 and problems[0]["path"] == str(tmp_path / "a.jpg")
+    assert problems[0]["problem"].startswith("2 image(s) have an EXIF orientation tag that viewers apply")
+    assert "rewrite them upright first" in problems[0]["problem"]
+    assert [r.getMessage() for r in caplog.records] == [str(dataset.problems[0])]
