@@ -93,3 +93,9 @@ def test_one_class_is_refused_in_one_line(command: str, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "train split has images of 1 class; " in result.output and "at least 2 classes" in result.output
     assert not (tmp_path / "r").exists()
+    # Labels 1, read as indices: class 0 has no image, which the warning names before the refusal.
+    (data / "labels.csv").write_text("image,label\na.png,1\nb.png,1\nc.png,1\n")
+    result = runner.invoke(app, [command, "--data", str(data), "--format", "csv", "--out", str(tmp_path / "r"), *FAST])
+    assert result.exit_code == 2, result.output
+    assert "warning: 1 problem(s) while reading" in result.stderr and "(0) have no image" in result.stderr
+    assert "train split has images of 1 class of its 2;" in result.output

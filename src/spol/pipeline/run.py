@@ -153,7 +153,12 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, 
     root = dataset.root
     notes: list[str] = []
     if dataset.problems:
-        log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
+        log.warning(
+            "%d problem(s) while reading %s, the first: %s; run `spol data summary` for the list",
+            len(dataset.problems),
+            root,
+            dataset.problems[0],
+        )
         notes.append(f"{len(dataset.problems)} problem(s) while reading the dataset (see `spol data summary`)")
     if not dataset.split("train"):
         raise ValueError(
