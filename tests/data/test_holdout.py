@@ -150,3 +150,10 @@ def test_one_train_image_per_class_with_a_boxed_test_split_gives_half_of_it_to_v
     assert (drawn.val_from, drawn.test_from) == ("test", "dataset")
     assert _per_class(drawn.dataset, "val") == [2, 1] and _per_class(drawn.dataset, "test") == [1, 2]
     assert _per_class(drawn.dataset, "train") == [1, 1]
+
+
+def test_a_val_split_left_empty_by_too_few_boxes_says_so():
+    # One class of two boxed train images: one stays for training, the other goes to test (an odd class).
+    drawn = draw_evaluation_splits(_photos([0, 2], per_class=2), share=0.1, seed=0)
+    assert (drawn.val_from, drawn.test_from) == (None, "train")
+    assert drawn.single_image_classes == 0 and drawn.why_empty() == "too few boxed images to give it one"

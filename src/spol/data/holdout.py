@@ -103,12 +103,15 @@ class EvaluationSplits:
             (no boxed image for val: thresholds and the method come from a fixed rule).
         test_from: likewise for test (``"dataset"``, ``"train"``, ``"val"``) or None (no test metrics).
         unboxed_left_out: val/test images of the dataset without a box, left out of the evaluation.
+        single_image_classes: classes with boxed train images but a single train image, which
+            they keep for training (none of their boxes can be drawn for val or test).
     """
 
     dataset: Dataset
     val_from: str | None
     test_from: str | None
     unboxed_left_out: int = 0
+    single_image_classes: int = 0
 
     def describe(self, share: float, seed: int) -> list[str]:
         """One line per evaluation split for the log and the report: how many images, and from where."""
@@ -137,13 +140,12 @@ class EvaluationSplits:
         """Why an evaluation split got no image: no box at all, or boxed classes with a single train image."""
         if not self.has_boxes:
             return "no image has a box"
-        boxed = {r.label for r in self.dataset.split("train") if r.boxes}
-        if not boxed:
-            return "no boxed image was left for it"
-        return (
-            f"each class keeps one train image for training, and the {len(boxed)} class(es) with boxed train "
-            "images have only one"
-        )
+        if self.single_image_classes and "train" not in (self.val_from, self.test_from):
+            return (
+                f"each class keeps one train image for training, and the {self.single_image_classes} class(es) "
+                "with boxed train images have only one"
+            )
+        return "too few boxed images to give it one"
 
 
 def _split_boxed(dataset: Dataset, donor: Split, receiver: Split, seed: int, stream: int) -> dict[str, Split]:
@@ -210,7 +212,8 @@ def draw_evaluation_splits(dataset: Dataset, *, share: float, seed: int) -> Eval
         if sources[split] is not None and not dataset.split(split):  # e.g. one boxed image, which went to val
             sources[split] = None
     logger.debug("evaluation splits: val %s, test %s", sources["val"], sources["test"])
-    return EvaluationSplits(dataset, sources["val"], sources["test"], len(unboxed))
+    single = sum(train_counts[label] == 1 for label in boxed_train)
+    return EvaluationSplits(dataset, sources["val"], sources["test"], len(unboxed), single)
 
 
 __all__ = ["EvaluationSplits", "draw_evaluation_splits", "hold_out_val"]
