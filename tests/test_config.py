@@ -100,6 +100,21 @@ def test_wrong_types_and_ranges_name_the_key(tmp_path: Path) -> None:
         load_recipe(str(path))
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["cam.lr=1e309", "seg.weight_decay=.inf", "pseudo_masks.foreground=.nan", "trainer.gradient_clip_val=-1e400"],
+)
+def test_numbers_must_be_finite(override: str, tmp_path: Path) -> None:
+    key = override.partition("=")[0]
+    with pytest.raises(ValueError, match=rf"{key}: Input should be a finite number"):
+        load_recipe("cpu", [override])
+    section, name = key.split(".")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"{section}:\n  {name}: 1e309\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="finite"):
+        load_recipe(str(path))
+
+
 def test_partial_file_gets_defaults(tmp_path: Path) -> None:
     path = tmp_path / "partial.yaml"
     path.write_text("seed: 7\n", encoding="utf-8")

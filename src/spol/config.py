@@ -30,7 +30,8 @@ with decoupled ``weight_decay`` (``momentum`` and ``nesterov`` unused)."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `1e309` (inf) and `.nan` are refused, not trained with.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):

@@ -74,3 +74,24 @@ def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Pat
     seg_localizer = Localizer.from_run(seg_run, device="cpu")
     assert (seg_localizer.method, seg_localizer.kind, seg_localizer.threshold) == ("spol", "seg", 0.2)
     assert seg_localizer(next((synthetic / "images").rglob("*.jpg"))).class_name in cam_localizer.class_names
+
+
+@pytest.mark.parametrize("command", ["train-cam", "train-classifier"])
+def test_one_class_is_refused_in_one_line(command: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (32, 32), (200, 10, 10)).save(data / name)
+    (data / "labels.csv").write_text("image,label\na.png,bird\nb.png,bird\nc.png,bird\n")
+    result = runner.invoke(app, [command, "--data", str(data), "--format", "csv", "--out", str(tmp_path / "r"), *FAST])
+    assert result.exit_code == 2, result.output
+    assert "train split has images of 1 class; " in result.output and "at least 2 classes" in result.output
+    assert not (tmp_path / "r").exists()
+    # Labels 1, read as indices: class 0 has no image, which the warning names before the refusal.
+    (data / "labels.csv").write_text("image,label\na.png,1\nb.png,1\nc.png,1\n")
+    result = runner.invoke(app, [command, "--data", str(data), "--format", "csv", "--out", str(tmp_path / "r"), *FAST])
+    assert result.exit_code == 2, result.output
+    assert "warning: 1 problem(s) while reading" in result.stderr and "(0) have no image" in result.stderr
+    assert "train split has images of 1 class of its 2;" in result.output

@@ -44,11 +44,26 @@ def test_csv_path_without_box_or_split_columns_and_integer_labels(tmp_path):
     _image(tmp_path / "x.png", (4, 4))
     _image(tmp_path / "y.png", (5, 4))
     csv = tmp_path / "my_labels.csv"
-    csv.write_text("label,image\n2,x.png\n0,y.png\n")
+    csv.write_text("label,image\n1,x.png\n0,y.png\n")
     dataset = read_csv_folder(csv, progress=False)
     assert dataset.problems == []
-    assert dataset.class_names == ["0", "1", "2"]
-    assert [(r.label, r.split, r.boxes) for r in dataset.records] == [(2, "train", ()), (0, "train", ())]
+    assert dataset.class_names == ["0", "1"]
+    assert [(r.label, r.split, r.boxes) for r in dataset.records] == [(1, "train", ()), (0, "train", ())]
+
+
+def test_integer_labels_that_leave_a_class_empty_are_a_problem(tmp_path):
+    images = {name: (3, 3) for name in ("a.png", "b.png", "c.png")}
+    csv = _folder(tmp_path, "image,label\na.png,1\nb.png,2\nc.png,3\n", images)
+    dataset = read_csv_folder(csv, progress=False)
+    assert dataset.class_names == ["0", "1", "2", "3"]
+    assert [str(p) for p in dataset.problems] == [
+        f"{csv / 'labels.csv'}: integer labels are class indices, so there are 4 classes and 1 of them (0) have no "
+        "image; if the labels are names (e.g. numbered from 1), list them one per line in classes.txt beside labels.csv"
+    ]
+    (csv / "classes.txt").write_text("1\n2\n3\n")  # the fix the problem names
+    fixed = read_csv_folder(csv, progress=False)
+    assert fixed.problems == [] and fixed.class_names == ["1", "2", "3"]
+    assert [r.label for r in fixed.records] == [0, 1, 2]
 
 
 def test_classes_file_gives_order_and_unknown_classes(tmp_path):

@@ -134,3 +134,26 @@ def test_unboxed_evaluation_images_are_left_out_and_counted():
     assert drawn.unboxed_left_out == 3
     assert (drawn.val_from, drawn.test_from) == ("train", "train")
     assert any("3 val/test image(s) without a box" in line for line in drawn.describe(0.25, 0))
+
+
+def test_one_train_image_per_class_leaves_val_empty_and_says_why():
+    drawn = draw_evaluation_splits(_photos([1, 1, 1], per_class=1), share=0.1, seed=0)
+    assert (drawn.val_from, drawn.test_from) == (None, None)
+    assert drawn.dataset.splits() == {"train": 3}  # every class keeps its only image
+    why = "each class keeps one train image for training, and the 3 class(es) with boxed train images have only one"
+    assert drawn.has_boxes and drawn.why_empty() == why
+    assert drawn.describe(0.1, 0) == [f"val: empty: {why}", f"test: empty: {why}"]
+
+
+def test_one_train_image_per_class_with_a_boxed_test_split_gives_half_of_it_to_val():
+    drawn = draw_evaluation_splits(_photos([1, 1], per_class=1, test_boxed=6), share=0.1, seed=0)
+    assert (drawn.val_from, drawn.test_from) == ("test", "dataset")
+    assert _per_class(drawn.dataset, "val") == [2, 1] and _per_class(drawn.dataset, "test") == [1, 2]
+    assert _per_class(drawn.dataset, "train") == [1, 1]
+
+
+def test_a_val_split_left_empty_by_too_few_boxes_says_so():
+    # One class of two boxed train images: one stays for training, the other goes to test (an odd class).
+    drawn = draw_evaluation_splits(_photos([0, 2], per_class=2), share=0.1, seed=0)
+    assert (drawn.val_from, drawn.test_from) == (None, "train")
+    assert drawn.single_image_classes == 0 and drawn.why_empty() == "too few boxed images to give it one"

@@ -9,7 +9,7 @@ from spol.data.images import (
     decode_image,
     image_size,
     load_image_rgb,
-    read_image_sizes,
+    read_image_headers,
     verify_images,
 )
 
@@ -215,8 +215,8 @@ def test_parallel_results_equal_serial_results(tmp_path):
     serial = verify_images(paths, workers=1, progress=False)
     assert serial == verify_images(paths, workers=4, progress=False)
     assert len(serial) == len([i for i in range(40) if i % 7 == 3 or i % 11 == 5])
-    sizes = read_image_sizes(paths, workers=4, progress=False)
-    assert [s for s in sizes if isinstance(s, tuple)] == [
+    sizes = read_image_headers(paths, workers=4, progress=False)
+    assert [s.size for s in sizes if not isinstance(s, Exception)] == [
         (10 + i, 5 + i) for i in range(40) if i % 7 != 3 and i % 11 != 5
     ]
     assert isinstance(sizes[3], UnreadableImageError) and isinstance(sizes[5], FileNotFoundError)

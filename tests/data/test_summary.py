@@ -133,3 +133,43 @@ def test_cub_summary_counts_masks(tmp_path):
 def test_unknown_format_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="cub, wsol, imagenet, csv"):
         read_dataset(tmp_path, "voc")
+
+
+def test_zero_area_boxes_are_dropped_and_counted(tmp_path):
+    csv_root = tmp_path / "csv"
+    _image(csv_root / "a.png", (20, 20))
+    (csv_root / "labels.csv").write_text(
+        "image,label,x0,y0,x1,y1,split\n"
+        "a.png,cat,3,3,3,9,test\n"  # zero width
+        "a.png,cat,2,5,8,5,test\n"  # zero height
+        "a.png,cat,2,2,8,8,test\n"
+    )
+    cub_root = _tiny_cub(tmp_path / "cub")
+    (cub_root / "bounding_boxes.txt").write_text("1 1 2 0 4\n")  # CUB's x y width height, width 0
+    csv_summary = summarize(read_dataset(csv_root, "csv", progress=False))
+    assert csv_summary["boxes"] == 1
+    assert [p["problem"] for p in csv_summary["problems"]] == [
+        "box (3, 3, 3, 9) has zero area (x1 == x0 or y1 == y0); dropped (image a.png)",
+        "box (2, 5, 8, 5) has zero area (x1 == x0 or y1 == y0); dropped (image a.png)",
+    ]
+    cub_summary = summarize(read_dataset(cub_root, "cub", progress=False))
+    assert cub_summary["boxes"] == 0
+    assert [p["line"] for p in cub_summary["problems"]] == [f"{cub_root / 'bounding_boxes.txt'}:1"]
+    assert "zero area" in cub_summary["problems"][0]["problem"]
+
+
+def test_exif_turned_images_are_one_counted_problem_and_read_as_stored(tmp_path, caplog):
+    exif = Image.Exif()
+    for name, orientation in (("a.jpg", 6), ("b.jpg", 1), ("c.jpg", 8)):  # 6 and 8: shown turned a quarter
+        exif[0x0112] = orientation
+        Image.new("RGB", (40, 20), (9, 9, 9)).save(tmp_path / name, exif=exif)
+    (tmp_path / "labels.csv").write_text("image,label,x0,y0,x1,y1\na.jpg,x,30,2,38,18\nb.jpg,y,,,,\nc.jpg,y,,,,\n")
+    with caplog.at_level("WARNING", logger="spol.data"):
+        dataset = read_dataset(tmp_path, "csv", progress=False)
+    assert [r.size for r in dataset.records] == [(40, 20)] * 3  # as stored
+    assert dataset.records[0].boxes == ((30.0, 2.0, 38.0, 18.0),)  # in the stored frame, not clipped
+    problems = summarize(dataset)["problems"]
+    assert len(problems) == 1 and problems[0]["path"] == str(tmp_path / "a.jpg")
+    assert problems[0]["problem"].startswith("2 image(s) have an EXIF orientation tag that viewers apply")
+    assert "rewrite them upright first" in problems[0]["problem"]
+    assert [r.getMessage() for r in caplog.records] == [str(dataset.problems[0])]

@@ -149,6 +149,24 @@ def test_a_dataset_without_train_images_is_refused_before_a_run_folder_is_made(t
     assert not (tmp_path / "run").exists()
 
 
+def test_one_image_per_class_says_the_held_out_val_split_is_empty(tmp_path):
+    from PIL import Image
+
+    from spol.data import read_dataset
+    from spol.pipeline.run import prepare_splits
+
+    rows = ["image,label,x0,y0,x1,y1"]
+    for i in range(4):
+        Image.new("RGB", (40, 30), (i * 40, 50, 90)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,k{i},5,5,30,20")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    splits, notes = prepare_splits(read_dataset(tmp_path, "csv", progress=False), load_recipe("cpu", TINY))
+    assert splits.val_from is None and splits.dataset.splits() == {"train": 4}
+    empty = "no boxed val image: the held-out val split is empty (each class keeps one train image"
+    assert any(note.startswith(empty) for note in notes)
+    assert not any("no image has a ground-truth box" in note for note in notes)
+
+
 def test_images_without_boxes_are_held_out_of_the_evaluation_and_counted(tmp_path):
     from PIL import Image
 

@@ -46,7 +46,7 @@ seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
 net = build_mffnet_cam(**kwargs, weights=None)
 images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
-fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, run_dir=out / "run",
+fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, section_name="cam", run_dir=out / "run",
           export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")
@@ -54,13 +54,12 @@ torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt"
 """
 
 
-@pytest.mark.slow
-def _train(tmp_path: Path, *overrides: str) -> None:
+def _run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script), str(tmp_path), *overrides],
         capture_output=True,
         text=True,
@@ -68,6 +67,10 @@ def _train(tmp_path: Path, *overrides: str) -> None:
         env=env,
         cwd=tmp_path,
     )
+
+
+def _train(tmp_path: Path, *overrides: str) -> None:
+    result = _run(tmp_path, *overrides)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -104,3 +107,12 @@ def test_min_steps_under_two_processes_trains_as_many_steps_as_one_process(tmp_p
     log = (tmp_path / "run" / "train.log").read_text()
     assert "2 epochs (raised from 1 to reach min_steps 6)" in log
     assert "finished at epoch 2, step 6" in log
+
+
+@pytest.mark.slow
+def test_a_diverged_loss_stops_both_processes(tmp_path: Path) -> None:
+    # Decided on the epoch's loss reduced over the ranks: both stop together, none waits for the other.
+    result = _run(tmp_path, "cam.lr=1e30")
+    assert result.returncode != 0
+    assert "the cam stage diverged: the loss became NaN or infinite by step 3 (epoch 1)" in result.stderr
+    assert not (tmp_path / "run" / "model.pt").exists() and not list(tmp_path.glob("run/checkpoints/*.ckpt"))

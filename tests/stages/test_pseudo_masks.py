@@ -275,13 +275,37 @@ class NaNCam(nn.Module):
         return MFFNetOutput(torch.full((x.shape[0], 3, 4, 4), float("nan")), None, None)
 
 
-def test_nan_cam_is_a_failure_not_a_zero_mask(tmp_path):
+class ZeroCam(nn.Module):
+    """A dead CAM network: its ReLU'd maps are zero everywhere."""
+
+    normalization = "imagenet"
+
+    def forward(self, x: Tensor) -> MFFNetOutput:
+        return MFFNetOutput(torch.zeros((x.shape[0], 3, 4, 4)), None, None)
+
+
+def test_nan_cams_are_failures_not_zero_masks_and_stop_the_run_when_all_are(tmp_path):
     records = _make_records(tmp_path)
     out = tmp_path / "masks"
-    report = generate_pseudo_masks(NaNCam(), records, out, progress=False)
-    assert report.written == 0 and len(report.failed) == 4
-    assert all("NaN" in f.reason for f in report.failed)
+    with pytest.raises(ValueError, match=r"every one of the 4 CAMs is NaN or infinite: .* lower cam\.lr"):
+        generate_pseudo_masks(NaNCam(), records, out, progress=False)
+    saved = json.loads((out / REPORT_NAME).read_text())
+    assert saved["written"] == 0 and saved["failed"] == 4
+    assert all("NaN" in f["reason"] for f in saved["failures"])
     assert not list(out.rglob("*.png"))
+
+
+def test_all_zero_cams_stop_the_run_and_leave_no_mask_to_reuse(tmp_path, cam_model):
+    records = _make_records(tmp_path)
+    out = tmp_path / "masks"
+    for _ in range(2):  # the rerun meets the same error: no all-background mask was kept
+        with pytest.raises(ValueError, match=r"every one of the 4 CAMs is all zero: the CAM network learned nothing"):
+            generate_pseudo_masks(ZeroCam(), records, out, resize=64, progress=False)
+        assert json.loads((out / REPORT_NAME).read_text())["zero_cams"] == 4
+        assert not list(out.rglob("*.png"))
+    # No mask of the dead network is left to refuse: the retrained one writes into the folder without --force.
+    report = generate_pseudo_masks(cam_model, records, out, resize=64, progress=False)
+    assert (report.written, report.zero_cams, report.failed) == (4, 0, [])
 
 
 def test_label_outside_the_model_and_duplicates_are_errors(tmp_path, cam_model):

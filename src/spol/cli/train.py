@@ -45,8 +45,8 @@ def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_
         raise fail(str(error)) from error
     if dataset.problems:
         typer.echo(
-            f"warning: {len(dataset.problems)} problems while reading {data} (see `spol data summary`); "
-            "their images are left out",
+            f"warning: {len(dataset.problems)} problem(s) while reading {data}, the first: {dataset.problems[0]} "
+            "(all listed by `spol data summary`)",
             err=True,
         )
     return recipe, hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)

@@ -12,13 +12,16 @@ evaluation protocol refuses a box that breaks the convention
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spol.data.images import read_image_sizes
+from spol.data.images import TURNING_ORIENTATIONS, exif_orientation_problem, read_image_headers
 from spol.data.records import Box, DatasetFormatError, ImageRecord, Problem, Split
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,14 +109,18 @@ def check_box(box: Box, size: tuple[int, int] | None) -> tuple[Box | None, str |
     Returns:
         ``(box, None)`` for a valid box; ``(clipped, message)`` for a box reaching outside the
         image (clipped to ``[0, width] x [0, height]``, as ``x1 = x + w`` may equal the width);
-        ``(None, message)`` for a box to drop: not finite, ``x1 < x0`` or ``y1 < y0``, or empty
-        once clipped (entirely outside the image).
+        ``(None, message)`` for a box to drop: not finite, ``x1 < x0`` or ``y1 < y0``, of zero
+        area (``x1 == x0`` or ``y1 == y0``: no pixel inside), or empty once clipped (entirely
+        outside the image).
     """
     if not all(math.isfinite(v) for v in box):
         return None, f"box {format_box(box)} has a non-finite coordinate; dropped"
     x0, y0, x1, y1 = box
     if x1 < x0 or y1 < y0:
         return None, f"box {format_box(box)} has x1 < x0 or y1 < y0; dropped"
+    if x1 == x0 or y1 == y0:
+        # The protocol's +1 pixel areas would score it as a 1-pixel line that no prediction matches.
+        return None, f"box {format_box(box)} has zero area (x1 == x0 or y1 == y0); dropped"
     width, height = size if size is not None else (math.inf, math.inf)
     clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height))
     if clipped == tuple(box):
@@ -143,26 +150,34 @@ def finish_records(
     """Fill missing sizes from image headers, check boxes, and build the records.
 
     A missing or unreadable image is appended to `problems` (with its path) and gives no record;
-    a clipped or dropped box is appended with the source it was read from. With `probe_sizes`
-    False no image is opened: a record without a size keeps ``size=None``, its boxes checked
-    without one.
+    a clipped or dropped box is appended with the source it was read from; the images whose header
+    holds an EXIF orientation tag that turns them make one problem, logged as a warning too. With
+    `probe_sizes` False no image is opened: a record without a size keeps ``size=None``, its boxes
+    checked without one. Images whose size the dataset states are not opened either.
     """
     unsized = [p for p in pending if p.size is None] if probe_sizes else []
-    sizes = read_image_sizes([p.path for p in unsized], workers=workers, progress=progress)
+    headers = read_image_headers([p.path for p in unsized], workers=workers, progress=progress)
     failed: set[int] = set()
-    for item, size in zip(unsized, sizes, strict=True):
-        if isinstance(size, FileNotFoundError):
+    turned: list[tuple[Path, int]] = []
+    for item, header in zip(unsized, headers, strict=True):
+        if isinstance(header, FileNotFoundError):
             problems.append(Problem(f"image file missing; image {item.image_id} skipped", path=str(item.path)))
             failed.add(id(item))
-        elif isinstance(size, Exception):  # an UnreadableImageError, the only other failure
+        elif isinstance(header, Exception):  # an UnreadableImageError, the only other failure
             problems.append(
                 Problem(
-                    f"unreadable image, image {item.image_id} skipped: {size.__cause__ or size}", path=str(item.path)
+                    f"unreadable image, image {item.image_id} skipped: {header.__cause__ or header}",
+                    path=str(item.path),
                 )
             )
             failed.add(id(item))
         else:
-            item.size = size
+            item.size = header.size
+            if header.orientation in TURNING_ORIENTATIONS:
+                turned.append((item.path, header.orientation))
+    if turned:
+        problems.append(exif_orientation_problem(turned))
+        logger.warning("%s", problems[-1])
     records = []
     for item in pending:
         if id(item) in failed or (probe_sizes and item.size is None):

@@ -11,8 +11,9 @@
 - ``label``: a class name, or a class index. With a ``classes.txt`` beside the CSV (one class
   name per line, line order = label order) a label is looked up by name first, then taken as an
   index into that list, and anything else is an unknown class. Without it, labels that are all
-  non-negative integers are indices (class names ``"0"``, ``"1"``, ...); otherwise every label is
-  a name and the classes are the sorted distinct names.
+  non-negative integers are indices (class names ``"0"``, ``"1"``, ...), and indices no row uses
+  (labels ``1,2,3`` leave class 0 empty) are a problem; otherwise every label is a name and the
+  classes are the sorted distinct names.
 - ``x0,y0,x1,y1``: the box in original pixels (``x1 = x0 + width``); the four columns may be left
   out of the file, and left empty in a row (an image without box).
 - ``split`` (optional column): ``train``, ``val`` or ``test``; an absent column or an empty cell
@@ -81,7 +82,7 @@ def read_csv_folder(root: str | os.PathLike[str], *, workers: int | None = None,
     problems: list[Problem] = []
     column, with_boxes = _columns(header, f"{csv_path}:1", problems)
     entries = _read_rows(csv_path, rows, len(header), column, with_boxes, problems)
-    class_names, label_index = _classes(folder, [entry.label for entry in entries], problems)
+    class_names, label_index = _classes(csv_path, [entry.label for entry in entries], problems)
     pending = _pending_records(entries, folder, class_names, label_index, problems)
     records = finish_records(pending, problems, workers=workers, progress=progress)
     logger.info("CSV %s: %d images, %d classes, %d problems", csv_path, len(records), len(class_names), len(problems))
@@ -215,9 +216,11 @@ def _is_index(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _classes(folder: Path, labels: list[str], problems: list[Problem]) -> tuple[list[str], Callable[[str], int | None]]:
+def _classes(
+    csv_path: Path, labels: list[str], problems: list[Problem]
+) -> tuple[list[str], Callable[[str], int | None]]:
     """(class names, function from a label cell to its index or None), by the rules of the module docstring."""
-    classes_file = folder / CLASSES_NAME
+    classes_file = csv_path.parent / CLASSES_NAME
     if classes_file.is_file():
         names: list[str] = []
         for source, line in read_lines(classes_file):
@@ -233,7 +236,19 @@ def _classes(folder: Path, labels: list[str], problems: list[Problem]) -> tuple[
 
         return names, lookup
     if labels and all(_is_index(text) for text in labels):
-        return [str(i) for i in range(max(int(text) for text in labels) + 1)], lambda text: int(text)
+        count = max(int(text) for text in labels) + 1
+        unused = sorted(set(range(count)) - {int(text) for text in labels})
+        if unused:
+            shown = ", ".join(map(str, unused[:5])) + (", ..." if len(unused) > 5 else "")
+            problems.append(
+                Problem(
+                    f"integer labels are class indices, so there are {count} classes and {len(unused)} of them "
+                    f"({shown}) have no image; if the labels are names (e.g. numbered from 1), list them one per "
+                    f"line in {CLASSES_NAME} beside {csv_path.name}",
+                    path=str(csv_path),
+                )
+            )
+        return [str(i) for i in range(count)], lambda text: int(text)
     names = sorted(set(labels))
     by_name = {name: index for index, name in enumerate(names)}
     return names, by_name.get

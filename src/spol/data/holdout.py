@@ -103,12 +103,15 @@ class EvaluationSplits:
             (no boxed image for val: thresholds and the method come from a fixed rule).
         test_from: likewise for test (``"dataset"``, ``"train"``, ``"val"``) or None (no test metrics).
         unboxed_left_out: val/test images of the dataset without a box, left out of the evaluation.
+        single_image_classes: classes with boxed train images but a single train image, which
+            they keep for training (none of their boxes can be drawn for val or test).
     """
 
     dataset: Dataset
     val_from: str | None
     test_from: str | None
     unboxed_left_out: int = 0
+    single_image_classes: int = 0
 
     def describe(self, share: float, seed: int) -> list[str]:
         """One line per evaluation split for the log and the report: how many images, and from where."""
@@ -122,10 +125,27 @@ class EvaluationSplits:
                 "test": f"half of the boxed test images, per class (seed {seed})",
                 "val": f"half of the boxed val images, per class (seed {seed})",
             }[source]
-            lines.append(f"{split}: {count} boxed images, {origin}" if source else f"{split}: no image with a box")
+            empty = "no image with a box" if not self.has_boxes else f"empty: {self.why_empty()}"
+            lines.append(f"{split}: {count} boxed images, {origin}" if source else f"{split}: {empty}")
         if self.unboxed_left_out:
             lines.append(f"{self.unboxed_left_out} val/test image(s) without a box left out of the evaluation")
         return lines
+
+    @property
+    def has_boxes(self) -> bool:
+        """Whether any image of the dataset has a box (an empty val split then has another cause)."""
+        return any(record.boxes for record in self.dataset.records)
+
+    def why_empty(self) -> str:
+        """Why an evaluation split got no image: no box at all, or boxed classes with a single train image."""
+        if not self.has_boxes:
+            return "no image has a box"
+        if self.single_image_classes and "train" not in (self.val_from, self.test_from):
+            return (
+                f"each class keeps one train image for training, and the {self.single_image_classes} class(es) "
+                "with boxed train images have only one"
+            )
+        return "too few boxed images to give it one"
 
 
 def _split_boxed(dataset: Dataset, donor: Split, receiver: Split, seed: int, stream: int) -> dict[str, Split]:
@@ -149,7 +169,8 @@ def draw_evaluation_splits(dataset: Dataset, *, share: float, seed: int) -> Eval
       least 1, always leaving a train image), as many as are boxed. On a fully boxed train split
       this is exactly `hold_out_val`. When val and test are both missing, each class gives that
       many to each, or, with fewer boxes, splits them in half (odd counts alternate by class);
-    - else from the other evaluation split's boxed images: half of them move.
+    - else, or when no class has a boxed train image to spare (each keeps one: one train image per
+      class), from the other evaluation split's boxed images: half of them move.
 
     With no boxed image at all, val and test stay empty: the pipeline then trains on the labels
     and reports no localization metrics.
@@ -177,9 +198,10 @@ def draw_evaluation_splits(dataset: Dataset, *, share: float, seed: int) -> Eval
             first = available if len(missing) == 1 else available // 2 + (available % 2 if label % 2 == 0 else 0)
             moves.update({image_id: missing[0] for image_id in chosen[:first]})
             moves.update({image_id: missing[-1] for image_id in chosen[first:]})
-        sources.update({split: "train" for split in missing})
-        dataset = _moved(dataset, moves)
-    elif len(missing) == 1:
+        if moves:
+            sources.update({split: "train" for split in missing})
+            dataset = _moved(dataset, moves)
+    if not moves and len(missing) == 1:
         receiver = missing[0]
         donor: Split = "test" if receiver == "val" else "val"
         moves = _split_boxed(dataset, donor, receiver, seed, stream=1)
@@ -190,7 +212,8 @@ def draw_evaluation_splits(dataset: Dataset, *, share: float, seed: int) -> Eval
         if sources[split] is not None and not dataset.split(split):  # e.g. one boxed image, which went to val
             sources[split] = None
     logger.debug("evaluation splits: val %s, test %s", sources["val"], sources["test"])
-    return EvaluationSplits(dataset, sources["val"], sources["test"], len(unboxed))
+    single = sum(train_counts[label] == 1 for label in boxed_train)
+    return EvaluationSplits(dataset, sources["val"], sources["test"], len(unboxed), single)
 
 
 __all__ = ["EvaluationSplits", "draw_evaluation_splits", "hold_out_val"]

@@ -1,10 +1,13 @@
 """Reading image files: RGB decoding of every colour mode, cheap header sizes, parallel checks.
 
-Dataset images are read as stored, like the reference protocol (``Image.open(p).convert("RGB")``):
-the boxes of CUB, ImageNet and the wsolevaluation metadata were drawn on the stored pixels, so applying
-an EXIF orientation tag would misplace them. New images given to ``spol localize`` are seen as
-displayed: ``exif_orientation=True`` applies the tag (``PIL.ImageOps.exif_transpose``) and sizes are
-then ``(width, height)`` after rotation.
+Dataset images are read as stored, like the reference protocol (``Image.open(p).convert("RGB")``) and
+torchvision (``decode_image(..., apply_exif_orientation=False)``): the boxes of CUB, ImageNet and the
+wsolevaluation metadata were drawn on the stored pixels, so applying an EXIF orientation tag would
+misplace them. Viewers and most labelling tools show a tagged image turned, though, so boxes drawn on
+one are in the displayed frame: the readers count the tagged images they open and report them as one
+problem (`exif_orientation_problem`). New images given to ``spol localize`` are seen as displayed:
+``exif_orientation=True`` applies the tag (``PIL.ImageOps.exif_transpose``) and sizes are then
+``(width, height)`` after rotation.
 
 Colour modes (``load_image_rgb``):
 
@@ -27,6 +30,7 @@ import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
@@ -46,6 +50,8 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Orientations 5-8 swap width and height (transpose, rotations by 90 degrees).
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+TURNING_ORIENTATIONS = frozenset(range(2, 9))
+"""EXIF orientations that display an image other than as stored (mirrored, turned or both)."""
 # Decoding errors PIL raises for broken files (truncated data, bad headers, bombs).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
@@ -128,8 +134,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_size(path: str | os.PathLike[str], *, exif_orientation: bool = False) -> tuple[int, int]:
-    """``(width, height)`` of the image as stored (as displayed with `exif_orientation`), from the header only.
+class ImageHeader(NamedTuple):
+    """What an image file's header says: its ``(width, height)`` as stored and its EXIF orientation (1: none)."""
+
+    size: tuple[int, int]
+    orientation: int
+
+
+def read_image_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """The size as stored and the EXIF orientation tag of an image, from its header only.
 
     Opening with PIL reads the header, not the pixels, so this is cheap. For PNG files the EXIF
     block is looked up only where PIL finds it before the pixel data (an ``eXIf`` chunk placed after
@@ -152,29 +165,55 @@ def image_size(path: str | os.PathLike[str], *, exif_orientation: bool = False) 
         raise
     except _DECODE_ERRORS as error:
         raise UnreadableImageError(f"cannot read the header of image {path}: {error}") from error
+    return ImageHeader((width, height), orientation if isinstance(orientation, int) else 1)
+
+
+def image_size(path: str | os.PathLike[str], *, exif_orientation: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of the image as stored (as displayed with `exif_orientation`), from the header only.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        UnreadableImageError: the header is not one of an image PIL knows.
+    """
+    (width, height), orientation = read_image_header(path)
     if exif_orientation and orientation in _SWAPPING_ORIENTATIONS:
         return height, width
     return width, height
 
 
-def read_image_sizes(
+def read_image_headers(
     paths: Sequence[Path], *, workers: int | None = None, progress: bool = True
-) -> list[tuple[int, int] | Exception]:
-    """`image_size` of each path, read by `workers` threads; a failure is returned in its place.
+) -> list[ImageHeader | Exception]:
+    """`read_image_header` of each path, read by `workers` threads; a failure is returned in its place.
 
     Returns:
-        One entry per path, in order: ``(width, height)``, or the ``FileNotFoundError`` /
+        One entry per path, in order: its `ImageHeader`, or the ``FileNotFoundError`` /
         ``UnreadableImageError`` raised for it.
     """
 
-    def one(path: Path) -> tuple[int, int] | Exception:
+    def one(path: Path) -> ImageHeader | Exception:
         try:
-            return image_size(path)
+            return read_image_header(path)
         except (FileNotFoundError, UnreadableImageError) as error:
             return error
 
     workers = default_workers() if workers is None else workers
     return thread_map(one, paths, workers=workers, progress=progress, desc="reading image headers")
+
+
+def exif_orientation_problem(tagged: Sequence[tuple[Path, int]]) -> Problem:
+    """The one problem that reports dataset images whose EXIF tag turns them (`TURNING_ORIENTATIONS`).
+
+    Args:
+        tagged: ``(path, orientation)`` of each such image, in reading order (not empty).
+    """
+    path, orientation = tagged[0]
+    return Problem(
+        f"{len(tagged)} image(s) have an EXIF orientation tag that viewers apply (e.g. orientation {orientation} "
+        "here); spol reads images as stored, the frame CUB and ImageNet boxes are drawn in. If your boxes were "
+        "drawn on the images as displayed, rewrite them upright first (e.g. exiftran -ai or mogrify -auto-orient)",
+        path=str(path),
+    )
 
 
 def verify_images(

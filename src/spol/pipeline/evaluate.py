@@ -98,7 +98,8 @@ def evaluate_networks(
     if not test:
         raise ValueError(f"{data_root}: no test image has a ground-truth box; there is nothing to evaluate")
     if threshold is None and splits.val_from is None:
-        raise ValueError(f"{data_root}: no boxed val image to choose the threshold on; pass --threshold")
+        why = splits.describe(recipe.data.val_share, recipe.seed)[0]
+        raise ValueError(f"{data_root}: no boxed val image to choose the threshold on ({why}); pass --threshold")
     seg = from_release(segmenter, "seg").network if release else load_exported_model(Path(segmenter), expect=SEGMENTERS)
     classes = load_exported_model(Path(classifier), expect=CLASSIFIERS) if classifier is not None else None
     hits = None

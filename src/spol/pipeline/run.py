@@ -75,6 +75,7 @@ from spol.rundir import (
     update_record,
 )
 from spol.runtime.distributed import barrier, ensure_process_group, gather_objects, is_global_zero, rank_and_world_size
+from spol.stages.parameters import require_two_classes
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ NO_BOXES_NOTE = (
     "To measure the methods, and let boxes choose the threshold and the method, draw boxes for a few images "
     "per class (boxes.csv for --format imagefolder, the x0,y0,x1,y1 columns for csv) and rerun"
 )
+NO_VAL_NOTE = (
+    "no boxed val image: the held-out val split is empty ({why}). Thresholds and the method come from fixed rules "
+    "that no box checked. Give the classes with boxes 2 or more training images, or mark boxed images as val (a "
+    "CSV's split column, the dataset's val split), and rerun"
+)
 NO_TEST_NOTE = (
     "no test metrics: every boxed image went to val (choices were made on it); draw boxes for more images "
     "to measure the chosen method on test"
@@ -129,28 +135,28 @@ def prepare_splits(dataset: Dataset, recipe: Recipe) -> tuple[EvaluationSplits, 
     """The evaluation splits (`spol.data.draw_evaluation_splits`) and the notes that say how they were made.
 
     Raises:
-        ValueError: no train image, or fewer than 2 classes.
+        ValueError: no train image, or train images of fewer than 2 classes.
     """
     root = dataset.root
     notes: list[str] = []
     if dataset.problems:
-        log.warning("%d problem(s) while reading %s; run `spol data summary` for the list", len(dataset.problems), root)
+        log.warning(
+            "%d problem(s) while reading %s, the first: %s; run `spol data summary` for the list",
+            len(dataset.problems),
+            root,
+            dataset.problems[0],
+        )
         notes.append(f"{len(dataset.problems)} problem(s) while reading the dataset (see `spol data summary`)")
     if not dataset.split("train"):
         raise ValueError(
             f"{root}: the dataset has no 'train' images; spol pipeline trains on them (in a CSV, leave the split "
             "column empty or write train)"
         )
-    if dataset.num_classes < 2:
-        raise ValueError(
-            f"{root}: the dataset has {dataset.num_classes} class; the CAM networks learn where objects are from "
-            "what tells classes apart, so spol needs at least 2 (for --format imagefolder, --data is the folder "
-            "that holds the class folders)"
-        )
+    require_two_classes(dataset)
     splits = draw_evaluation_splits(dataset, share=recipe.data.val_share, seed=recipe.seed)
     notes += splits.describe(recipe.data.val_share, recipe.seed)
     if splits.val_from is None:
-        notes.append(NO_BOXES_NOTE)
+        notes.append(NO_VAL_NOTE.format(why=splits.why_empty()) if splits.has_boxes else NO_BOXES_NOTE)
     elif splits.test_from is None:
         notes.append(NO_TEST_NOTE)
     return splits, notes
@@ -268,8 +274,9 @@ def run_pipeline(
     splits, _ = prepare_splits(dataset, recipe)
     if any(len(options) > 1 for options in candidates.values()) and splits.val_from is None:
         raise ValueError(
-            f"{data_root}: --select chooses training settings on boxed val images, and no image has a box; "
-            "draw boxes for a few images per class (see the README, 'Only class labels?') or leave out --select"
+            f"{data_root}: --select chooses training settings on boxed val images, and there is none "
+            f"({splits.describe(recipe.data.val_share, recipe.seed)[0]}); draw boxes for a few images per class (see "
+            "the README, 'Only class labels?') or leave out --select"
         )
     run_dir = Path(run_dir)
     owner = is_global_zero()

@@ -9,7 +9,8 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
       metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
                          (`spol.runtime.training_log.MetricsCSV`)
       tb/                TensorBoard logs
-      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt
+      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt,
+                         each written beside its name and renamed (`spol.runtime.checkpoint_io`)
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
       inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
@@ -53,7 +54,9 @@ from spol.rundir import (
     STAGE_LOG,
     TENSORBOARD_DIR,
 )
+from spol.runtime.checkpoint_io import AtomicCheckpointIO
 from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
+from spol.runtime.divergence import DivergenceGuard
 from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
 from spol.runtime.system import TrainingSystem
 from spol.runtime.trainer import build_trainer, quiet_lightning
@@ -152,6 +155,7 @@ def fit_stage(
     *,
     recipe: Recipe,
     stage: StageOptimConfig,
+    section_name: str,
     run_dir: Path,
     export: Callable[[nn.Module, Path], None],
     force: bool = False,
@@ -167,6 +171,7 @@ def fit_stage(
             all devices (`per_device_batch_size`).
         recipe: the effective recipe (saved as config.yaml; ``recipe.trainer`` builds the Trainer).
         stage: the stage's recipe section (epochs, max_steps, batch_size).
+        section_name: its name in the recipe (``"cam"``, ``"seg"``, ...), named by the error of a diverged loss.
         run_dir: the stage's run folder.
         export: ``export(net, path)`` writes the model file (e.g. `spol.models.export_model`).
         force: remove the stage's checkpoints, logs and model first and start over.
@@ -176,6 +181,8 @@ def fit_stage(
 
     Raises:
         ValueError: the batch size does not divide over the devices.
+        TrainingDivergedError: the loss or the weights became NaN or infinite (a ValueError naming
+            ``<section_name>.lr``); no checkpoint of the diverged weights is written.
         RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
     """
     run_dir = Path(run_dir)
@@ -222,10 +229,12 @@ def fit_stage(
                     enable_version_counter=False,
                 ),
                 MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
+                DivergenceGuard(section_name, stage, t.log_every_n_steps),
                 EpochProgress(type(system).__name__, len(dataset)),  # type: ignore[arg-type]
             ],
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
+            plugins=[AtomicCheckpointIO()],
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches

@@ -22,7 +22,7 @@ from spol.models import MODEL_BUILDERS, cam_distillation_loss, export_model
 from spol.runtime.engine import fit_stage, seed_everything
 from spol.runtime.stage_folder import finished_model, stage_inputs
 from spol.runtime.system import TrainingSystem
-from spol.stages.parameters import backbone_predicate, freeze_backbone, train_records
+from spol.stages.parameters import backbone_predicate, freeze_backbone, require_two_classes, train_records
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,13 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         force: start over even if the stage finished or has checkpoints.
 
     Raises:
-        ValueError: empty train split, labels out of range, or recipe values the model rejects.
+        ValueError: empty train split, train images of fewer than 2 classes, labels out of range, or recipe
+            values the model rejects.
         FileNotFoundError: the backbone weights file does not exist.
     """
     run_dir = Path(run_dir)
     records = train_records(dataset)
+    require_two_classes(dataset)
     name = "baseline" if baseline else "cam"
     done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, (name,), records))
     if done is not None:
@@ -87,7 +89,14 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
         export_model(model, builder=builder, kwargs=kwargs, path=path)
 
     return fit_stage(
-        CamSystem(net, section), images, recipe=recipe, stage=section, run_dir=run_dir, export=export, force=force
+        CamSystem(net, section),
+        images,
+        recipe=recipe,
+        stage=section,
+        section_name=name,
+        run_dir=run_dir,
+        export=export,
+        force=force,
     )
 
 

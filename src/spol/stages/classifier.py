@@ -24,7 +24,7 @@ from spol.runtime.distributed import barrier, ensure_process_group, is_global_ze
 from spol.runtime.engine import fit_stage, seed_everything
 from spol.runtime.stage_folder import finished_model, stage_inputs
 from spol.runtime.system import TrainingSystem
-from spol.stages.parameters import not_head_predicate, train_records
+from spol.stages.parameters import not_head_predicate, require_two_classes, train_records
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     dataset's classes (e.g. an ImageNet model on ImageNet), are exported as they are.
 
     Raises:
-        ValueError: empty train split, labels out of range, a backbone / weights the builder
+        ValueError: empty train split, train images of fewer than 2 classes, labels out of range, a backbone /
+            weights the builder
             rejects, or (epochs 0) weights without a head for the dataset's classes.
         FileNotFoundError: the classifier weights file does not exist.
     """
@@ -67,6 +68,8 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     section = recipe.classifier
     ensure_process_group(recipe.trainer.accelerator)  # torchrun: the barrier below must wait for rank 0's file
     trained_on = train_records(dataset) if section.epochs else []
+    if section.epochs:
+        require_two_classes(dataset)
     done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
     if done is not None:
         return done
@@ -106,6 +109,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
         images,
         recipe=recipe,
         stage=section,
+        section_name="classifier",
         run_dir=run_dir,
         export=export,
         force=force,

@@ -37,6 +37,27 @@ def train_records(dataset: Dataset) -> list[ImageRecord]:
     return records
 
 
+def require_two_classes(dataset: Dataset) -> None:
+    """Refuse a train split whose images are all of one class: a classification loss is then 0 from the start.
+
+    The classifier and the CAM networks learn from what tells classes apart; the pipeline and
+    every command that trains them check this before any work.
+
+    Raises:
+        ValueError: fewer than 2 classes have train images (naming how many and the usual cause).
+    """
+    labels = {record.label for record in dataset.split("train")}
+    if len(labels) >= 2:
+        return
+    count = len(labels)
+    of = "" if count == dataset.num_classes else f" of its {dataset.num_classes}"
+    raise ValueError(
+        f"{dataset.root}: the train split has images of {count} class{'' if count == 1 else 'es'}{of}; the CAM "
+        "networks learn where objects are from what tells classes apart, so spol needs training images of at least "
+        "2 classes (for --format imagefolder, --data is the folder that holds the class folders)"
+    )
+
+
 def _starts_with(prefixes: tuple[str, ...], name: str) -> bool:
     return name.startswith(prefixes)
 

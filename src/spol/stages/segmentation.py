@@ -128,6 +128,7 @@ def fit_segmentation(
         images,
         recipe=recipe,
         stage=recipe.seg,
+        section_name="seg",
         run_dir=run_dir,
         export=export,
         force=force,

@@ -239,7 +239,8 @@ def generate_pseudo_masks(
     so a killed run leaves no truncated file. ``out_dir/source.json`` records the CAM network
     (`spol.models.state_digest`) and `resize`; existing masks from another source are refused.
     An unreadable image or a CAM with NaN / infinite values is a failure (listed in the report),
-    never a zero mask.
+    never a zero mask. When every CAM computed is NaN, infinite or all zero the network learned
+    nothing: the masks this run wrote are removed and the run fails, naming ``cam.lr``.
 
     Args:
         cam_model: CAM network whose forward returns `spol.models.MFFNetOutput` (``maps``:
@@ -259,7 +260,8 @@ def generate_pseudo_masks(
     Raises:
         ValueError: bad arguments, duplicate image ids, a model without ``normalization`` or
             ``maps`` output, a label outside the model's classes, or existing masks in `out_dir`
-            made by another CAM network or resize (without `force`).
+            made by another CAM network or resize (without `force`), or no usable CAM (every one NaN,
+            infinite or all zero).
     """
     if resize < 1 or batch_size < 1 or num_workers < 0 or workers < 0:
         raise ValueError(
@@ -291,6 +293,7 @@ def generate_pseudo_masks(
 
     report = PseudoMaskReport()
     failures: list[tuple[int, str]] = []
+    written: list[Path] = []  # this process's masks: removed again when no CAM was usable
     writer = _MaskWriter(workers, report)
 
     def consume(cams: torch.Tensor | None, batch: dict[str, Any]) -> None:
@@ -301,9 +304,10 @@ def generate_pseudo_masks(
         for cam, (index, size) in zip(cams.cpu().numpy(), batch["loaded"], strict=True):
             record = records[index]
             if not np.isfinite(cam).all():
-                failures.append((index, f"the CAM of class {record.label} contains NaN or infinite values"))
+                failures.append((index, f"the CAM of class {record.label} {_NON_FINITE}"))
                 continue
-            writer.submit(cam, size, resize, pseudo_mask_path(out_dir, record.image_id))
+            written.append(pseudo_mask_path(out_dir, record.image_id))
+            writer.submit(cam, size, resize, written[-1])
 
     was_training = cam_model.training
     try:
@@ -326,7 +330,13 @@ def generate_pseudo_masks(
     report = _merge_reports(gather_objects((report, failures)), records)
     if is_global_zero():
         write_json_atomic(out_dir / REPORT_NAME, report.to_json())
+    useless = _no_usable_cam(report)
+    if useless is not None:
+        for path in written:  # all-background masks: a rerun must meet this error again, not reuse them
+            path.unlink(missing_ok=True)
     barrier()
+    if useless is not None:
+        raise ValueError(useless)
     if report.failed:
         logger.warning(
             "%d of %d images have no pseudo mask (see %s), e.g. %s: %s",
@@ -337,6 +347,22 @@ def generate_pseudo_masks(
             report.failed[0].reason,
         )
     return report
+
+
+_NON_FINITE = "contains NaN or infinite values"
+
+
+def _no_usable_cam(report: PseudoMaskReport) -> str | None:
+    """The error when every CAM this run computed is NaN, infinite or all zero (a CAM network that learned nothing)."""
+    non_finite = sum(failure.reason.endswith(_NON_FINITE) for failure in report.failed)
+    computed = report.written + non_finite
+    if computed == 0 or report.zero_cams + non_finite < computed:
+        return None
+    what = "all zero" if not non_finite else "NaN or infinite" if not report.zero_cams else "NaN, infinite or zero"
+    return (
+        f"every one of the {computed} CAMs is {what}: the CAM network learned nothing (its training diverged); "
+        "retrain it with a lower cam.lr (--force to start the stage over), then make the pseudo masks"
+    )
 
 
 def _merge_reports(
