@@ -160,7 +160,7 @@ def test_one_image_per_class_says_the_held_out_val_split_is_empty(tmp_path):
         Image.new("RGB", (40, 30), (i * 40, 50, 90)).save(tmp_path / f"{i}.png")
         rows.append(f"{i}.png,k{i},5,5,30,20")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    splits, notes = prepare_splits(read_dataset(tmp_path, "csv", progress=False), load_recipe("cpu", TINY))
+    splits, notes = prepare_splits(read_dataset(tmp_path, "csv", progress=False), load_recipe("cpu", TINY_PIPELINE))
     assert splits.val_from is None and splits.dataset.splits() == {"train": 4}
     empty = "no boxed val image: the held-out val split is empty (each class keeps one train image"
     assert any(note.startswith(empty) for note in notes)

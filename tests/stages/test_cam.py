@@ -89,7 +89,7 @@ def test_empty_train_split_is_an_error(tiny_recipe: Recipe, tiny_dataset: Datase
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_train_images_of_one_class_are_refused(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, baseline: bool
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, baseline: bool
 ) -> None:
     from dataclasses import replace
 
@@ -97,13 +97,13 @@ def test_train_images_of_one_class_are_refused(
         tiny_dataset, class_names=["class0"], records=[replace(r, label=0) for r in tiny_dataset.records]
     )
     with pytest.raises(ValueError, match="train split has images of 1 class; .* at least 2 classes"):
-        train_cam(fast_recipe, one_class, tmp_path / "cam", baseline=baseline)
+        train_cam(tiny_recipe, one_class, tmp_path / "cam", baseline=baseline)
     # Two classes, but every image of the second is a test image: the loss would be 0 all the same.
     second_held_out = replace(
         tiny_dataset, records=[replace(r, split="test") if r.label else r for r in tiny_dataset.records]
     )
     with pytest.raises(ValueError, match="images of 1 class of its 2;"):
-        train_cam(fast_recipe, second_held_out, tmp_path / "cam", baseline=baseline)
+        train_cam(tiny_recipe, second_held_out, tmp_path / "cam", baseline=baseline)
     assert not (tmp_path / "cam").exists()
 
 

@@ -56,12 +56,12 @@ def test_epochs_0_exports_the_pretrained_classifier_as_is(
         train_classifier(as_is, tiny_dataset, tmp_path / "other")
 
 
-def test_train_images_of_one_class_are_refused(fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_train_images_of_one_class_are_refused(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
     from dataclasses import replace
 
     one_class = replace(
         tiny_dataset, class_names=["class0"], records=[replace(r, label=0) for r in tiny_dataset.records]
     )
     with pytest.raises(ValueError, match="train split has images of 1 class; .* at least 2 classes"):
-        train_classifier(fast_recipe, one_class, tmp_path / "classifier")
+        train_classifier(tiny_recipe, one_class, tmp_path / "classifier")
     assert not (tmp_path / "classifier").exists()

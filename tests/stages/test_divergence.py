@@ -14,11 +14,11 @@ from spol.stages import train_cam
 
 @pytest.mark.parametrize("baseline", [False, True])
 def test_a_nan_loss_stops_the_stage_naming_its_learning_rate(
-    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, baseline: bool
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, baseline: bool
 ) -> None:
     section = "baseline" if baseline else "cam"
     # Step 1's update at this rate makes step 2's forward pass overflow: its loss is not finite.
-    recipe = with_overrides(fast_recipe, [f"{section}.lr=1e30"])
+    recipe = with_overrides(tiny_recipe, [f"{section}.lr=1e30"])
     run = tmp_path / section
     with pytest.raises(TrainingDivergedError) as raised:
         train_cam(recipe, tiny_dataset, run, baseline=baseline)
