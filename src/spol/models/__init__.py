@@ -1,4 +1,4 @@
-"""Networks: feature backbones, MFF-Net (CAM and segmentation), the vanilla CAM baseline, classifiers."""
+"""Networks: feature backbones, MFF-Net (CAM and segmentation), the vanilla CAM baseline, classifiers, the predictor."""
 
 from spol.models.backbone_table import BACKBONES, Backbone, build_backbone, build_classifier
 from spol.models.backbones import FeatureBackbone
@@ -10,6 +10,7 @@ from spol.models.mffnet import (
     build_mffnet_seg,
     cam_distillation_loss,
 )
+from spol.models.predictor import Prediction, Predictor
 from spol.models.registry import (
     CAM_NETWORKS,
     CLASSIFIERS,
@@ -35,6 +36,8 @@ __all__ = [
     "FeatureBackbone",
     "MFFNet",
     "MFFNetOutput",
+    "Prediction",
+    "Predictor",
     "ReleaseNetwork",
     "VanillaCAM",
     "build_backbone",
