@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from spol.cli._app import app
 from spol.data import load_image_rgb, read_dataset
-from spol.data.transforms import eval_transform
+from spol.data.transforms import EvalInputs
 from spol.evaluation import scoremap_to_boxes
 from spol.localization import Localizer
-from spol.pipeline.scoring import scoremaps_of
+from spol.models import Predictor
+from spol.pipeline.scoring import ScoreMapSystem
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,12 @@ def test_quick_demo_writes_metrics_and_report_and_prints_the_comparison(quick_de
     # threshold (with no "no object" cut, which the protocol does not have).
     localizer = Localizer.from_run(out, method="spol", min_score=0.0, device="cpu")
     test = [r for r in read_dataset(out / "data", "cub").records if r.split == "test"]
-    segmenter = localizer.map_network
-    transform = eval_transform(resize=localizer.input_size, normalization=localizer.map_normalization)
-    images = torch.stack([transform(load_image_rgb(r.path)) for r in test])
+    evaluation = ScoreMapSystem(Predictor(localizer.map_network, "seg", input_size=localizer.input_size)).eval()
+    to_input = EvalInputs([localizer.input_size])
+    images = torch.stack([to_input(load_image_rgb(r.path))[0] for r in test])
+    labels = torch.zeros(len(test), dtype=torch.int64)
     with torch.inference_mode():
-        maps, _ = scoremaps_of(segmenter.eval(), "seg", images, torch.zeros(len(test), dtype=torch.int64))
+        maps, _ = evaluation.predict_step((torch.arange(len(test)), labels, [images]), 0)
     found = localizer.localize_batch([r.path for r in test], batch_size=len(test))
     threshold = metrics["spol"]["threshold"]
     assert localizer.threshold == threshold

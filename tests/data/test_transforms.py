@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from spol.data.transforms import NORMALIZATION, denormalize, eval_transform, train_transform
+from spol.data.transforms import NORMALIZATION, EvalInputs, denormalize, eval_transform, train_transform
 
 
 def _image(width: int = 40, height: int = 40) -> Image.Image:
@@ -12,10 +12,17 @@ def _image(width: int = 40, height: int = 40) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
-def test_eval_transform_resizes_without_crop_and_normalizes():
-    out = eval_transform(resize=32, normalization="half")(Image.new("RGB", (40, 30), (255, 0, 128)))
-    assert out.shape == (3, 32, 32)
-    torch.testing.assert_close(out[:, 5, 5], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]))
+def test_eval_transform_resizes_without_crop_to_pixels_in_0_1():
+    out = eval_transform(resize=32)(Image.new("RGB", (40, 30), (255, 0, 128)))
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out[:, 5, 5], torch.tensor([1.0, 0.0, 128 / 255]))
+
+
+def test_eval_inputs_give_one_tensor_per_size_equal_to_the_transform():
+    image = _image(37, 23)
+    small, large = EvalInputs((16, 48))(image)
+    assert small.shape == (3, 16, 16) and large.shape == (3, 48, 48)
+    assert torch.equal(large, eval_transform(resize=48)(image))
 
 
 def test_train_transform_moves_mask_with_image():
@@ -32,5 +39,5 @@ def test_train_transform_moves_mask_with_image():
 
 def test_unknown_normalization_is_an_error():
     with pytest.raises(ValueError, match="normalization"):
-        eval_transform(resize=8, normalization="imagenet21k")
+        train_transform(resize=8, crop=8, normalization="imagenet21k")
     assert set(NORMALIZATION) == {"imagenet", "half"}

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from spol.data.transforms import eval_transform
+from spol.data.transforms import NORMALIZATION, eval_transform
 from spol.localization import LOCALIZER_CONFIG, Localization, Localizer, mask_to_box, write_localizer_config
 
 torch.set_num_threads(2)
@@ -69,7 +69,8 @@ def test_scoremap_follows_the_test_time_protocol(localizer: Localizer) -> None:
     # The evaluation's map: logits upsampled to the 224 grid, then the sigmoid; then resized to the image.
     image = _images(2)[1]
     assert image.shape[:2] == (INPUT_SIZE, INPUT_SIZE)
-    x = eval_transform(resize=INPUT_SIZE, normalization=localizer.map_normalization)(Image.fromarray(image))
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[localizer.map_network.normalization])
+    x = (eval_transform(resize=INPUT_SIZE)(Image.fromarray(image)) - mean) / std
     with torch.inference_mode():
         logits = localizer.map_network(x[None]).maps
     protocol = torch.sigmoid(F.interpolate(logits, size=(224, 224), mode="bilinear"))[0, 0].numpy()

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from spol.data.transforms import eval_transform
+from spol.data.transforms import NORMALIZATION, eval_transform
 from spol.models import build_classifier
 
 ESPRESSO, CUP = 967, 968
@@ -15,7 +15,8 @@ CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
 def _top5(model: torch.nn.Module, image: np.ndarray) -> list[int]:
-    x = eval_transform(resize=224, normalization=model.normalization)(Image.fromarray(image))
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[model.normalization])
+    x = (eval_transform(resize=224)(Image.fromarray(image)) - mean) / std
     with torch.no_grad():
         return model(x[None])[0].topk(5).indices.tolist()
 

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from spol.models import layers
-from spol.models.classifier import build_classifier
+from spol.models.backbone_table import build_classifier
 
 
 @pytest.mark.parametrize("align_corners", [True, False])

@@ -21,7 +21,7 @@ class ScaledPoolBackbone(FeatureBackbone):
     """A 1-channel-per-scale test backbone: f_i = scale_i * avgpool_{stride_i}(mean over RGB)."""
 
     def __init__(self, scales: tuple[float, float, float]) -> None:
-        super().__init__((1, 1, 1), "imagenet")
+        super().__init__((1, 1, 1), name="scaled_pool", normalization="imagenet")
         self.scales = scales
 
     def forward(self, x: Tensor) -> list[Tensor]:

@@ -10,8 +10,7 @@ from torch import nn
 
 from spol.config import Recipe, load_recipe, with_overrides
 from spol.data import Dataset
-from spol.models import MFFNet, VanillaCAM, build_mffnet_cam, build_vanilla_cam, load_exported_model
-from spol.models.backbones import ResNet50Backbone
+from spol.models import MFFNet, VanillaCAM, build_backbone, build_mffnet_cam, build_vanilla_cam, load_exported_model
 from spol.runtime.engine import seed_everything
 from spol.stages import train_cam
 from spol.stages.parameters import freeze_backbone
@@ -139,7 +138,7 @@ def test_adamw_with_one_cycle_and_frozen_first_layers(
 
 
 def test_freezing_names_the_stages_of_either_backbone() -> None:
-    resnet = ResNet50Backbone()
+    resnet = build_backbone("resnet50", weights=None)
     frozen = freeze_backbone(resnet, 2)
     assert {name.split(".")[0] for name in frozen} == {"conv1", "bn1", "layer1", "layer2"}
     assert all(p.requires_grad for n, p in resnet.named_parameters() if n.startswith(("layer3.", "layer4.")))

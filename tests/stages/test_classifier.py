@@ -10,13 +10,13 @@ import torch
 from spol.config import Recipe
 from spol.data import Dataset
 from spol.models import build_classifier, load_exported_model
+from spol.models.backbone_table import classifier_head_prefixes
 from spol.stages import ClassifierSystem, train_classifier
-from spol.stages.classifier import classifier_head_prefixes
 
 
 def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(tiny_recipe: Recipe) -> None:
     net = build_classifier(backbone="efficientnet_lite0", num_classes=3, weights=None)
-    assert classifier_head_prefixes(net) == ("classifier.",)
+    assert classifier_head_prefixes("efficientnet_lite0") == ("classifier.",)
     groups = {g["name"]: g for g in ClassifierSystem(net, tiny_recipe.classifier).parameter_groups()}
     head = dict(net.named_parameters())
     assert groups["new"]["params"] == [head["classifier.weight"], head["classifier.bias"]]
@@ -24,7 +24,8 @@ def test_head_trains_at_lr_and_the_rest_at_the_backbone_rate(tiny_recipe: Recipe
     assert groups["backbone"]["lr"] == tiny_recipe.classifier.lr * tiny_recipe.classifier.backbone_lr_mult
     assert len(groups["backbone"]["params"]) == len(head) - 2
     resnet = build_classifier(backbone="resnet50", num_classes=3, weights=None)
-    assert classifier_head_prefixes(resnet) == ("fc.",)
+    assert classifier_head_prefixes("resnet50") == ("fc.",) and hasattr(resnet, "fc")
+    assert classifier_head_prefixes("timm:tf_efficientnet_b7") == ("classifier.",)
 
 
 def test_train_classifier_exports_a_classifier(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from spol.data.records import ImageRecord
-from spol.data.transforms import eval_transform
+from spol.data.transforms import NORMALIZATION, eval_transform
 from spol.models import MFFNetOutput, build_mffnet_cam
 from spol.stages.pseudo_masks import (
     IGNORE_INDEX,
@@ -181,9 +181,10 @@ def cam_model() -> nn.Module:
 
 def _expected(model: nn.Module, records: list[ImageRecord]) -> list[tuple[np.ndarray, np.ndarray]]:
     """All images in one batch, straight from the model: what the run must have written."""
-    transform = eval_transform(resize=256, normalization=model.normalization)
+    transform = eval_transform(resize=256)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[model.normalization])
     with torch.inference_mode():
-        x = torch.stack([transform(Image.open(r.path).convert("RGB")) for r in records])
+        x = torch.stack([(transform(Image.open(r.path).convert("RGB")) - mean) / std for r in records])
         maps = model.eval()(x).maps
     return [pseudo_mask_from_cam(maps[i, r.label].numpy(), r.size) for i, r in enumerate(records)]
 

@@ -1,13 +1,16 @@
 """Image transforms: the one home of normalisation constants and the resize/crop recipes.
 
-Images enter as PIL RGB images; transforms return float tensors ``3 x H x W``,
-normalised with the backbone's constants. Training transforms accept an optional
-mask (``tv_tensors.Mask``, ``H x W`` uint8) that is cropped and flipped with the image.
+Images enter as PIL RGB images; transforms return float tensors ``3 x H x W``. Training
+transforms normalise with the backbone's constants and accept an optional mask
+(``tv_tensors.Mask``, ``H x W`` uint8) that is cropped and flipped with the image. Test-time
+transforms (`eval_transform`, `EvalInputs`) give [0, 1] pixels: the predictor that runs the
+networks normalises them (`spol.models.Predictor`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -23,10 +26,19 @@ NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 }
 
 
-def normalization_of(net: nn.Module) -> str:
-    """The `NORMALIZATION` key a spol network was built for: its ``normalization`` attribute."""
-    # nn.Module types unknown attributes as tensors or modules; spol's builders set a str.
-    return cast(str, net.normalization)
+def normalization_of(net: nn.Module, *, role: str = "network") -> str:
+    """The `NORMALIZATION` key a spol network was built for: its ``normalization`` attribute.
+
+    Raises:
+        ValueError: the attribute is missing or unknown; the message names the network's `role`.
+    """
+    normalization = getattr(net, "normalization", None)
+    if normalization not in NORMALIZATION:
+        raise ValueError(
+            f"the {role} has no `normalization` attribute ({' or '.join(map(repr, NORMALIZATION))}); "
+            "build it with a spol.models builder"
+        )
+    return str(normalization)
 
 
 def _normalize(normalization: str) -> v2.Normalize:
@@ -56,12 +68,13 @@ def train_transform(*, resize: int, crop: int, normalization: str) -> v2.Compose
     )
 
 
-def eval_transform(*, resize: int, normalization: str, crop: int | None = None) -> v2.Compose:
-    """Resize to ``resize x resize`` (the WSOL protocol: no crop), optionally centre-crop, normalise.
+def eval_transform(*, resize: int, crop: int | None = None) -> v2.Compose:
+    """Resize to ``resize x resize`` (the WSOL protocol: no crop), optionally centre-crop: float32 in [0, 1].
 
-    The resize (bilinear, antialiased) runs on float pixels in [0, 1], not on uint8 ones: the same
-    operation as the exported localizer's (`spol.localization.export`), which must give the maps
-    `spol localize` gives, and which ONNX has only in float.
+    Not normalised: `spol.models.Predictor` normalises on the device. The resize (bilinear,
+    antialiased) runs on float pixels in [0, 1], not on uint8 ones: the same operation as the
+    exported localizer's (`spol.localization.export`), which must give the maps `spol localize`
+    gives, and which ONNX has only in float.
     """
     steps: list[v2.Transform] = [
         v2.ToImage(),
@@ -70,8 +83,18 @@ def eval_transform(*, resize: int, normalization: str, crop: int | None = None) 
     ]
     if crop is not None:
         steps.append(v2.CenterCrop(crop))
-    steps.append(_normalize(normalization))
     return v2.Compose(steps)
+
+
+class EvalInputs:
+    """A PIL RGB image → one `eval_transform` tensor per size: ``3 x S x S`` float32 in [0, 1] for each S."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        self.sizes = tuple(sizes)
+        self._transforms = [eval_transform(resize=size) for size in self.sizes]
+
+    def __call__(self, image: object) -> list[torch.Tensor]:
+        return [transform(image) for transform in self._transforms]
 
 
 def denormalize(images: torch.Tensor, normalization: str) -> torch.Tensor:

@@ -12,9 +12,10 @@ The exported model takes ``image``, one ``H x W x 3`` uint8 RGB array of any siz
 
 The map is the localizer's method's: SPOL's segmentation map, or the predicted class's CAM.
 
-It runs `Localizer`'s steps as tensor operations: the square resize of `eval_transform` (bilinear,
-antialiased, on [0, 1] floats), the normalisation, the networks, the map on the protocol grid
-(`spol.models.maps`), then the map resized bilinearly to the image (as OpenCV's ``INTER_LINEAR``).
+It runs `Localizer`'s predictor (`spol.models.Predictor`: the normalisation, the networks, the map
+on the protocol grid) between tensor versions of the steps around it: the square resize of
+`spol.data.transforms.eval_transform` (bilinear, antialiased, on [0, 1] floats) before, the map
+resized bilinearly to the image (as OpenCV's ``INTER_LINEAR``) after.
 The threshold, the mask and the box stay outside the file: they are a few lines of NumPy/OpenCV
 (README, "Use the localizer without spol") with the numbers of ``localizer.json``.
 """
@@ -34,12 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spol.data.transforms import NORMALIZATION
 from spol.fileio import atomic_path
-from spol.localization.localizer import Localizer, _logits
-from spol.models import MFFNetOutput
-from spol.models.maps import cam_normalized, class_peak_probability, seg_probabilities
-from spol.scoremaps import PROTOCOL_SIZE
+from spol.localization.localizer import Localizer
 
 logger = logging.getLogger(__name__)
 
@@ -52,61 +49,29 @@ ONNX_OPSET = 18
 
 
 class PortableLocalizer(nn.Module):
-    """`Localizer`'s networks and preprocessing for one uint8 image, in tensor operations only."""
-
-    map_mean: Tensor
-    map_std: Tensor
-    classifier_mean: Tensor
-    classifier_std: Tensor
+    """`Localizer`'s predictor and preprocessing for one uint8 image, in tensor operations only."""
 
     def __init__(self, localizer: Localizer) -> None:
         super().__init__()
-        # Copies: exporting must not move the caller's localizer off its device or precision.
-        self.map_network = copy.deepcopy(localizer.map_network).float().cpu().eval()
-        self.shared_network = localizer.map_network is localizer.classifier
-        self.classifier = self.map_network if self.shared_network else copy.deepcopy(localizer.classifier)
-        self.classifier = self.classifier.float().cpu().eval()
-        self.kind = localizer.kind
-        self.input_size = localizer.input_size
-        self.classifier_input_size = localizer.classifier_input_size
-        self.align_corners = localizer.align_corners
-        roles = (("map", localizer.map_normalization), ("classifier", localizer.classifier_normalization))
-        for role, name in roles:
-            mean, std = NORMALIZATION[name]
-            self.register_buffer(f"{role}_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer(f"{role}_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-
-    @staticmethod
-    def _resized(pixels: Tensor, size: int, mean: Tensor, std: Tensor) -> Tensor:
-        # `spol.data.transforms.eval_transform`, step by step: [0, 1] floats, antialiased bilinear resize, normalise.
-        resized = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return (resized - mean) / std
+        # A copy: exporting must not move the caller's localizer off its device or precision.
+        self.predictor = copy.deepcopy(localizer.predictor).float().cpu().eval()
+        self.predictor.check_finite = False  # a traced graph cannot raise
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """H x W x 3 uint8 RGB → scoremap H x W, class_scores K, protocol_scoremap 224 x 224, localization_score."""
         height, width = image.shape[0], image.shape[1]
         pixels = image.permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        output = self.map_network(self._resized(pixels, self.input_size, self.map_mean, self.map_std))
-        maps = output.maps if isinstance(output, MFFNetOutput) else output
-        if self.shared_network:
-            logits = _logits(output)
-        else:
-            classifier_input = self._resized(
-                pixels, self.classifier_input_size, self.classifier_mean, self.classifier_std
-            )
-            logits = _logits(self.classifier(classifier_input))
-        class_scores = torch.softmax(logits.float(), dim=1)
-        if self.kind == "seg":
-            protocol = seg_probabilities(maps, align_corners=self.align_corners)
-            localization_score = protocol.amax(dim=(1, 2))
-        else:
-            predicted = class_scores.argmax(dim=1)
-            picked = torch.index_select(maps.float(), 1, predicted)
-            upsampled = F.interpolate(picked, size=(PROTOCOL_SIZE, PROTOCOL_SIZE), mode="bilinear", align_corners=False)
-            protocol = cam_normalized(upsampled[:, 0])
-            localization_score = class_peak_probability(maps, predicted)
+        # `eval_transform`'s resize, step by step: antialiased bilinear on [0, 1] floats, one square per input.
+        inputs = [
+            F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            for size in self.predictor.input_sizes
+        ]
+        prediction = self.predictor(*inputs)
+        if prediction.scores is None:
+            raise ValueError("the localizer's predictor gives no classes")
+        protocol = prediction.maps
         scoremap = F.interpolate(protocol.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False)
-        return scoremap[0, 0].clamp(0.0, 1.0), class_scores[0], protocol[0], localization_score[0]
+        return scoremap[0, 0].clamp(0.0, 1.0), prediction.scores[0], protocol[0], prediction.localization_score[0]
 
 
 def _example_image() -> Tensor:

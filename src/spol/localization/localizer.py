@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -34,19 +34,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import Tensor, nn
 
 from spol.data import load_image_rgb
-from spol.data.transforms import eval_transform
 from spol.fileio import write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
 from spol.models import (
     CAM_NETWORKS,
     CLASSIFIERS,
     SEGMENTERS,
-    MFFNetOutput,
+    Prediction,
+    Predictor,
     build_classifier_cam,
     load_exported_model,
     resolve_device,
 )
-from spol.models.maps import MapKind, cam_scoremaps, class_peak_probability, seg_scoremaps
+from spol.models.maps import MapKind
 from spol.rundir import LOCALIZER_FILE
 from spol.scoremaps import PROTOCOL_SIZE
 
@@ -251,34 +251,6 @@ def _to_pil(image: ImageInput, index: int) -> Image.Image:
     )
 
 
-def _logits(output: Tensor | MFFNetOutput) -> Tensor:
-    if isinstance(output, MFFNetOutput):
-        if output.logits is None:
-            raise ValueError("the classifier returned no logits: it is a segmentation network, not a classifier")
-        return output.logits
-    if isinstance(output, Tensor):
-        return output
-    raise ValueError(f"the classifier must return a B x K tensor or an MFFNetOutput, got {type(output).__name__}")
-
-
-def _normalization(module: nn.Module, role: str) -> str:
-    normalization = getattr(module, "normalization", None)
-    if not isinstance(normalization, str):
-        raise ValueError(
-            f"the {role} has no `normalization` attribute ('imagenet' or 'half'); build it with a spol.models builder"
-        )
-    return normalization
-
-
-def _map_tensor(output: Tensor | MFFNetOutput, kind: MapKind) -> Tensor:
-    maps = output.maps if isinstance(output, MFFNetOutput) else output
-    if not isinstance(maps, Tensor) or maps.ndim != 4 or (kind == "seg" and maps.shape[1] != 1):
-        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        wanted = "B x 1 x h x w object logits" if kind == "seg" else "B x K x h x w class maps"
-        raise ValueError(f"the {'segmenter' if kind == 'seg' else 'CAM network'} must return {wanted}, got {shape}")
-    return maps
-
-
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names, index order, offline (timm's table): each synset's first name.
 
@@ -372,17 +344,26 @@ class Localizer:
         self.device = resolve_device(device)
         # Mixed precision is a GPU setting: on CPU the networks run in float32.
         self._autocast_dtype = _AUTOCAST_DTYPES.get(config.precision) if self.device.type == "cuda" else None
-        self.classifier = classifier.to(self.device).eval()
-        self.map_network = map_network.to(self.device).eval()
-        self.map_normalization = _normalization(map_network, "map network")
-        self.classifier_normalization = _normalization(classifier, "classifier")
-        self._map_transform = eval_transform(resize=self.input_size, normalization=self.map_normalization)
-        self._classifier_transform = eval_transform(
-            resize=self.classifier_input_size, normalization=self.classifier_normalization
+        self.predictor = Predictor(
+            map_network,
+            self.kind,
+            classifier,
+            input_size=self.input_size,
+            classifier_input_size=self.classifier_input_size,
+            align_corners=self.align_corners,
         )
-        self._shared_input = (
-            self.classifier_input_size == self.input_size and self.classifier_normalization == self.map_normalization
-        )
+        self.predictor.to(self.device).eval()
+        self._inputs = self.predictor.input_transform()
+
+    @property
+    def classifier(self) -> nn.Module:
+        """The network giving the classes (may be `map_network` itself)."""
+        return cast(nn.Module, self.predictor.classifier)
+
+    @property
+    def map_network(self) -> nn.Module:
+        """The network giving the maps."""
+        return self.predictor.map_network
 
     @classmethod
     def from_run(
@@ -489,49 +470,31 @@ class Localizer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
-    def _class_logits(self, logits: Tensor) -> Tensor:
-        logits = logits.float()
-        if logits.ndim != 2 or logits.shape[1] != len(self.class_names):
-            raise ValueError(
-                f"the classifier returns logits of shape {tuple(logits.shape)} but localizer.json names "
-                f"{len(self.class_names)} classes; the run's class_names and classifier disagree"
-            )
-        return logits
-
     @torch.inference_mode()
+    def _predict(self, images: list[Image.Image]) -> tuple[Prediction, Tensor]:
+        """The predictor on a batch (a CAM method's maps are of the predicted class), and its B x K class scores."""
+        per_image = [self._inputs(image) for image in images]
+        inputs = [torch.stack(batch).to(self.device) for batch in zip(*per_image, strict=True)]
+        with self._autocast():
+            prediction = self.predictor(*inputs)
+        scores = prediction.scores
+        if scores is None or scores.shape[1] != len(self.class_names):
+            found = "no logits" if scores is None else f"logits of shape {tuple(scores.shape)}"
+            raise ValueError(
+                f"the classifier returns {found} but localizer.json names {len(self.class_names)} classes; "
+                "the run's class_names and classifier disagree"
+            )
+        return prediction, scores
+
     def _localize_pil(self, images: list[Image.Image]) -> list[Localization]:
         if not images:
             return []
-        map_input = torch.stack([self._map_transform(image) for image in images]).to(self.device)
-        with self._autocast():
-            output = self.map_network(map_input)
-        maps = _map_tensor(output, self.kind)
-        if self.kind == "cam" and self.classifier is self.map_network:
-            logits = self._class_logits(_logits(output))
-        else:
-            if self._shared_input:
-                classifier_input = map_input
-            else:
-                classifier_input = torch.stack([self._classifier_transform(image) for image in images]).to(self.device)
-            with self._autocast():
-                logits = self._class_logits(_logits(self.classifier(classifier_input)))
-        top = torch.softmax(logits, dim=1).topk(min(5, len(self.class_names)), dim=1)
+        prediction, class_scores = self._predict(images)
+        top = class_scores.topk(min(5, len(self.class_names)), dim=1)
         top_scores, top_indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
-        # The evaluation's map on the protocol grid: the box found on it at the run's threshold is the box
-        # that was scored. SPOL: logits upsampled, then the sigmoid; CAM: the predicted class's map.
-        if self.kind == "seg":
-            protocol_tensor = seg_scoremaps(maps, align_corners=self.align_corners)
-            peaks = protocol_tensor.amax(dim=(1, 2))
-        else:
-            if maps.shape[1] != len(self.class_names):
-                raise ValueError(
-                    f"the CAM network has {maps.shape[1]} class maps but localizer.json names "
-                    f"{len(self.class_names)} classes"
-                )
-            predicted = top.indices[:, 0].to(maps.device)
-            protocol_tensor = cam_scoremaps(maps, predicted)
-            peaks = class_peak_probability(maps, predicted)
-        protocol_maps, scores = protocol_tensor.cpu().numpy(), peaks.float().cpu().tolist()
+        # The box found on the protocol grid at the run's threshold is the box that was scored.
+        protocol_maps = prediction.maps.cpu().numpy()
+        scores = prediction.localization_score.float().cpu().tolist()
 
         results = []
         for i, image in enumerate(images):

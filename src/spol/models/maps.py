@@ -1,8 +1,9 @@
 """Network outputs to score maps on the WSOL protocol's grid: the one place both are computed.
 
 The protocol scores a map per image at 224 x 224, the image resized (not cropped) before the
-network. Evaluation (`spol.pipeline.scoring`), the report, `spol.Localizer` and the exported
-localizer all make their maps here, so the box `spol localize` draws is the box that was scored.
+network. `spol.models.Predictor` makes its maps here, and the evaluation (`spol.pipeline.scoring`),
+the report, `spol.Localizer` and the exported localizer all use it, so the box `spol localize`
+draws is the box that was scored.
 """
 
 from __future__ import annotations
@@ -48,40 +49,50 @@ def class_peak_probability(maps: Tensor, labels: Tensor) -> Tensor:
     return probabilities.gather(1, index).amax(dim=(1, 2, 3))
 
 
-def cam_scoremaps(maps: Tensor, labels: Tensor) -> Tensor:
-    """Ground-truth-class CAMs at the protocol size, min-max normalised per image (as wsolevaluation).
+def class_maps(maps: Tensor, labels: Tensor) -> Tensor:
+    """The map of class ``labels[b]`` of each image b.
 
     Args:
         maps: ``B x K x h x w`` class maps.
         labels: ``B`` int64 classes.
 
     Returns:
+        ``B x h x w`` float32.
+    """
+    index = labels.to(maps.device).view(-1, 1, 1, 1).expand(-1, 1, maps.shape[2], maps.shape[3])
+    return maps.gather(1, index).squeeze(1).float()
+
+
+def cam_scoremaps(maps: Tensor, labels: Tensor, *, check: bool = True) -> Tensor:
+    """The CAMs of `labels` at the protocol size, min-max normalised per image (as wsolevaluation).
+
+    Args:
+        maps: ``B x K x h x w`` class maps.
+        labels: ``B`` int64 classes (the ground truth's for the protocol's maps).
+        check: raise `ScoreMapError` on NaN maps (False: traceable, for the exported localizer).
+
+    Returns:
         ``B x 224 x 224`` float32 in [0, 1] (an all-constant CAM gives zeros).
     """
-    picked = maps[torch.arange(len(labels), device=maps.device), labels].unsqueeze(1).float()
-    picked = _to_protocol_size(picked).squeeze(1)
-    if torch.isnan(picked).any():
+    picked = _to_protocol_size(class_maps(maps, labels).unsqueeze(1)).squeeze(1)
+    if check and torch.isnan(picked).any():
         raise ScoreMapError("the CAM network produced NaN maps; check the model file and the input images")
     return cam_normalized(picked)
 
 
-def seg_probabilities(maps: Tensor, *, align_corners: bool = False) -> Tensor:
-    """`seg_scoremaps` without the NaN check: traceable, for the exported localizer (`spol.localization.export`)."""
-    return torch.sigmoid(_to_protocol_size(maps.float(), align_corners)).squeeze(1)
-
-
-def seg_scoremaps(maps: Tensor, *, align_corners: bool = False) -> Tensor:
+def seg_scoremaps(maps: Tensor, *, align_corners: bool = False, check: bool = True) -> Tensor:
     """Object probabilities at the protocol size: the sigmoid of the ``B x 1 x h x w`` logits upsampled to 224.
 
     Args:
         maps: the segmentation network's logits.
         align_corners: of the bilinear upsampling (the release's test scripts: True).
+        check: raise `ScoreMapError` on NaN maps (False: traceable, for the exported localizer).
 
     Returns:
         ``B x 224 x 224`` float32 in [0, 1].
     """
-    probs = seg_probabilities(maps, align_corners=align_corners)
-    if torch.isnan(probs).any():
+    probs = torch.sigmoid(_to_protocol_size(maps.float(), align_corners)).squeeze(1)
+    if check and torch.isnan(probs).any():
         raise ScoreMapError("the segmentation network produced NaN maps; check the model file and the input images")
     return probs
 
@@ -90,7 +101,7 @@ __all__ = [
     "MapKind",
     "cam_normalized",
     "cam_scoremaps",
+    "class_maps",
     "class_peak_probability",
-    "seg_probabilities",
     "seg_scoremaps",
 ]

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spol.models.backbones import FeatureBackbone, WeightsArg, build_backbone
+from spol.models.backbone_table import build_backbone
+from spol.models.backbones import FeatureBackbone, WeightsArg
 from spol.models.layers import cross_entropy, resize_bilinear
 
 HIDDEN_CHANNELS = 128

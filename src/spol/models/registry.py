@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from spol.fileio import atomic_path
+from spol.models.backbone_table import build_classifier
 from spol.models.backbones import check_state_dict, load_state_dict_checked
-from spol.models.classifier import build_classifier
 from spol.models.mffnet import build_mffnet_cam, build_mffnet_seg
 from spol.models.vanilla_cam import build_classifier_cam, build_vanilla_cam
 

@@ -7,8 +7,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spol.models.backbones import FeatureBackbone, WeightsArg, build_backbone
-from spol.models.classifier import build_classifier
+from spol.models.backbone_table import build_backbone, build_classifier
+from spol.models.backbones import FeatureBackbone, WeightsArg
 from spol.models.mffnet import MFFNetOutput, init_new_layers
 
 

@@ -9,6 +9,7 @@ MaxBoxAccV2, PxAP where masks exist, GT-known / Top-1 / Top-5 Loc at the chosen 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from spol.evaluation.release_protocol import (
 )
 from spol.fileio import write_json_atomic
 from spol.localization import write_localizer_config
-from spol.models import CLASSIFIERS, SEGMENTERS, export_model, from_release, load_exported_model
+from spol.models import CLASSIFIERS, SEGMENTERS, Predictor, export_model, from_release, load_exported_model
 from spol.pipeline.run import prepare_splits
 from spol.pipeline.scoring import ScoreMapSystem, score_split
 from spol.rundir import METRICS_FILE, model_file
@@ -106,22 +107,21 @@ def evaluate_networks(
     if class_predictions is not None:
         hits = class_hits_for(test, read_release_class_hits(class_predictions), str(class_predictions))
     input_size = recipe.evaluation.input_size
+    classifier_size = recipe.classifier.test_size or recipe.classifier.crop or input_size
     align = recipe.evaluation.align_corners
-    kwargs: dict[str, Any] = {"recipe": recipe, "input_size": input_size, "progress": progress}
+    kwargs: dict[str, Any] = {"recipe": recipe, "progress": progress}
+    seg_predictor = partial(Predictor, seg, "seg", input_size=input_size, align_corners=align)
 
     if threshold is None:
         val = dataset.split("val")
-        val_system = ScoreMapSystem(seg, "seg", align_corners=align)
+        val_system = ScoreMapSystem(seg_predictor())
         chosen = score_split(val_system, val, description="SPOL maps (val)", **kwargs).best_threshold()
     else:
         chosen = threshold
     predicted = np.zeros((len(test), 2), dtype=np.int64) if classes is not None and release_protocol else None
     counts = score_split(
-        ScoreMapSystem(seg, "seg", classifier=classes, align_corners=align),
+        ScoreMapSystem(seg_predictor(classes, classifier_input_size=classifier_size)),
         test,
-        classifier_input_size=(recipe.classifier.test_size or recipe.classifier.crop or input_size)
-        if classes
-        else None,
         masks=all(r.mask_paths for r in test),
         class_hits=hits,
         class_hits_out=predicted,
@@ -162,7 +162,7 @@ def evaluate_networks(
                 method="spol",
                 methods={"spol": {**spol, "validated": threshold is None}},
                 input_size=input_size,
-                classifier_input_size=recipe.classifier.test_size or recipe.classifier.crop or input_size,
+                classifier_input_size=classifier_size,
                 precision=recipe.trainer.precision,
                 align_corners=align,
             )

@@ -29,7 +29,7 @@ from spol.config import Recipe
 from spol.data import Dataset, ImageRecord
 from spol.evaluation import ProtocolCounts
 from spol.localization import METHOD_LABELS
-from spol.models import load_exported_model
+from spol.models import Predictor, load_exported_model
 from spol.pipeline.scoring import ScoreMapSystem, score_split
 from spol.pipeline.selection import Candidate, stage_root
 from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
@@ -172,12 +172,21 @@ class StageGraph:
         the CAM methods' from their own network.
         """
         network = load_exported_model(self.map_network(candidate))
+        input_size = self.recipe.evaluation.input_size
         if candidate.method != "spol":
-            return ScoreMapSystem(network, "cam")
+            return ScoreMapSystem(Predictor(network, "cam", input_size=input_size))
         classifier: nn.Module | None = None
         if classes:
             classifier = self._classifier_model or load_exported_model(self.cam(candidate))
-        return ScoreMapSystem(network, "seg", classifier=classifier, align_corners=self.recipe.evaluation.align_corners)
+        predictor = Predictor(
+            network,
+            "seg",
+            classifier,
+            input_size=input_size,
+            classifier_input_size=self.classifier_size,
+            align_corners=self.recipe.evaluation.align_corners,
+        )
+        return ScoreMapSystem(predictor)
 
     def score(
         self,
@@ -195,8 +204,6 @@ class StageGraph:
                 system,
                 records,
                 recipe=self.recipe,
-                input_size=self.recipe.evaluation.input_size,
-                classifier_input_size=self.classifier_size,
                 masks=masks,
                 save_dir=self.run_dir / "scoremaps" / method / split if self.save_scoremaps else None,
                 every_contour_out=every_contour_out,

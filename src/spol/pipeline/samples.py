@@ -11,11 +11,10 @@ from torch import nn
 
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
-from spol.data.transforms import eval_transform, normalization_of
 from spol.evaluation import protocol_gt_boxes
 from spol.localization import ThresholdRule, mask_to_box, threshold_mask
-from spol.models.maps import MapKind
-from spol.pipeline.scoring import scoremaps_of
+from spol.models import Predictor
+from spol.models.maps import class_maps
 from spol.progress import track
 from spol.report import MethodVisuals, ReportSample
 from spol.scoremaps import PROTOCOL_SIZE
@@ -29,20 +28,17 @@ def _evenly_spaced(n: int, count: int) -> list[int]:
 
 
 @torch.inference_mode()
-def _protocol_map(net: nn.Module, kind: MapKind, image: Image.Image, label: int, recipe: Recipe) -> np.ndarray:
-    tensor = eval_transform(resize=recipe.evaluation.input_size, normalization=normalization_of(net))(image).unsqueeze(
-        0
-    )
-    maps, _ = scoremaps_of(
-        net.eval(), kind, tensor, torch.tensor([label]), align_corners=recipe.evaluation.align_corners
-    )
-    return maps[0].cpu().numpy()
+def _protocol_map(predictor: Predictor, image: Image.Image, label: int) -> np.ndarray:
+    """The map the evaluation scores (a CAM method's: of the true class), 224 x 224 in [0, 1]."""
+    inputs = [tensor.unsqueeze(0) for tensor in predictor.input_transform()(image)]
+    return predictor(*inputs, labels=torch.tensor([label])).maps[0].cpu().numpy()
 
 
 @torch.inference_mode()
-def _mffnet_cam(cam_model: nn.Module, image: Image.Image, label: int, resize: int) -> np.ndarray:
-    tensor = eval_transform(resize=resize, normalization=normalization_of(cam_model))(image).unsqueeze(0)
-    return cam_model.eval()(tensor).maps[0, label].float().numpy()
+def _mffnet_cam(predictor: Predictor, image: Image.Image, label: int) -> np.ndarray:
+    """The CAM network's map of the true class at its resolution, as the pseudo masks see it."""
+    (tensor,) = predictor.input_transform()(image)
+    return class_maps(predictor.network_maps(tensor.unsqueeze(0)), torch.tensor([label]))[0].cpu().numpy()
 
 
 def build_report_samples(
@@ -60,23 +56,27 @@ def build_report_samples(
 
     SPOL shows the CAM network's map of the true class, the pseudo mask it would give (double
     thresholded, grey = ignored), the segmentation map and its box; CAM shows the baseline's
-    map and box. The maps are computed as the evaluation computes them (`scoremaps_of`); boxes
+    map and box. The maps are computed as the evaluation computes them (`spol.models.Predictor`); boxes
     come from each method's ``(threshold, rule)`` in `rules` (``"spol"``, ``"cam"``): chosen on val
     and cut as the protocol cuts, or a fixed rule. Ground-truth boxes are drawn where a record has any.
     Three networks run on each image on the CPU, seconds apiece: `progress` shows how far it is.
     """
+    settings = recipe.evaluation
+    spol = Predictor(seg_model, "seg", input_size=settings.input_size, align_corners=settings.align_corners).eval()
+    baseline = Predictor(baseline_model, "cam", input_size=settings.input_size).eval()
+    cam_network = Predictor(cam_model, "cam", input_size=recipe.pseudo_masks.resize).eval()
     samples = []
     for index in track(_evenly_spaced(len(records), count), "report samples", enabled=progress):
         record = records[index]
         image = load_image_rgb(record.path)
         shown = np.asarray(image.resize((PROTOCOL_SIZE, PROTOCOL_SIZE)), dtype=np.uint8)
-        cam = _mffnet_cam(cam_model, image, record.label, recipe.pseudo_masks.resize)
+        cam = _mffnet_cam(cam_network, image, record.label)
         p, g = pseudo_mask_from_cam(cam, (PROTOCOL_SIZE, PROTOCOL_SIZE), resize=recipe.pseudo_masks.resize)
         pseudo = double_threshold(
             p, g, foreground=recipe.pseudo_masks.foreground, background=recipe.pseudo_masks.background
         )
-        spol_map = _protocol_map(seg_model, "seg", image, record.label, recipe)
-        cam_map = _protocol_map(baseline_model, "cam", image, record.label, recipe)
+        spol_map = _protocol_map(spol, image, record.label)
+        cam_map = _protocol_map(baseline, image, record.label)
         samples.append(
             ReportSample(
                 image_id=record.image_id,

@@ -2,9 +2,9 @@
 
 The WSOL protocol evaluates a map per image at 224 x 224, the image resized (not cropped)
 before the network. The network may run at another input size (a recipe setting); its maps are
-upsampled bilinearly to the protocol size. `score_split` runs a network over a split in
-Lightning's predict loop (`spol.runtime.prediction.run_inference`: the recipe's GPUs, precision and
-memory format, sharded under DDP) and hands each batch of maps to a
+upsampled bilinearly to the protocol size (`spol.models.Predictor`). `score_split` runs a
+predictor over a split in Lightning's predict loop (`spol.runtime.prediction.run_inference`: the
+recipe's GPUs, precision and memory format, sharded under DDP) and hands each batch of maps to a
 `spol.evaluation.StreamingEvaluator`, so no split's maps are ever held; the counts of all
 processes are summed. Optionally each map is saved as ``<image_id>.npy`` (the layout
 ``spol evaluate-maps`` reads).
@@ -15,55 +15,29 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from spol.config import Recipe
 from spol.data import ImageRecord, load_image_rgb
-from spol.data.transforms import eval_transform, normalization_of
+from spol.data.transforms import EvalInputs
 from spol.evaluation import TOP_K, ProtocolCounts, StreamingEvaluator, top_k_hits
 from spol.fileio import atomic_path, image_id_path
-from spol.models.maps import MapKind, cam_scoremaps, seg_scoremaps
+from spol.models import Predictor
 from spol.runtime.distributed import all_reduce_sum, all_reduce_sum_named
 from spol.runtime.prediction import InferenceSystem, run_inference
 
 
-def scoremaps_of(
-    net: nn.Module, kind: MapKind, images: Tensor, labels: Tensor, *, align_corners: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    """A network's protocol-size score maps of a batch, and its class logits when it has them.
-
-    Args:
-        net: a CAM network (``kind="cam"``: class maps and logits) or a segmentation network
-            (``"seg"``: 1-channel logits maps).
-        kind: ``"cam"`` or ``"seg"``, as above.
-        images: ``B x 3 x S x S`` normalised images.
-        labels: ``B`` true classes (pick the CAM).
-        align_corners: of the segmentation logits' bilinear upsampling.
-    """
-    output = net(images)
-    if kind == "seg":
-        return seg_scoremaps(output.maps, align_corners=align_corners), None
-    return cam_scoremaps(output.maps, labels), getattr(output, "logits", None)
-
-
-def _logits_of(output: object) -> Tensor | None:
-    if isinstance(output, Tensor):
-        return output
-    return getattr(output, "logits", None)
-
-
 class _EvalImages(Dataset):
-    """``(index, label, one normalised tensor per transform)``: each image resized (no crop) once per input."""
+    """``(index, label, the predictor's inputs)``: each image resized (no crop) once per input size."""
 
-    def __init__(self, records: Sequence[ImageRecord], transforms: Sequence[Any], min_size: int) -> None:
+    def __init__(self, records: Sequence[ImageRecord], inputs: EvalInputs) -> None:
         self.records = list(records)
-        self.transforms = list(transforms)
-        self.min_size = min_size
+        self.inputs = inputs
+        self.min_size = max(inputs.sizes)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -71,40 +45,29 @@ class _EvalImages(Dataset):
     def __getitem__(self, index: int) -> tuple[int, int, list[Tensor]]:
         record = self.records[index]
         image = load_image_rgb(record.path, min_size=self.min_size)
-        return index, record.label, [transform(image) for transform in self.transforms]
+        return index, record.label, self.inputs(image)
 
 
 class ScoreMapSystem(InferenceSystem):
-    """One method at test time: its score maps and, when it has classes, its top-5 classes.
+    """One method at test time, as the protocol scores it: its score maps and top-5 classes.
+
+    A CAM method's map is that of the ground-truth class; the top-5 classes are None when the
+    method has no classes.
 
     Args:
-        net: the network making the maps (`scoremaps_of`).
-        kind: ``"cam"`` or ``"seg"``.
-        classifier: a separate classifier for the classes (logits, or an output with ``.logits``),
-            fed the batch's second input; None: the classes of `net` (a CAM network), if any.
-        align_corners: of the segmentation logits' upsampling (``evaluation.align_corners``).
+        predictor: the method's networks (`spol.models.Predictor`).
     """
 
-    def __init__(
-        self, net: nn.Module, kind: MapKind, classifier: nn.Module | None = None, *, align_corners: bool = False
-    ) -> None:
+    def __init__(self, predictor: Predictor) -> None:
         super().__init__()
-        if kind not in ("cam", "seg"):
-            raise ValueError(f"kind must be 'cam' or 'seg', not {kind!r}")
-        self.net = net
-        self.kind: MapKind = kind
-        self.classifier = classifier
-        self.align_corners = align_corners
+        self.predictor = predictor
 
     def predict_step(self, batch: tuple[Tensor, Tensor, list[Tensor]], batch_idx: int) -> tuple[Tensor, Tensor | None]:
         _, labels, inputs = batch
-        maps, logits = scoremaps_of(self.net, self.kind, inputs[0], labels, align_corners=self.align_corners)
-        if self.classifier is not None:
-            logits = _logits_of(self.classifier(inputs[-1]))
-            if logits is None:
-                raise ValueError("the classifier must return class logits")
-        top5 = None if logits is None else logits.float().topk(min(TOP_K, logits.shape[1]), dim=1).indices
-        return maps, top5
+        prediction = self.predictor(*inputs, labels=labels)
+        logits = prediction.logits
+        top5 = None if logits is None else logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
+        return prediction.maps, top5
 
 
 def evaluation_workers(recipe: Recipe) -> int:
@@ -123,8 +86,6 @@ def score_split(
     records: Sequence[ImageRecord],
     *,
     recipe: Recipe,
-    input_size: int,
-    classifier_input_size: int | None = None,
     masks: bool = False,
     save_dir: Path | None = None,
     class_hits: np.ndarray | None = None,
@@ -136,12 +97,10 @@ def score_split(
     """Evaluate one method on a split as its maps are made; the counts of every process, summed.
 
     Args:
-        system: the method (network and, optionally, classifier).
+        system: the method (its predictor, which says the squares its networks see).
         records: the split's images, each with a ground-truth box.
         recipe: ``trainer`` (devices, precision), ``data.num_workers``, ``evaluation`` (thresholds,
             IoU levels, batch size, workers).
-        input_size: the square the network sees (no crop).
-        classifier_input_size: the classifier's (None: `input_size`).
         masks: also count PxAP (every record needs its masks).
         save_dir: save each map as ``save_dir/<image_id>.npy`` (float32, 224 x 224), or None.
         class_hits: bool ``[N, 2]`` per record, top-1 / top-5 right (a classifier's saved results),
@@ -157,7 +116,6 @@ def score_split(
         ScoreMapError: a network produced NaN maps.
         ValueError: a record without a box, or fewer records than processes.
     """
-    images = _eval_images(system, records, input_size, classifier_input_size)
     evaluator = _evaluator(recipe, masks=masks, keep_per_image=every_contour_out is not None)
     order: list[int] = []  # record indices in the order their maps reached the evaluator
 
@@ -178,7 +136,7 @@ def score_split(
     try:
         run_inference(
             system,
-            images,
+            _EvalImages(records, system.predictor.input_transform()),
             trainer=recipe.trainer,
             num_workers=recipe.data.num_workers,
             batch_size=recipe.evaluation.batch_size,
@@ -210,22 +168,6 @@ def _evaluator(recipe: Recipe, *, masks: bool, keep_per_image: bool) -> Streamin
     )
 
 
-def _eval_images(
-    system: ScoreMapSystem, records: Sequence[ImageRecord], input_size: int, classifier_input_size: int | None
-) -> _EvalImages:
-    """The split as the system sees it: one input for the map network, a second for a classifier that differs."""
-    net_normalization = normalization_of(system.net)
-    transforms = [eval_transform(resize=input_size, normalization=net_normalization)]
-    sizes = [input_size]
-    if system.classifier is not None:
-        size = classifier_input_size or input_size
-        normalization = normalization_of(system.classifier)
-        if (size, normalization) != (input_size, net_normalization):
-            transforms.append(eval_transform(resize=size, normalization=normalization))
-            sizes.append(size)
-    return _EvalImages(records, transforms, min_size=max(sizes))
-
-
 def _save_scoremaps(save_dir: Path, records: Sequence[ImageRecord], maps: np.ndarray) -> None:
     """Each map as ``save_dir/<image_id>.npy``, written atomically."""
     for record, scoremap in zip(records, maps, strict=True):
@@ -234,4 +176,4 @@ def _save_scoremaps(save_dir: Path, records: Sequence[ImageRecord], maps: np.nda
                 np.save(file, scoremap)
 
 
-__all__ = ["ScoreMapSystem", "evaluation_workers", "scoremaps_of", "score_split"]
+__all__ = ["ScoreMapSystem", "evaluation_workers", "score_split"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spol.config import Recipe, StageOptimConfig
+from spol.config import ClassifierConfig, Recipe
 from spol.data import Dataset
 from spol.data.loaders import ImageLabelDataset
 from spol.data.transforms import normalization_of, train_transform
@@ -29,21 +29,15 @@ from spol.stages.parameters import not_head_predicate, require_two_classes, trai
 logger = logging.getLogger(__name__)
 
 
-def classifier_head_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """Parameter-name prefixes of a classifier's head: timm's ``pretrained_cfg["classifier"]``, else ``fc``."""
-    head = getattr(model, "pretrained_cfg", {}).get("classifier", "fc")
-    names = head if isinstance(head, list | tuple) else (head,)
-    return tuple(f"{name}." for name in names)
-
-
 class ClassifierSystem(TrainingSystem):
     """Lightning system of an image classifier: images B x 3 x H x W, labels B int64, cross-entropy.
 
-    The head (new layer) trains at ``lr``, the rest at ``lr * backbone_lr_mult``.
+    The head (new layer, named by the `section.backbone` entry of `spol.models.BACKBONES`) trains at
+    ``lr``, the rest at ``lr * backbone_lr_mult``.
     """
 
-    def __init__(self, net: nn.Module, optim: StageOptimConfig) -> None:
-        super().__init__(net, optim, not_head_predicate(classifier_head_prefixes(net)))
+    def __init__(self, net: nn.Module, section: ClassifierConfig) -> None:
+        super().__init__(net, section, not_head_predicate(section.backbone))
 
     def compute_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         images, labels = batch
@@ -116,4 +110,4 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     )
 
 
-__all__ = ["ClassifierSystem", "classifier_head_prefixes", "train_classifier"]
+__all__ = ["ClassifierSystem", "train_classifier"]

@@ -9,10 +9,7 @@ from functools import partial
 from torch import nn
 
 from spol.data import Dataset, ImageRecord
-
-# Parameter-name prefixes of a backbone's stem (first conv + BN): torchvision ResNet-50 and timm
-# EfficientNets as wrapped by spol.models.build_backbone.
-_STEM_PREFIXES = ("conv1.", "bn1.", "body.conv_stem.", "body.bn1.")
+from spol.models.backbone_table import classifier_head_prefixes, stem_and_stage_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -73,30 +70,34 @@ def backbone_predicate(prefixes: tuple[str, ...] = ("backbone.",)) -> Callable[[
     return partial(_starts_with, prefixes)
 
 
-def not_head_predicate(head_prefixes: tuple[str, ...]) -> Callable[[str], bool]:
-    """Parameter name → True unless it belongs to the new classification head."""
-    return partial(_not_starts_with, head_prefixes)
+def not_head_predicate(backbone: str) -> Callable[[str], bool]:
+    """Parameter name → True unless it belongs to the head of the `backbone` classifier (the new layer)."""
+    return partial(_not_starts_with, classifier_head_prefixes(backbone))
 
 
 def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:
     """Set ``requires_grad=False`` on the backbone's stem (first conv and BN) and its first `blocks` stages.
 
-    The stages are EfficientNet's ``blocks.0``, ``blocks.1``, ... and ResNet's ``layer1``, ``layer2``, ...
-    Only the parameters are frozen: in training mode their BNs' running statistics still update.
-    Returns the frozen parameter names.
+    The stem and the stages are named by the backbone's `spol.models.BACKBONES` entry: EfficientNet's
+    ``blocks.0``, ``blocks.1``, ... and ResNet's ``layer1``, ``layer2``, ... Only the parameters are
+    frozen: in training mode their BNs' running statistics still update. Returns the frozen parameter names.
 
     Raises:
-        ValueError: the backbone has no parameter with a known stem name, or fewer than `blocks` stages.
+        ValueError: not a spol feature backbone, no parameter with its stem's names, or fewer than
+            `blocks` stages.
     """
-    stages = _stage_prefixes(backbone)
+    what = type(backbone).__name__
+    try:
+        stem, stages = stem_and_stage_prefixes(backbone)
+    except ValueError as error:
+        raise ValueError(f"cannot freeze the stem of {what}: {error}; set freeze_stem=false for this stage") from error
     if blocks > len(stages):
-        raise ValueError(f"cannot freeze {blocks} blocks of {type(backbone).__name__}: it has {len(stages)}")
-    prefixes = _STEM_PREFIXES + tuple(stages[:blocks])
+        raise ValueError(f"cannot freeze {blocks} blocks of {what}: it has {len(stages)}")
+    prefixes = stem + tuple(stages[:blocks])
     chosen = {name: parameter for name, parameter in backbone.named_parameters() if name.startswith(prefixes)}
-    if not any(name.startswith(_STEM_PREFIXES) for name in chosen):  # checked first: an error leaves nothing frozen
+    if not any(name.startswith(stem) for name in chosen):  # checked first: an error leaves nothing frozen
         raise ValueError(
-            f"cannot freeze the stem of {type(backbone).__name__}: no parameter starts with {_STEM_PREFIXES}; "
-            "set freeze_stem=false for this stage"
+            f"cannot freeze the stem of {what}: no parameter starts with {stem}; set freeze_stem=false for this stage"
         )
     for parameter in chosen.values():
         parameter.requires_grad_(False)
@@ -106,10 +107,3 @@ def freeze_backbone(backbone: nn.Module, blocks: int = 0) -> list[str]:
     )
     return frozen
 
-
-def _stage_prefixes(backbone: nn.Module) -> list[str]:
-    """Parameter-name prefixes of the backbone's stages after the stem, in forward order."""
-    blocks = getattr(getattr(backbone, "body", None), "blocks", None)
-    if isinstance(blocks, nn.Sequential):
-        return [f"body.blocks.{index}." for index in range(len(blocks))]  # timm EfficientNets
-    return [f"{name}." for name, _ in backbone.named_children() if name.startswith("layer")]  # torchvision ResNet

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from spol.config import Recipe, StageOptimConfig
 from spol.data import Dataset, ImageRecord
 from spol.data.loaders import ImageMaskDataset
-from spol.data.transforms import train_transform
+from spol.data.transforms import normalization_of, train_transform
 from spol.models import build_mffnet_seg, export_model
 from spol.models.layers import resize_bilinear
 from spol.rundir import read_record
@@ -116,7 +116,7 @@ def fit_segmentation(
     net = build_mffnet_seg(**kwargs, weights=recipe.weights)
     if recipe.seg.freeze_stem:
         freeze_backbone(net.backbone, recipe.seg.freeze_blocks)
-    transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=net.normalization)
+    transform = train_transform(resize=recipe.data.resize, crop=recipe.data.crop, normalization=normalization_of(net))
     images = ImageMaskDataset(records, read_labels, transform)
     logger.info("training the segmentation network on %d images", len(records))
 

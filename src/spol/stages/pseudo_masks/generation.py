@@ -1,10 +1,10 @@
 """Generating the pseudo masks of a dataset: the CAM network over every training image, on every rank.
 
-For every training image the CAM network (eval mode) sees the image resized to ``resize x resize``
-(no crop); the CAM of its ground-truth class becomes ``(P, G)`` (`targets.pseudo_mask_from_cam`),
-written as one PNG per image (`codec.write_pseudo_mask`) by a pool of writer processes. Each rank
-handles its share of the images; ``report.json`` and ``source.json`` say what was done and from
-which CAM network.
+For every training image the CAM network (eval mode, run by `spol.models.Predictor`) sees the
+image resized to ``resize x resize`` (no crop); the CAM of its ground-truth class becomes
+``(P, G)`` (`targets.pseudo_mask_from_cam`), written as one PNG per image
+(`codec.write_pseudo_mask`) by a pool of writer processes. Each rank handles its share of the
+images; ``report.json`` and ``source.json`` say what was done and from which CAM network.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from torch.utils.data import Dataset as TorchDataset
 from spol.config import TrainerConfig
 from spol.data.images import decode_image
 from spol.data.records import ImageRecord
-from spol.data.transforms import eval_transform
+from spol.data.transforms import EvalInputs
 from spol.fileio import write_json_atomic
-from spol.models import state_digest
+from spol.models import Predictor, state_digest
+from spol.models.maps import class_maps
 from spol.rundir import check_record
 from spol.runtime.distributed import barrier, gather_objects, is_global_zero
 from spol.runtime.prediction import InferenceSystem, run_inference
@@ -100,12 +101,10 @@ class _Images(TorchDataset):
     the process that owns the image, so every process shares the same list of records.
     """
 
-    def __init__(
-        self, records: Sequence[ImageRecord], resize: int, normalization: str, out_dir: Path, force: bool
-    ) -> None:
+    def __init__(self, records: Sequence[ImageRecord], inputs: EvalInputs, out_dir: Path, force: bool) -> None:
         self.records = records
-        self.resize = resize
-        self.transform = eval_transform(resize=resize, normalization=normalization)
+        self.min_size = max(inputs.sizes)
+        self.inputs = inputs
         self.out_dir = out_dir
         self.force = force
 
@@ -117,11 +116,11 @@ class _Images(TorchDataset):
         if not self.force and pseudo_mask_path(self.out_dir, record.image_id).exists():
             return index, None, None, _EXISTING
         try:
-            image, size = decode_image(record.path, min_size=self.resize)
+            image, size = decode_image(record.path, min_size=self.min_size)
         except _LOAD_ERRORS as error:
             message = str(error) if str(record.path) in str(error) else f"{record.path}: {error}"
             return index, None, None, f"unreadable image: {message}"
-        return index, self.transform(image), size, _LOAD
+        return index, self.inputs(image)[0], size, _LOAD
 
 
 _LOAD, _EXISTING = "load", "existing"
@@ -140,23 +139,18 @@ def _collate(items: list[tuple[int, torch.Tensor | None, tuple[int, int] | None,
 class _CamOfLabel(InferenceSystem):
     """The CAM of each loaded image's own class: ``n x h x w`` float."""
 
-    def __init__(self, cam_model: nn.Module, records: Sequence[ImageRecord]) -> None:
+    def __init__(self, predictor: Predictor, records: Sequence[ImageRecord]) -> None:
         super().__init__()
-        self.cam_model = cam_model
+        self.predictor = predictor
         self.records = records
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         images = batch["images"]
         if images is None:
             return None
-        output = self.cam_model(images)
-        maps = getattr(output, "maps", None)
-        if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or maps.shape[0] != len(images):
-            raise ValueError(
-                f"cam_model must return an MFFNetOutput whose maps are B x K x h x w with B = {len(images)}, "
-                f"got {type(output).__name__}"
-                + (f" with maps of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else "")
-            )
+        maps = self.predictor.network_maps(images)
+        if maps.shape[0] != len(images):
+            raise ValueError(f"the CAM network returned maps of shape {tuple(maps.shape)} for {len(images)} images")
         num_classes = maps.shape[1]
         labels = []
         for index, _ in batch["loaded"]:
@@ -167,7 +161,7 @@ class _CamOfLabel(InferenceSystem):
                     f"{num_classes} classes; use the CAM network trained on this dataset"
                 )
             labels.append(record.label)
-        return maps[torch.arange(len(images), device=maps.device), torch.tensor(labels, device=maps.device)].float()
+        return class_maps(maps, torch.tensor(labels))
 
 
 class _MaskWriter:
@@ -268,9 +262,7 @@ def generate_pseudo_masks(
             f"resize and batch_size must be >= 1, num_workers and workers >= 0; got {resize}, {batch_size}, "
             f"{num_workers}, {workers}"
         )
-    normalization = getattr(cam_model, "normalization", None)
-    if not isinstance(normalization, str):
-        raise ValueError("cam_model has no `normalization` attribute; pass a CAM network built by spol.models")
+    predictor = Predictor(cam_model, "cam", input_size=resize)  # refuses a model without `normalization`
     out_dir = Path(out_dir)
     records = list(records)
     seen: set[str] = set()
@@ -312,8 +304,8 @@ def generate_pseudo_masks(
     was_training = cam_model.training
     try:
         run_inference(
-            _CamOfLabel(cam_model, records),
-            _Images(records, resize, normalization, out_dir, force),
+            _CamOfLabel(predictor, records),
+            _Images(records, predictor.input_transform(), out_dir, force),
             trainer=trainer or TrainerConfig(accelerator="cpu", devices=1),
             num_workers=num_workers,
             batch_size=batch_size,
