@@ -43,3 +43,15 @@ def test_synth_reports_bad_options_by_name(tmp_path):
     assert result.exit_code == 2 and "object_area" in result.stderr
     result = runner.invoke(app, ["data", "synth", str(tmp_path / "x"), "--preset", "nope"])
     assert result.exit_code == 2 and "--preset" in result.stderr
+
+
+def test_synth_into_a_cub_folder_it_did_not_make_is_refused_without_force(tmp_path):
+    out = tmp_path / "CUB_200_2011"
+    assert runner.invoke(app, ["data", "synth", str(out), *ARGS]).exit_code == 0
+    (out / "synthetic_config.json").unlink()  # now a CUB folder spol cannot tell from a user's
+    images = sorted(out.rglob("*.jpg"))
+    before = [path.read_bytes() for path in images]
+    result = runner.invoke(app, ["data", "synth", str(out), *ARGS, "--seed", "5"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert str(out) in result.stderr and "did not make" in result.stderr and "--force" in result.stderr
+    assert [path.read_bytes() for path in images] == before
