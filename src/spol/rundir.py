@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from spol.fileio import write_json_atomic
+from spol.fileio import make_folder, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +76,11 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
 
     Raises:
         NotADirectoryError: `folder` is a file.
+        FileNotFoundError: `folder` is a symbolic link to nothing (`spol.fileio.make_folder`).
         FileExistsError: foreign files (names a few and the two ways out).
         PermissionError: the folder cannot be created or written (the message names it).
     """
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder; choose another output folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     marked = (folder / RUN_RECORD).is_file() or _legacy_run(folder)
     foreign = foreign_entries(folder, known if marked else ())
     if foreign and not overwrite_foreign:
@@ -100,6 +99,38 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
 def _legacy_run(folder: Path) -> bool:
     # Run folders of spol 0.1 had no run.json: a config.yaml beside a pipeline.log marks them.
     return (folder / CONFIG_FILE).is_file() and (folder / PIPELINE_LOG).is_file()
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is a run folder of spol's.
+
+    A pipeline's (``run.json``, or an older run's config and log), or any folder that `spol localize
+    --run` reads (``localizer.json``: ``train-cam``, ``evaluate --out``).
+    """
+    if (folder / LOCALIZER_FILE).is_file() or _legacy_run(folder):
+        return True
+    return (read_record(folder / RUN_RECORD) or {}).get("created_by") == "spol"
+
+
+def enclosing_run(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder (`is_run_folder`) that `path` is or lies in, nearest first; None when there is none."""
+    absolute = Path(os.path.abspath(path))
+    return next((folder for folder in (absolute, *absolute.parents) if is_run_folder(folder)), None)
+
+
+def refuse_run_folder(path: str | os.PathLike[str], *, option: str = "--out") -> None:
+    """Refuse an output that would go into a run folder: no command writes there but the one that made it.
+
+    Raises:
+        FileExistsError: `path` is, or lies in, a run folder (the message names it and the fix).
+    """
+    run = enclosing_run(path)
+    if run is not None:
+        where = "is" if run == Path(os.path.abspath(path)) else "lies in"
+        raise FileExistsError(
+            f"{option} {path} {where} the spol run folder {run}; its files are the run's own: choose an "
+            f"{option} outside it"
+        )
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -284,8 +315,11 @@ __all__ = [
     "check_record",
     "claim_folder",
     "differences",
+    "enclosing_run",
     "foreign_entries",
+    "is_run_folder",
     "read_record",
+    "refuse_run_folder",
     "remove_owned",
     "update_record",
 ]
