@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
 """Marks a spol run folder; records the dataset it was made from."""
+DATASET_FILES = "dataset_files.jsonl"
+"""The SHA-256 of every file of the run's dataset, by name relative to its folder (`spol.data.identity`)."""
 CONFIG_FILE = "config.yaml"
 PIPELINE_LOG = "pipeline.log"
 METRICS_FILE = "metrics.json"
@@ -42,7 +44,9 @@ rerun never leaves new models beside old results."""
 STAGE_FOLDERS = ("classifier", "cam", "baseline_cam", "pseudo_masks", "seg", "select", "scoremaps")
 """Folders of a pipeline run (the demo adds its generated ``data``)."""
 
-RUN_ENTRIES = frozenset({RUN_RECORD, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"})
+RUN_ENTRIES = frozenset(
+    {RUN_RECORD, DATASET_FILES, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"}
+)
 """Everything a pipeline run may hold at its top level."""
 
 # One training stage's folder (spol.runtime.engine, spol.runtime.stage_folder).
@@ -155,7 +159,9 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return out
 
 
-def refuse_changes(recorded: Any, current: Any, *, record: Path, what: str) -> None:
+def refuse_changes(
+    recorded: Any, current: Any, *, record: Path, what: str, changes: Sequence[str] | None = None
+) -> None:
     """The one guard against reusing outputs made from other inputs: a no-op when `current` equals `recorded`.
 
     Args:
@@ -163,13 +169,16 @@ def refuse_changes(recorded: Any, current: Any, *, record: Path, what: str) -> N
         current: what they would be made from now.
         record: the JSON file `recorded` comes from (named in the message; its folder holds the outputs).
         what: what differs, for the message (``"dataset"``, ``"training input"``, ...).
+        changes: what changed, in words, when the caller knows better than the keys (`differences`).
 
     Raises:
         ValueError: they differ; the message names what changed, the record, and ``--force``.
     """
     if recorded == current:
         return
-    changed = differences(recorded, current) if isinstance(recorded, dict) and isinstance(current, dict) else []
+    changed = list(changes or [])
+    if not changed and isinstance(recorded, dict) and isinstance(current, dict):
+        changed = differences(recorded, current)
     detail = f": {'; '.join(changed)}" if changed else ""
     raise ValueError(
         f"{record.parent} was made from another {what} than now{detail} (see {record}); pass --force to redo it "
@@ -294,6 +303,7 @@ class RunLock:
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "DATASET_FILES",
     "INPUTS_FILE",
     "LAST_CHECKPOINT",
     "LOCALIZER_FILE",
@@ -319,6 +329,7 @@ __all__ = [
     "foreign_entries",
     "is_run_folder",
     "read_record",
+    "refuse_changes",
     "refuse_run_folder",
     "remove_owned",
     "update_record",

@@ -33,14 +33,20 @@ logger = logging.getLogger(__name__)
 
 
 def stage_inputs(
-    recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any
+    recipe: Recipe,
+    sections: tuple[str, ...],
+    records: Sequence[ImageRecord],
+    *,
+    root: Path | None = None,
+    **upstream: Any,
 ) -> dict[str, Any]:
     """What a training stage's outputs depend on, as recorded in its ``inputs.json``.
 
     The recipe's shared model and training settings, the stage's own `sections`, a digest of its
-    training images (`spol.data.records_digest`) and what it consumes from other stages (`upstream`,
-    e.g. the pseudo masks' source). Loader processes, logging and the evaluation are left out: they
-    change no weight.
+    training images (`spol.data.records_digest`, with their files named relative to the dataset's
+    folder `root`, so that the dataset reached by another path trains nothing again) and what it
+    consumes from other stages (`upstream`, e.g. the pseudo masks' source). Loader processes, logging
+    and the evaluation are left out: they change no weight.
     """
     trainer = recipe.trainer.model_dump(mode="json")
     for key in _UNRECORDED_TRAINER_KEYS:
@@ -52,7 +58,7 @@ def stage_inputs(
         "data": {"resize": recipe.data.resize, "crop": recipe.data.crop},
         "trainer": trainer,
         **{name: _section(recipe, name) for name in sections},
-        "train_images": records_digest(records),
+        "train_images": records_digest(records, root),
         **upstream,
     }
 

@@ -70,7 +70,7 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     run_dir = Path(run_dir)
     records = train_records(dataset)
     name = "baseline" if baseline else "cam"
-    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, (name,), records))
+    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, (name,), records, root=dataset.root))
     if done is not None:
         return done
     seed_everything(recipe.seed)

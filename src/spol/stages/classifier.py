@@ -67,7 +67,8 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     section = recipe.classifier
     ensure_process_group(recipe.trainer.accelerator)  # torchrun: the barrier below must wait for rank 0's file
     trained_on = train_records(dataset) if section.epochs else []
-    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
+    inputs = stage_inputs(recipe, ("classifier",), trained_on, root=dataset.root)
+    done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
     kwargs: dict[str, Any] = {"backbone": section.backbone, "num_classes": dataset.num_classes}

@@ -154,7 +154,7 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
     pseudo_mask_dir = Path(pseudo_mask_dir)
     records = train_records(dataset)
     source = read_record(pseudo_mask_dir / SOURCE_NAME)
-    inputs = stage_inputs(recipe, ("pseudo_masks", "seg"), records, pseudo_mask_source=source)
+    inputs = stage_inputs(recipe, ("pseudo_masks", "seg"), records, root=dataset.root, pseudo_mask_source=source)
     done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
