@@ -214,6 +214,17 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(finished, tmp_path, 
     assert "cannot write" in result.stderr and "run.json" in result.stderr and "permission denied" in result.stderr
 
 
+def test_a_dangling_link_as_out_is_named_with_its_target(finished, tmp_path):
+    _, data, _ = finished
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "unmounted" / "runs")
+    result = CliRunner().invoke(
+        app, ["pipeline", "--recipe", "cpu", "--data", str(data), "--format", "cub", "--out", str(link / "mine")]
+    )
+    assert result.exit_code == 2 and "File exists" not in result.stderr, result.output
+    assert f"{link} is a symbolic link to {tmp_path / 'unmounted' / 'runs'}, which does not exist" in result.stderr
+
+
 def test_a_full_disk_leaves_no_partial_file_under_its_final_name(tmp_path):  # F5, data synth and Pillow
     # A file-size limit makes every write past 20 kB fail, as a full disk does, without a tmpfs.
     script = textwrap.dedent(

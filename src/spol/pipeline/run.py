@@ -427,6 +427,7 @@ def _run(
 ) -> PipelineResult:
     started_at, clock = datetime.now(timezone.utc), StageClock()
     splits, notes = _checked_splits(recipe, dataset, run_dir, force=force, progress=progress)
+    StageGraph.refuse_changed_stages(recipe, splits.dataset, run_dir, candidates, force=force)
     graph = StageGraph(
         recipe,
         splits.dataset,
