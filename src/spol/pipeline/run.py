@@ -268,10 +268,10 @@ def identify_dataset(
     legacy = isinstance(recorded, dict) and is_legacy_fingerprint(recorded)
     if check and isinstance(recorded, dict) and legacy and not legacy_fingerprint_matches(dataset, recorded):
         raise ValueError(
-            f"{run_dir} was recorded by an older spol, which knew its dataset by the path as spelled then "
-            f"({recorded.get('root')}) and its files' times; these differ now, so spol cannot tell whether the "
-            "images changed: rerun with --data spelled as then to record it anew by content, or pass --force "
-            "to redo the run with this dataset"
+            f"{run_dir} was recorded by an older spol, which knew its dataset ({recorded.get('root')}) by the "
+            "--data path as spelled then and its files' times; these differ now, so spol cannot tell whether the "
+            "images changed: rerun once with --data spelled as then to record it anew by content, or pass "
+            "--force to redo the run with this dataset"
         )
     if check and isinstance(recorded, dict) and not legacy:
         changes = [
