@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,48 @@ def test_a_trainer_that_lightning_would_fork_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="starts processes that run only Lightning's loop"):
         build_trainer(forking)
+
+
+def _alias_bomb(levels: int, key: str = "cam") -> str:
+    """Nested YAML aliases: each level lists the one before ten times, 10 ** levels values in a few hundred bytes."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 10)}]")
+    return "\n".join(lines) + f"\n{key}: {{lr: *l{levels - 1}}}\n"
+
+
+@pytest.mark.parametrize("levels", [4, 9])
+def test_a_recipe_of_nested_aliases_is_refused_at_once_in_one_short_line(tmp_path: Path, levels: int) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(levels), encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"bomb\.yaml: more than 10000 values once its YAML aliases") as caught:
+        load_recipe(str(path))
+    assert time.perf_counter() - started < 0.5
+    assert len(str(caught.value)) < 300
+    with pytest.raises(ValueError, match=r"override 'cam=.*: more than 10000 values"):
+        load_recipe("cpu", ["cam={" + ", ".join(_alias_bomb(levels).splitlines()) + "}"])
+
+
+def test_a_recipe_that_refers_to_itself_or_nests_deep_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("cam: &a {lr: *a}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="recursive anchor"):
+        load_recipe(str(path))
+    path.write_text("cam: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="nested"):
+        load_recipe(str(path))
+    path.write_text("seed: 1\n" + "# padding\n" * 200_000, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"r\.yaml is 2000008 bytes; a recipe is a few kB"):
+        load_recipe(str(path))
+
+
+def test_aliases_within_the_budget_still_work_and_long_errors_are_cut(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("seed: &s 5\ncam: {epochs: *s}\nseg: {epochs: *s}\n", encoding="utf-8")
+    recipe = load_recipe(str(path))
+    assert (recipe.seed, recipe.cam.epochs, recipe.seg.epochs) == (5, 5, 5)
+    path.write_text("cam: {lr: [" + ", ".join(["1"] * 5000) + "]}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cam\.lr") as caught:
+        load_recipe(str(path))
+    assert len(str(caught.value)) < 400

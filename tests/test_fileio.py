@@ -7,7 +7,14 @@ import stat
 
 import pytest
 
-from spol.fileio import atomic_path, write_json_atomic, write_text_atomic
+from spol.fileio import (
+    NAME_MAX,
+    atomic_path,
+    fitting_name,
+    image_id_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -29,3 +36,15 @@ def test_outputs_get_the_usual_permissions_not_private_ones(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o644
 
+
+def test_the_longest_legal_names_get_temporaries_and_suffixed_outputs_that_fit(tmp_path):  # issue 23, item 3
+    image_id = "class/" + "é" * 100 + "x" * 48 + ".jpg"  # a 252-byte file name, legal
+    path = image_id_path(tmp_path, image_id, ".png")
+    assert path.parent == tmp_path / "class" and len(path.name.encode()) <= NAME_MAX
+    assert path == image_id_path(tmp_path, image_id, ".png")  # readers find what writers wrote
+    assert path != image_id_path(tmp_path, image_id.replace(".jpg", ".jpeg"), ".png")
+    write_text_atomic(path, "mask")  # its temporary name would be 269 bytes long uncut
+    assert path.read_text() == "mask" and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert image_id_path(tmp_path, "class/short.jpg", ".png") == tmp_path / "class" / "short.jpg.png"
+    assert fitting_name("x" * 300, suffix="_overlay.png").endswith("_overlay.png")
+    assert len(fitting_name("x" * 300, suffix="_overlay.png").encode()) == NAME_MAX

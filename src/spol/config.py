@@ -265,6 +265,10 @@ def _valid_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
+_SHOWN_ERRORS = 20
+"""Validation errors listed at most: the first ones tell what is wrong."""
+
+
 def _explain(error: ValidationError, source: str) -> ValueError:
     lines = []
     for item in error.errors():
@@ -277,8 +281,87 @@ def _explain(error: ValidationError, source: str) -> ValueError:
         elif isinstance(item.get("input"), dict):  # a whole section's rule: its message says it all
             lines.append(f"{key}: {item['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"{key}: {item['msg']} (got {_shortened(repr(item.get('input')), 120)})")
+    if len(lines) > _SHOWN_ERRORS:
+        lines[_SHOWN_ERRORS:] = [f"and {len(lines) - _SHOWN_ERRORS} more"]
     return ValueError(f"invalid recipe {source}:\n  " + "\n  ".join(lines))
+
+
+MAX_RECIPE_BYTES = 1 << 20
+"""A recipe file larger than this is refused unread (the shipped ones are a few kB)."""
+MAX_RECIPE_NODES = 10_000
+"""Values a recipe may hold once its YAML aliases are expanded (the shipped ones hold about 150): an alias
+costs nothing to write, so nested aliases can stand for billions of values (a "billion laughs" file)."""
+MAX_RECIPE_DEPTH = 20
+"""Nesting a recipe may reach (the shipped ones reach 3)."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader; `_parse_yaml` checks the composed document before building any Python value."""
+
+
+def _expanded_size(node: yaml.Node, what: str) -> int:
+    """The number of values `node` stands for with every alias expanded; refused past the budget or depth."""
+    sizes: dict[int, int] = {}  # an alias is the very node it names: each node is counted once, reused after
+    open_nodes: set[int] = set()
+
+    def size(item: yaml.Node, depth: int) -> int:
+        key = id(item)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValueError(f"{what}: a YAML alias refers to a value that holds it (recursive anchor)")
+        if depth > MAX_RECIPE_DEPTH:
+            raise ValueError(f"{what}: values nested more than {MAX_RECIPE_DEPTH} deep; a recipe needs 3")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(item, yaml.SequenceNode):
+            children: list[yaml.Node] = list(item.value)
+        elif isinstance(item, yaml.MappingNode):
+            children = [part for pair in item.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_RECIPE_NODES:
+                raise ValueError(
+                    f"{what}: more than {MAX_RECIPE_NODES} values once its YAML aliases are expanded; "
+                    "a recipe holds a few hundred (write the values out, or use fewer nested aliases)"
+                )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node, 0)
+
+
+def _parse_yaml(text: str, what: str) -> Any:
+    """`yaml.safe_load` of `text` within a size, alias and depth budget, so a hostile recipe is refused at once.
+
+    Raises:
+        ValueError: `text` is not YAML, or past a budget (`MAX_RECIPE_BYTES`, `MAX_RECIPE_NODES`,
+            `MAX_RECIPE_DEPTH`); the message starts with `what` (``"recipe FILE"``, ``"override KEY=..."``).
+    """
+    if len(text) > MAX_RECIPE_BYTES:
+        raise ValueError(f"{what} is {len(text)} characters long; a recipe is a few kB (at most {MAX_RECIPE_BYTES})")
+    loader = _RecipeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, what)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{what} is not valid YAML: {_shortened(str(error))}") from None
+    except RecursionError:
+        raise ValueError(f"{what}: values nested too deep; a recipe needs 3 levels") from None
+    finally:
+        loader.dispose()
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters, so that an error quoting a value stays one readable line."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 def _recipe_path(name_or_path: str) -> tuple[Path | None, str]:
@@ -290,6 +373,11 @@ def _recipe_path(name_or_path: str) -> tuple[Path | None, str]:
         raise FileNotFoundError(
             f"recipe {name_or_path!r} is neither a shipped recipe ({', '.join(SHIPPED_RECIPES)}) "
             "nor an existing YAML file"
+        )
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise ValueError(
+            f"recipe {path} is {path.stat().st_size} bytes; a recipe is a few kB (at most {MAX_RECIPE_BYTES}): "
+            "is it the right file?"
         )
     return path, path.read_text(encoding="utf-8")
 
@@ -317,10 +405,7 @@ def _apply_override(tree: dict[str, Any], override: str) -> None:
             child = {}
             node[part] = child
         node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        raise ValueError(f"override {override!r}: the value is not valid YAML: {error}") from error
+    node[parts[-1]] = _parse_yaml(raw, f"override {_shortened(override, 80)!r}")
 
 
 def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
@@ -338,10 +423,7 @@ def load_recipe(name_or_path: str, overrides: Sequence[str] = ()) -> Recipe:
     """
     path, text = _recipe_path(name_or_path)
     source = str(path) if path is not None else f"{name_or_path!r}"
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"recipe {source} is not valid YAML: {error}") from error
+    tree = _parse_yaml(text, f"recipe {source}")
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):

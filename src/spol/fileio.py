@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -25,15 +26,46 @@ def _umask() -> int:
     return mask
 
 
+NAME_MAX = 255
+"""The longest file name, in bytes, that the usual file systems take (ext4, XFS, APFS, NTFS)."""
+
+
+def fitting_name(name: str, *, suffix: str = "", limit: int = NAME_MAX) -> str:
+    """``name + suffix``, or when that is longer than `limit` bytes (UTF-8), `name` cut to fit with a digest.
+
+    The cut name keeps its beginning and ends with ``~`` and 12 hex digits of the SHA-256 of the whole
+    `name`, so names that share a long beginning stay distinct; the result is always the same for the
+    same arguments, so readers find what writers wrote.
+
+    Raises:
+        ValueError: `suffix` alone leaves no room.
+    """
+    if len((name + suffix).encode()) <= limit:
+        return name + suffix
+    digest = "~" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = limit - len((digest + suffix).encode())
+    if room < 1:
+        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} bytes")
+    head = name.encode()[:room].decode(errors="ignore")  # never half a character
+    return head + digest + suffix
+
+
+_TEMPORARY_EXTRA = len(".") + len(".abcd1234.tmp")
+"""What `atomic_path` adds to a name: the leading dot, mkstemp's 8 random characters and ``.tmp``."""
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
-    A kill mid-write leaves at most a stray ``.tmp`` file, never a truncated `path`.
+    A kill mid-write leaves at most a stray ``.tmp`` file, never a truncated `path`. The temporary's
+    name is ``.<name>.<8 characters>.tmp``, with ``<name>`` cut so that it fits `NAME_MAX` however
+    long `path`'s name is.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    name = path.name.encode()[: NAME_MAX - _TEMPORARY_EXTRA].decode(errors="ignore")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp makes the file private (0600); outputs get the usual permissions instead.
@@ -56,7 +88,8 @@ def image_id_path(root: str | os.PathLike[str], image_id: str, suffix: str) -> P
     Sub-folders of the id are kept (``"001.Albatross/x.jpg"`` -> ``root/001.Albatross/x.jpg.png``). An
     id that would leave `root` (absolute, or holding ``..``, as a CSV dataset may list its images)
     is stored flat under ``root/_outside/``, named after its parts and a digest of the whole id, so
-    distinct ids never share a file.
+    distinct ids never share a file. A file name that `suffix` would take past `NAME_MAX` is cut
+    (`fitting_name`).
 
     Raises:
         ValueError: `image_id` is empty.
@@ -66,7 +99,10 @@ def image_id_path(root: str | os.PathLike[str], image_id: str, suffix: str) -> P
     posix = image_id.replace("\\", "/")
     parts = PurePosixPath(posix).parts
     if not posix.startswith("/") and ".." not in parts and not re.match(r"^[A-Za-z]:", posix):
-        return Path(root) / (image_id + suffix)
+        path = Path(root) / (image_id + suffix)
+        if len(path.name.encode()) <= NAME_MAX:
+            return path
+        return path.with_name(fitting_name(PurePosixPath(posix).name, suffix=suffix))
     readable = "__".join(part for part in parts if part not in ("/", "..")).replace(":", "")[-80:]
     digest = hashlib.sha256(image_id.encode()).hexdigest()[:12]
     return Path(root) / OUTSIDE_IDS / f"{readable}-{digest}{suffix}"
@@ -109,17 +145,65 @@ _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 """The names `atomic_path` gives its temporary files (``.<name>.<8 random characters>.tmp``)."""
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+def remove_stale_temporaries(folder: str | os.PathLike[str], *, recursive: bool = True) -> int:
     """Delete the temporary files that killed runs left under `folder` (only `atomic_path`'s names).
 
-    Call it when no other process writes into `folder`. Returns the number of files removed.
+    Call it when no other process writes into `folder`; `recursive` False looks at `folder`'s own
+    files only. Returns the number of files removed.
     """
     removed = 0
-    for path in Path(folder).rglob(".*.tmp"):
+    found = Path(folder).rglob(".*.tmp") if recursive else Path(folder).glob(".*.tmp")
+    for path in found:
         if path.is_file() and _TEMPORARY.match(path.name):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def remove_temporaries_of(path: str | os.PathLike[str]) -> int:
+    """Delete the temporaries that `atomic_path(path)` left beside `path` when its writer was killed.
+
+    Only that one file's temporaries: the folder may hold other people's files. Returns the number removed.
+    """
+    path = Path(path)
+    name = path.name.encode()[: NAME_MAX - _TEMPORARY_EXTRA].decode(errors="ignore")
+    removed = 0
+    for found in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
+        if found.is_file() and re.fullmatch(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp", found.name):
+            found.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def refuse_dangling_link(path: str | os.PathLike[str]) -> None:
+    """Refuse an output `path` that is, or lies under, a symbolic link to nothing (where ``mkdir`` says "File exists").
+
+    Raises:
+        FileNotFoundError: the message names the link, its target and the fix.
+    """
+    path = Path(path)
+    for link in (path, *path.parents):
+        if link.is_symlink() and not link.exists():
+            raise FileNotFoundError(
+                f"{link} is a symbolic link to {os.readlink(link)}, which does not exist; create it, or choose "
+                "another output"
+            )
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder `path` and its parents when missing, with one clear error for what is in the way.
+
+    Raises:
+        NotADirectoryError: `path` is a file.
+        FileNotFoundError: `path` or a parent is a symbolic link to something that does not exist
+            (``mkdir`` would only say "File exists").
+    """
+    path = Path(path)
+    refuse_dangling_link(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a folder; choose another output folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def explain_os_error(error: OSError) -> str:

@@ -17,16 +17,18 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spol.fileio import write_json_atomic
+from spol.fileio import make_folder, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
 """Marks a spol run folder; records the dataset it was made from."""
+DATASET_FILES = "dataset_files.jsonl"
+"""The SHA-256 of every file of the run's dataset, by name relative to its folder (`spol.data.identity`)."""
 CONFIG_FILE = "config.yaml"
 PIPELINE_LOG = "pipeline.log"
 METRICS_FILE = "metrics.json"
@@ -42,7 +44,9 @@ rerun never leaves new models beside old results."""
 STAGE_FOLDERS = ("classifier", "cam", "baseline_cam", "pseudo_masks", "seg", "select", "scoremaps")
 """Folders of a pipeline run (the demo adds its generated ``data``)."""
 
-RUN_ENTRIES = frozenset({RUN_RECORD, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"})
+RUN_ENTRIES = frozenset(
+    {RUN_RECORD, DATASET_FILES, CONFIG_FILE, PIPELINE_LOG, *RESULT_FILES, LOCK_FILE, *STAGE_FOLDERS, "data"}
+)
 """Everything a pipeline run may hold at its top level."""
 
 # One training stage's folder (spol.runtime.engine, spol.runtime.stage_folder).
@@ -100,12 +104,11 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
 
     Raises:
         NotADirectoryError: `folder` is a file.
+        FileNotFoundError: `folder` is a symbolic link to nothing (`spol.fileio.make_folder`).
         FileExistsError: foreign files (names a few and the two ways out).
         PermissionError: the folder cannot be created or written (the message names it).
     """
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder; choose another output folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     marked = (folder / RUN_RECORD).is_file()
     foreign = foreign_entries(folder, known if marked else ())
     if foreign and not overwrite_foreign:
@@ -119,6 +122,38 @@ def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_
         raise PermissionError(13, "permission denied", str(folder))
     if not (folder / RUN_RECORD).is_file():
         write_json_atomic(folder / RUN_RECORD, {"created_by": "spol"})
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is a run folder of spol's.
+
+    A pipeline's (``run.json``), or any folder that `spol localize
+    --run` reads (``localizer.json``: ``train-cam``, ``evaluate --out``).
+    """
+    if (folder / LOCALIZER_FILE).is_file():
+        return True
+    return (read_record(folder / RUN_RECORD) or {}).get("created_by") == "spol"
+
+
+def enclosing_run(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder (`is_run_folder`) that `path` is or lies in, nearest first; None when there is none."""
+    absolute = Path(os.path.abspath(path))
+    return next((folder for folder in (absolute, *absolute.parents) if is_run_folder(folder)), None)
+
+
+def refuse_run_folder(path: str | os.PathLike[str], *, option: str = "--out") -> None:
+    """Refuse an output that would go into a run folder: no command writes there but the one that made it.
+
+    Raises:
+        FileExistsError: `path` is, or lies in, a run folder (the message names it and the fix).
+    """
+    run = enclosing_run(path)
+    if run is not None:
+        where = "is" if run == Path(os.path.abspath(path)) else "lies in"
+        raise FileExistsError(
+            f"{option} {path} {where} the spol run folder {run}; its files are the run's own: choose an "
+            f"{option} outside it"
+        )
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -143,7 +178,9 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return out
 
 
-def refuse_changes(recorded: Any, current: Any, *, record: Path, what: str) -> None:
+def refuse_changes(
+    recorded: Any, current: Any, *, record: Path, what: str, changes: Sequence[str] | None = None
+) -> None:
     """The one guard against reusing outputs made from other inputs: a no-op when `current` equals `recorded`.
 
     Args:
@@ -151,13 +188,16 @@ def refuse_changes(recorded: Any, current: Any, *, record: Path, what: str) -> N
         current: what they would be made from now.
         record: the JSON file `recorded` comes from (named in the message; its folder holds the outputs).
         what: what differs, for the message (``"dataset"``, ``"training input"``, ...).
+        changes: what changed, in words, when the caller knows better than the keys (`differences`).
 
     Raises:
         ValueError: they differ; the message names what changed, the record, and ``--force``.
     """
     if recorded == current:
         return
-    changed = differences(recorded, current) if isinstance(recorded, dict) and isinstance(current, dict) else []
+    changed = list(changes or [])
+    if not changed and isinstance(recorded, dict) and isinstance(current, dict):
+        changed = differences(recorded, current)
     detail = f": {'; '.join(changed)}" if changed else ""
     raise ValueError(
         f"{record.parent} was made from another {what} than now{detail} (see {record}); pass --force to redo it "
@@ -282,6 +322,7 @@ class RunLock:
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "DATASET_FILES",
     "INPUTS_FILE",
     "LAST_CHECKPOINT",
     "LOCALIZER_FILE",
@@ -303,9 +344,13 @@ __all__ = [
     "check_record",
     "claim_folder",
     "differences",
+    "enclosing_run",
     "foreign_entries",
     "model_file",
+    "is_run_folder",
     "read_record",
+    "refuse_changes",
+    "refuse_run_folder",
     "remove_owned",
     "update_record",
 ]

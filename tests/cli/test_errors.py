@@ -58,10 +58,11 @@ def test_a_model_file_of_another_kind_is_named_with_the_fix(tmp_path):
 
     kwargs = {"backbone": "efficientnet_lite0", "num_classes": 2}
     cam = build_mffnet_cam(**kwargs, weights=None)
-    export_model(cam, builder="mffnet_cam", kwargs=kwargs, path=tmp_path / "cam.pt")
-    write_localizer_config(tmp_path, class_names=["a", "b"], classifier="cam.pt", segmenter="cam.pt", threshold=0.5)
-    args = ["localize", str(tmp_path / "cam.pt"), "--run", str(tmp_path), "--out", str(tmp_path / "o")]
+    run = tmp_path / "run"
+    export_model(cam, builder="mffnet_cam", kwargs=kwargs, path=run / "cam.pt")
+    write_localizer_config(run, class_names=["a", "b"], classifier="cam.pt", segmenter="cam.pt", threshold=0.5)
+    args = ["localize", str(run / "cam.pt"), "--run", str(run), "--out", str(tmp_path / "o")]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "holds a CAM network (MFF-Net), not a segmentation network" in result.stderr
-    assert str(tmp_path / "cam.pt") in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert str(run / "cam.pt") in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +169,70 @@ def test_method_picks_another_of_the_runs_methods(run_dir: Path, tmp_path: Path)
         app, ["localize", str(image), "--run", str(run), "--method", "cam", "--out", str(tmp_path / "c")]
     )
     assert unknown.exit_code == 2 and "choose one of spol, mffcam" in unknown.stderr
+
+
+def test_outputs_into_a_run_folder_its_input_folder_or_a_dangling_link_are_one_line_errors(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(images / "one.png")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    base = ["localize", str(images), "--run", str(run_dir)]
+    for out, message in (
+        (run_dir, f"is the spol run folder {run_dir}"),
+        (run_dir / "sub", f"lies in the spol run folder {run_dir}"),
+        (images, "is the output folder"),
+        (link, "is a symbolic link to"),
+    ):
+        result = CliRunner().invoke(app, [*base, "--out", str(out), "--force"])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+        assert len(result.stderr.splitlines()) == 1 and "no files" not in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["cls.pt", "localizer.json", "seg.pt"]
+
+
+LOCALIZE_SCRIPT = """
+import sys
+from spol.cli import app
+sys.argv = ["spol", "localize", sys.argv[1], "--run", sys.argv[2], "--out", sys.argv[3], "--batch-size", "1"]
+app()
+"""
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+@pytest.mark.slow
+def test_a_second_localize_into_the_same_folder_is_refused_and_a_killed_one_resumes(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(40):
+        Image.fromarray(rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(images / f"{number:02d}.png")
+    out = tmp_path / "out"
+    journal = out / "predictions.jsonl.partial"
+    command = [sys.executable, "-c", LOCALIZE_SCRIPT, str(images), str(run_dir), str(out)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _lines(journal) < 4 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = CliRunner().invoke(app, ["localize", str(images), "--run", str(run_dir), "--out", str(out)])
+        assert second.exit_code == 2 and "is in use by another spol process" in second.stderr, second.output
+        first.send_signal(signal.SIGKILL)  # killed midway: its lock and journal stay behind
+    finally:
+        first.kill()
+        first.wait()
+    done_before = _lines(journal) - 1
+    assert 3 <= done_before < 40 and (out / ".spol.lock").is_file() and not (out / "predictions.jsonl").exists()
+    rerun = CliRunner().invoke(app, ["localize", str(images), "--run", str(run_dir), "--out", str(out), "--json"])
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{done_before} of them by the run that was interrupted" in rerun.stderr
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [Path(r["image"]).name for r in records] == sorted(p.name for p in images.iterdir())
+    assert [json.loads(line) for line in rerun.stdout.splitlines()] == records
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".png")) == ["predictions.jsonl"]

@@ -53,3 +53,15 @@ def test_help_names_both_cues_the_classes_differ_by():
     text = " ".join(runner.invoke(app, ["data", "synth", "--help"]).output.split())
     assert "only by a small part" not in text
     assert "the body's texture" in text and "small coloured part" in text
+
+
+def test_synth_into_a_cub_folder_it_did_not_make_is_refused_without_force(tmp_path):
+    out = tmp_path / "CUB_200_2011"
+    assert runner.invoke(app, ["data", "synth", str(out), *ARGS]).exit_code == 0
+    (out / "synthetic_config.json").unlink()  # now a CUB folder spol cannot tell from a user's
+    images = sorted(out.rglob("*.jpg"))
+    before = [path.read_bytes() for path in images]
+    result = runner.invoke(app, ["data", "synth", str(out), *ARGS, "--seed", "5"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert str(out) in result.stderr and "did not make" in result.stderr and "--force" in result.stderr
+    assert [path.read_bytes() for path in images] == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -182,13 +183,14 @@ def test_refuses_other_content_without_force_and_completes_an_interrupted_genera
     assert first.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="another synthetic config than now: seed.*--force"):
         generate_synthetic(out, dataclasses.replace(config, seed=1), progress=False)
-    # Killed midway: no stamp, an image missing, a temporary left. The rerun finishes the job.
-    (out / "synthetic_config.json").unlink()
+    # Killed midway: the unfinished stamp and no final one, an image missing, a temporary left. The rerun
+    # finishes the job.
+    (out / "synthetic_config.json").rename(out / "synthetic_unfinished.json")
     first.unlink()
     (first.parent / ".red_disc_0002.jpg.abcd1234.tmp").write_bytes(b"partial")
     generate_synthetic(out, config, progress=False)
     assert first.is_file() and (out / "synthetic_config.json").is_file()
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp")) and not (out / "synthetic_unfinished.json").exists()
     mine = out / "notes.txt"
     mine.write_text("keep me")
     (out / "synthetic_config.json").unlink()
@@ -208,3 +210,22 @@ def test_refuses_other_content_without_force_and_completes_an_interrupted_genera
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SyntheticConfig(**{field: value})
+
+
+def test_a_cub_folder_spol_did_not_make_is_refused_and_left_as_it_was(tmp_path):  # issue 23, item 7
+    config = dataclasses.replace(SMALL, num_classes=1, train_per_class=2, test_per_class=0)
+    users = generate_synthetic(tmp_path / "cub", config, progress=False)
+    (users / "synthetic_config.json").unlink()  # a CUB-layout folder of the user's: no stamp of spol's
+    before = {path: path.read_bytes() for path in users.rglob("*") if path.is_file()}
+    refused = r"cub holds a CUB-layout folder that spol data synth did not make.*--force"
+    with pytest.raises(FileExistsError, match=refused):
+        generate_synthetic(users, config, progress=False)
+    assert {path: path.read_bytes() for path in users.rglob("*") if path.is_file()} == before
+    # An interrupted generation of another config is refused too; a folder of hidden files only is empty.
+    (users / "synthetic_unfinished.json").write_text(json.dumps({**dataclasses.asdict(config), "seed": 99}))
+    with pytest.raises(ValueError, match="another synthetic config .unfinished. than now: seed"):
+        generate_synthetic(users, config, progress=False)
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".DS_Store").write_bytes(b"")
+    assert (generate_synthetic(hidden, config, progress=False) / "synthetic_config.json").is_file()

@@ -73,3 +73,32 @@ def test_export_refuses_what_it_cannot_do(tiny_run: Path, tmp_path: Path) -> Non
     assert existing.read_bytes() == b"the user's file"
     into_folder = runner.invoke(app, ["export", "--run", str(tiny_run), "--out", str(tmp_path)])
     assert into_folder.exit_code == 2 and "is a folder" in into_folder.output
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_export_never_writes_into_a_run_folder_and_cleans_what_a_killed_export_left(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    model = tiny_run / "seg" / "model.pt"
+    before = model.read_bytes()
+    for out in (model, tiny_run / "localizer.onnx"):
+        args = ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(out), "--force"]
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 2 and f"the spol run folder {tiny_run}" in refused.stderr, refused.output
+        assert "outside it" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    assert model.read_bytes() == before and not (tiny_run / "localizer.onnx").exists()
+    out = tmp_path / "localizer.pt"
+    left = [tmp_path / ".localizer.pt.abcd1234.tmp", tmp_path / ".localizer.pt.x1y2z3w4.tmp"]  # as a kill leaves them
+    for path in left:
+        path.write_bytes(b"partial")
+    mine = tmp_path / ".notes.txt.abcd1234.tmp"
+    mine.write_bytes(b"not the export's")
+    done = runner.invoke(app, ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert torch.jit.load(str(out)) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, out.name]
+    link = tmp_path / "link.pt"
+    link.symlink_to(tmp_path / "gone.pt")
+    dangling = runner.invoke(app, ["export", "--run", str(tiny_run), "--format", "torchscript", "--out", str(link)])
+    assert dangling.exit_code == 2 and "exists; pass --force" in dangling.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,9 +20,11 @@ from typer.testing import CliRunner
 import spol
 from spol.cli._app import app
 from spol.config import load_recipe
+from spol.data import read_dataset, records_digest
 from spol.evaluation import NpyScoreMaps
 from spol.models import resolve_device
 from spol.pipeline import run_pipeline
+from spol.pipeline.run import identify_dataset, prepare_splits
 from spol.rundir import FolderInUseError, RunLock
 from spol.stages import train_cam
 
@@ -44,9 +47,90 @@ def test_another_dataset_into_the_same_run_folder_is_refused(finished, tmp_path)
     run = _copy_run(finished, tmp_path)
     other = tiny_synthetic(tmp_path / "other", seed=4)
     before = {name: (run / name).read_bytes() for name in (*RESULTS, "run.json")}
-    with pytest.raises(ValueError, match=r"another dataset than now: .*root.*--force"):
+    refused = r"another dataset than now: its index .* file\(s\) changed \(images/.*--force"
+    with pytest.raises(ValueError, match=refused):
         run_pipeline(recipe, other, "cub", run, progress=False)
     assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def _models(run: Path) -> dict[str, int]:
+    return {str(path.relative_to(run)): path.stat().st_mtime_ns for path in run.rglob("model.pt")}
+
+
+@pytest.mark.slow
+def test_the_same_dataset_under_any_spelling_of_its_path_is_the_same_dataset(finished, tmp_path, monkeypatch):
+    recipe, data, _ = finished  # the run was made with the absolute path
+    run = _copy_run(finished, tmp_path)
+    models, metrics = _models(run), (run / "metrics.json").read_text()
+    monkeypatch.chdir(data.parent)
+    run_pipeline(recipe, f"../{data.parent.name}/data", "cub", run, report_samples=1, progress=False)
+    assert _models(run) == models and (run / "metrics.json").read_text() == metrics  # nothing trained again
+    copy = tmp_path / "elsewhere" / "data"
+    shutil.copytree(data, copy)  # the same files in another folder: the same dataset
+    for spelling in ("data", "./data", str(data), str(copy)):
+        identify_dataset(read_dataset(spelling, "cub", progress=False), run, check=True)  # the pipeline's check
+
+
+def test_a_touched_image_is_the_same_one_and_other_bytes_are_named(finished, tmp_path):
+    _, data, _ = finished
+    run = _copy_run(finished, tmp_path)
+    image = sorted((data / "images").rglob("*.jpg"))[5]
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    image = copy / image.relative_to(data)
+    os.utime(image)  # touch: a new mtime, the same bytes
+    identify_dataset(read_dataset(copy, "cub", progress=False), run, check=True)
+    status = image.stat()
+    flipped = bytearray(image.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01  # other bytes of the same size, its mtime set back
+    image.write_bytes(bytes(flipped))
+    os.utime(image, ns=(status.st_atime_ns, status.st_mtime_ns))
+    name = image.relative_to(copy).as_posix()
+    with pytest.raises(ValueError, match=rf"another dataset than now: 1 file\(s\) changed \({name}\).*--force"):
+        identify_dataset(read_dataset(copy, "cub", progress=False), run, check=True)
+
+
+def _legacy_fingerprint(dataset) -> dict:
+    # What spol 0.2 recorded: paths as the records spelled them, each image's size and mtime.
+    stamps = "\n".join(f"{r.path}|{r.path.stat().st_size}:{r.path.stat().st_mtime_ns}" for r in dataset.records)
+    return {
+        "format": dataset.format,
+        "root": str(Path(dataset.root).resolve()),
+        "images": len(dataset.records),
+        "classes": dataset.num_classes,
+        "index_sha256": records_digest(dataset.records),
+        "files_sha256": hashlib.sha256(stamps.encode()).hexdigest(),
+    }
+
+
+@pytest.mark.slow
+def test_a_run_recorded_by_an_older_spol_is_recorded_anew_when_its_dataset_is_unchanged(finished, tmp_path):
+    recipe, data, _ = finished
+    run = _copy_run(finished, tmp_path)
+    dataset = read_dataset(data, "cub", progress=False)
+    train = prepare_splits(dataset, recipe)[0].dataset.split("train")
+    record = json.loads((run / "run.json").read_text())
+    record["dataset"] = _legacy_fingerprint(dataset)
+    record["verified"] = {"index_sha256": "older", "files_sha256": "older", "unreadable": {}}
+    (run / "run.json").write_text(json.dumps(record))
+    (run / "dataset_files.jsonl").unlink()
+    for inputs in run.rglob("inputs.json"):
+        recorded = json.loads(inputs.read_text())
+        if recorded["train_images"] == records_digest(train, data):
+            recorded["train_images"] = records_digest(train)  # as spelled
+        inputs.write_text(json.dumps(recorded))
+    models = _models(run)
+    run_pipeline(recipe, data, "cub", run, report_samples=1, progress=False)
+    assert _models(run) == models
+    assert "content_sha256" in json.loads((run / "run.json").read_text())["dataset"]
+    assert {json.loads(p.read_text())["train_images"] for p in run.rglob("inputs.json")} == {
+        records_digest(train, data)
+    }
+    # An older record that no spelling matches any more cannot be checked: refused, with the way on.
+    record["dataset"]["files_sha256"] = "of files touched since"
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"recorded by an older spol.*--data spelled as then.*--force"):
+        run_pipeline(recipe, data, "cub", run, progress=False)
 
 
 def test_a_folder_of_the_users_is_refused_and_left_as_it_was(finished, tmp_path):  # F3, without --force
@@ -115,6 +199,17 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(finished, tmp_path, 
     result = runner.invoke(app, [*base, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "cannot write" in result.stderr and "run.json" in result.stderr and "permission denied" in result.stderr
+
+
+def test_a_dangling_link_as_out_is_named_with_its_target(finished, tmp_path):
+    _, data, _ = finished
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "unmounted" / "runs")
+    result = CliRunner().invoke(
+        app, ["pipeline", "--recipe", "cpu", "--data", str(data), "--format", "cub", "--out", str(link / "mine")]
+    )
+    assert result.exit_code == 2 and "File exists" not in result.stderr, result.output
+    assert f"{link} is a symbolic link to {tmp_path / 'unmounted' / 'runs'}, which does not exist" in result.stderr
 
 
 def test_a_full_disk_leaves_no_partial_file_under_its_final_name(tmp_path):  # F5, data synth and Pillow

@@ -201,6 +201,14 @@ def test_a_stage_made_with_other_settings_is_refused_without_force(finished_run)
     assert {name: (run / name).read_bytes() for name in before} == before
 
 
+def test_a_stage_made_with_other_settings_is_refused_before_any_method_is_scored(finished_run):
+    recipe, data, run, _ = finished_run
+    other = load_recipe("cpu", (*TINY_PIPELINE, "baseline.lr=0.5"))  # the last method's stage
+    with pytest.raises(ValueError, match=r"baseline_cam was made from another training input than now: baseline"):
+        run_pipeline(other, data, "cub", run, save_scoremaps=True)
+    assert not (run / "scoremaps").exists()  # no method was scored (their maps would be there)
+
+
 @pytest.mark.slow
 def test_the_same_seed_gives_byte_identical_metrics_with_any_number_of_loader_processes(finished_run, tmp_path):
     _, data, run, _ = finished_run

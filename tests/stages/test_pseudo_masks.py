@@ -1,4 +1,6 @@
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +217,18 @@ def test_generate_writes_masks_at_original_size_and_resumes(tmp_path, cam_model)
     forced = generate_pseudo_masks(cam_model, records[:2], out, force=True, progress=False)
     assert (forced.written, forced.skipped_existing) == (2, 0)
     assert first.stat().st_mtime_ns != stamp
+
+
+def test_an_image_with_the_longest_legal_name_gets_its_mask(tmp_path, cam_model):  # issue 23, item 3
+    record = _make_records(tmp_path)[0]
+    long_id = "class0/" + "y" * 246 + ".jpg"  # a 250-character file name; "<name>.png" is 254, its temporary more
+    (tmp_path / "images" / long_id).parent.mkdir(parents=True, exist_ok=True)
+    os.rename(record.path, tmp_path / "images" / long_id)
+    record = replace(record, image_id=long_id, path=tmp_path / "images" / long_id)
+    report = generate_pseudo_masks(cam_model, [record], tmp_path / "masks", progress=False)
+    assert (report.written, report.failed) == (1, [])
+    path = pseudo_mask_path(tmp_path / "masks", long_id)
+    assert len(path.name.encode()) <= 255 and read_pseudo_mask(path)[0].shape == record.size[::-1]
 
 
 def test_masks_from_another_cam_network_or_size_are_refused_not_mixed(tmp_path, cam_model):

@@ -136,7 +136,7 @@ def counting(paths, **kwargs):
 pipeline_run.verify_images = counting
 recipe = load_recipe("cpu", list(TINY))
 kept, notes = drop_unreadable_images(dataset, recipe, record=out / f"run{{rank}}.json", fingerprint={{
-    "index_sha256": "i", "files_sha256": "f"}}, progress=False)
+    "index_sha256": "i", "content_sha256": "c"}}, progress=False)
 (out / f"rank{{rank}}.json").write_text(json.dumps({{"checked": checked, "kept": len(kept.records), "notes": notes}}))
 """
 )

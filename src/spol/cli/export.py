@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from spol.cli._app import app, explain_failure, fail
-from spol.rundir import LOCALIZER_FILE
+from spol.fileio import remove_temporaries_of
+from spol.rundir import LOCALIZER_FILE, refuse_run_folder
 
 
 @app.command("export")
@@ -27,7 +28,9 @@ def export(
         help="Which of the run's methods to export: spol, mffcam or cam. Default: the run's choice.",
         show_default=False,
     ),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace --out if it exists (never a file in a run folder: export outside it)."
+    ),
 ) -> None:
     """Export the map network (SPOL's segmentation network or a CAM network) and the classifier, as one file.
 
@@ -48,9 +51,14 @@ def export(
         raise fail(f"{run / LOCALIZER_FILE} does not exist; pass a run folder made by `spol pipeline`")
     if out.is_dir():
         raise fail(f"--out {out} is a folder; pass the path of the file to write, e.g. {out / 'localizer.onnx'}")
-    if out.exists() and not force:
+    try:
+        refuse_run_folder(out)
+    except FileExistsError as error:
+        raise fail(str(error)) from error
+    if (out.exists() or out.is_symlink()) and not force:
         raise fail(f"{out} exists; pass --force to replace it or choose another --out")
     try:
+        remove_temporaries_of(out)  # left by an export that was killed
         localizer = Localizer.from_run(run, method=method, device="cpu")
         export_localizer(localizer, out, export_format=export_format)  # type: ignore[arg-type]
     except (ImportError, ValueError, FileNotFoundError) as error:

@@ -63,7 +63,12 @@ def localize(
         "localization_score, box, mask); "
         "progress and skipped files go to stderr.",
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in the output folder."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Overwrite existing outputs in the output folder, and start over an interrupted localize of other "
+        "images (the same command, rerun, resumes one). Never writes into a run folder.",
+    ),
 ) -> None:
     """Localize objects in images: top-5 classes, a localization score, object mask and box.
 
@@ -74,6 +79,7 @@ def localize(
     from tqdm import tqdm
 
     from spol.localization import Localizer, SkippedImage, collect_images, localize_files
+    from spol.localization.folder import check_output_folder
 
     if run is not None:
         if not run.is_dir():
@@ -86,8 +92,9 @@ def localize(
     elif method is not None:
         raise fail("--method chooses among a run's methods; pass --run too")
     try:
+        check_output_folder(out)  # before the networks load
         paths = collect_images(inputs, exclude=out)
-    except FileNotFoundError as error:
+    except (OSError, ValueError) as error:
         raise fail(str(error)) from error
     if not paths:
         raise fail(f"no files found in {', '.join(map(str, inputs))}")
@@ -119,8 +126,9 @@ def localize(
         report = localize_files(
             localizer, paths, out, batch_size=batch_size, force=force, on_result=on_result, on_skip=on_skip
         )
+    resumed = f", {report.resumed} of them by the run that was interrupted" if report.resumed else ""
     typer.echo(
-        f"localized {report.localized} image(s) into {report.out_dir} ({report.predictions.name}); "
+        f"localized {report.localized} image(s) into {report.out_dir} ({report.predictions.name}){resumed}; "
         f"skipped {len(report.skipped)}",
         err=True,
     )

@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetFormatError": "spol.data.records",
     "ImageRecord": "spol.data.records",
     "Problem": "spol.data.records",
-    "dataset_fingerprint": "spol.data.records",
+    "dataset_fingerprint": "spol.data.identity",
     "records_digest": "spol.data.records",
     "summarize": "spol.data.summary",
     "SYNTHETIC_PRESETS": "spol.data.synthetic",
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from spol.data.cub import read_cub
     from spol.data.formats import FORMATS, DatasetFormatName, read_dataset
     from spol.data.holdout import EvaluationSplits, draw_evaluation_splits, hold_out_val
+    from spol.data.identity import dataset_fingerprint
     from spol.data.imagenet import read_imagenet
     from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
     from spol.data.records import (
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
         DatasetFormatError,
         ImageRecord,
         Problem,
-        dataset_fingerprint,
         records_digest,
     )
     from spol.data.summary import summarize

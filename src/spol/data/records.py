@@ -9,12 +9,11 @@ these to the protocol resolution (see ``spol.evaluation``).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
-
-from spol.data._threads import thread_map
 
 Box = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)`` in original-image pixels."""
@@ -106,40 +105,36 @@ class DatasetFormatError(ValueError):
     """The folder is not a dataset of the asked format (missing or unreadable index files)."""
 
 
-def records_digest(records: Sequence[ImageRecord]) -> str:
-    """SHA-256 of what the stages read of `records`: ids, files, labels, splits, sizes, boxes and masks, in order."""
+def relative_name(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
+    """`path` as a dataset names it wherever the dataset lies: relative to `root` (POSIX), absolute when outside.
+
+    Both are made absolute and normalised first (``..`` resolved as text, links kept), so ``D``,
+    ``./D``, ``../x/D`` and ``/abs/x/D`` name a file of the dataset alike.
+    """
+    absolute, base = os.path.abspath(path), os.path.abspath(root)
+    try:
+        relative = os.path.relpath(absolute, base)
+    except ValueError:  # another drive (Windows)
+        return PurePath(absolute).as_posix()
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return PurePath(absolute).as_posix()
+    return PurePath(relative).as_posix()
+
+
+def records_digest(records: Sequence[ImageRecord], root: str | os.PathLike[str] | None = None) -> str:
+    """SHA-256 of what the stages read of `records`: ids, files, labels, splits, sizes, boxes and masks, in order.
+
+    With `root` (the dataset's folder) every file is named by `relative_name`, so the digest does not
+    depend on how the folder is spelled or where it lies; without it, by the path as the record holds it.
+    """
+
+    def name(path: Path | None) -> str:
+        return str(path) if path is None or root is None else relative_name(path, root)
+
     digest = hashlib.sha256()
     for r in records:
-        masks = ",".join(str(p) for p in r.mask_paths)
+        masks = ",".join(name(p) for p in r.mask_paths)
         digest.update(
-            f"{r.image_id}|{r.path}|{r.label}|{r.split}|{r.size}|{r.boxes}|{masks}|{r.ignore_path}\n".encode()
+            f"{r.image_id}|{name(r.path)}|{r.label}|{r.split}|{r.size}|{r.boxes}|{masks}|{name(r.ignore_path)}\n".encode()
         )
     return digest.hexdigest()
-
-
-def dataset_fingerprint(dataset: Dataset, *, workers: int = 16) -> dict[str, object]:
-    """What identifies a dataset on disk: format, root, counts, and digests of its index and of its files.
-
-    ``index_sha256`` is `records_digest` of every record (the index files as read: ids, labels,
-    splits, sizes, boxes); ``files_sha256`` digests every image file's byte size and modification
-    time (read with `workers` threads), so images replaced under the same names are noticed.
-    """
-    paths = [record.path for record in dataset.records]
-
-    def stamp(path: Path) -> str:
-        try:
-            status = path.stat()
-        except OSError:
-            return "missing"
-        return f"{status.st_size}:{status.st_mtime_ns}"
-
-    stamps = thread_map(stamp, paths, workers=max(1, workers))
-    files = hashlib.sha256("\n".join(f"{p}|{s}" for p, s in zip(paths, stamps, strict=True)).encode()).hexdigest()
-    return {
-        "format": dataset.format,
-        "root": str(Path(dataset.root).resolve()),
-        "images": len(dataset.records),
-        "classes": dataset.num_classes,
-        "index_sha256": records_digest(dataset.records),
-        "files_sha256": files,
-    }

@@ -241,11 +241,12 @@ def generate_synthetic(
 ) -> Path:
     """Write the synthetic benchmark of `config` to `out_dir` in the CUB-200-2011 layout.
 
-    Every file is written atomically; ``synthetic_config.json`` comes last, so its presence
-    means a finished generation. A folder that already holds this generation is left as it is;
-    one holding only the files of an interrupted generation is completed. With `force`, files of
-    an earlier generation are overwritten; those this one does not produce stay, unlisted in the
-    index files.
+    Every file is written atomically. ``synthetic_unfinished.json`` comes first and
+    ``synthetic_config.json`` last (the first then goes), so a folder says whether spol made it and
+    whether it is done. A folder that already holds this generation is left as it is; one holding an
+    interrupted generation of the same config is completed. A folder spol did not make, a CUB
+    dataset of the user's say, is refused. With `force`, files of an earlier generation are
+    overwritten; those this one does not produce stay, unlisted in the index files.
 
     Args:
         out_dir: Output folder; created if missing; must be empty, finished or interrupted unless `force`.
@@ -259,7 +260,8 @@ def generate_synthetic(
         `out_dir` as a Path.
 
     Raises:
-        FileExistsError: `out_dir` holds other files and `force` is false (the message names --force).
+        FileExistsError: `out_dir` holds files that no generation of spol made (unfinished or done),
+            and `force` is false (the message names the folder and --force).
         ValueError: `out_dir` holds a generation made with another config and `force` is false.
         NotADirectoryError: `out_dir` is a file.
     """
@@ -272,23 +274,28 @@ def generate_synthetic(
         if check_record(out / CONFIG_STAMP, None, settings, what="synthetic config", force=False):
             logger.info("%s already holds this synthetic benchmark; nothing to do", out)
             return out
-        foreign = [
-            entry.name
-            for entry in out.iterdir()
-            if entry.name not in GENERATED_NAMES and not entry.name.startswith(".")
-        ]
+        visible = [entry.name for entry in out.iterdir() if not entry.name.startswith(".")]
+        foreign = [name for name in visible if name not in GENERATED_NAMES]
         if foreign:
             raise FileExistsError(
                 f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
                 "or pass --force to write into it"
             )
-        # Only files of a generation killed midway (no stamp yet): finish it, over them.
-        logger.info("%s holds an unfinished synthetic benchmark; completing it", out)
+        if visible and not (out / UNFINISHED_STAMP).is_file():
+            raise FileExistsError(
+                f"{out} holds a CUB-layout folder that spol data synth did not make (no {CONFIG_STAMP} or "
+                f"{UNFINISHED_STAMP}); choose an empty or new folder, or pass --force to overwrite its files"
+            )
+        # A generation killed midway: finish it, over its files, if it was this one.
+        if visible:
+            check_record(out / UNFINISHED_STAMP, None, settings, what="synthetic config (unfinished)", force=False)
+            logger.info("%s holds an unfinished synthetic benchmark; completing it", out)
         remove_stale_temporaries(out)
     workers = min(os.cpu_count() or 1, 4) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / UNFINISHED_STAMP, dataclasses.asdict(config))
 
     names = config.class_names
     jobs = [
@@ -319,11 +326,14 @@ def generate_synthetic(
     ):
         write_text_atomic(out / name, "".join(line + "\n" for line in lines))
     write_json_atomic(out / CONFIG_STAMP, dataclasses.asdict(config))
+    (out / UNFINISHED_STAMP).unlink(missing_ok=True)
     return out
 
 
 CONFIG_STAMP = "synthetic_config.json"
 """Written last: its presence means a finished generation, and which config made it."""
+UNFINISHED_STAMP = "synthetic_unfinished.json"
+"""Written first, removed after `CONFIG_STAMP`: a generation that was interrupted, and its config."""
 
 GENERATED_NAMES = frozenset(
     {
@@ -335,6 +345,7 @@ GENERATED_NAMES = frozenset(
         "bounding_boxes.txt",
         "train_test_split.txt",
         CONFIG_STAMP,
+        UNFINISHED_STAMP,
     }
 )
 """Everything `generate_synthetic` writes at the top of its folder."""

@@ -11,11 +11,18 @@ Output folder layout:
 - ``<stem>_overlay.png``: the image with the mask tinted red and the box in green.
 
 Stems that repeat (``a/x.jpg`` and ``b/x.jpg``, or ``x.jpg`` and ``x.png``) get the extension
-and then a counter appended (``x``, ``x_png``, ``x_2``), in input order.
+and then a counter appended (``x``, ``x_png``, ``x_2``), in input order; a stem too long for its
+file names is cut with a digest (`spol.fileio.fitting_name`).
+
+One localize at a time writes into a folder (`spol.rundir.RunLock`), never into a run folder. While
+it runs, ``predictions.jsonl.partial`` holds what the job is (model, settings, inputs) and one line
+per image done; a rerun of the same job after a kill resumes from it, and any other job is refused
+until ``--force``. ``predictions.jsonl`` is written last, when every image is done.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,13 +37,26 @@ from PIL import Image
 from tqdm import tqdm
 
 from spol.data import UnreadableImageError, load_image_rgb
-from spol.fileio import atomic_path, remove_stale_temporaries, save_image_atomic
+from spol.fileio import (
+    NAME_MAX,
+    fitting_name,
+    make_folder,
+    refuse_dangling_link,
+    remove_stale_temporaries,
+    save_image_atomic,
+    write_text_atomic,
+)
 from spol.localization.localizer import Localization, Localizer
 from spol.localization.overlay import localization_overlay
+from spol.models import state_digest
+from spol.rundir import RunLock, refuse_run_folder
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
+PROGRESS_FILE = "predictions.jsonl.partial"
+"""The job (first line) and the records of the images done so far; gone once ``predictions.jsonl`` is written."""
+_OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png")
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,8 @@ class LocalizeFilesReport:
     predictions: Path
     localized: int = 0
     skipped: list[SkippedImage] = field(default_factory=list)
+    resumed: int = 0
+    """Of `localized`, the images an interrupted run of the same job had done."""
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | None = None) -> list[Path]:
@@ -66,6 +88,7 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | 
 
     Raises:
         FileNotFoundError: an input does not exist.
+        ValueError: an input folder is `exclude` or lies in it (all its files would be left out).
     """
     excluded = exclude.resolve() if exclude is not None else None
     files: list[Path] = []
@@ -74,6 +97,11 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | 
         if path.is_file():
             files.append(path)
         elif path.is_dir():
+            if excluded is not None and (path.resolve() == excluded or excluded in path.resolve().parents):
+                raise ValueError(
+                    f"input folder {path} is the output folder {exclude} or lies in it, whose files are left out; "
+                    f"choose another --out (e.g. {path / 'localize'}, left out of the walk)"
+                )
             for root, dirs, names in os.walk(path):
                 dirs.sort()
                 root_path = Path(root)
@@ -88,15 +116,20 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | 
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
-    """Unique output stems for `paths`, in order: the stem, then ``stem_ext``, then ``stem_N``."""
+    """Unique output stems for `paths`, in order: the stem, then ``stem_ext``, then ``stem_N``.
+
+    A stem whose output names would pass `spol.fileio.NAME_MAX` bytes is cut to fit, with a digest.
+    """
+    limit = NAME_MAX - max(len(suffix) for suffix in _OUTPUT_SUFFIXES)
     taken: set[str] = set()
     stems = []
     for path in paths:
         candidates = [path.stem, f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem]
-        stem = next((c for c in candidates if c not in taken), None)
+        fitted = [fitting_name(candidate, limit=limit) for candidate in candidates]
+        stem = next((candidate for candidate in fitted if candidate not in taken), None)
         counter = 2
         while stem is None or stem in taken:
-            stem = f"{path.stem}_{counter}"
+            stem = fitting_name(f"{path.stem}_{counter}", limit=limit)
             counter += 1
         taken.add(stem)
         stems.append(stem)
@@ -104,12 +137,11 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
 
 
 def _output_paths(out_dir: Path, stem: str) -> tuple[Path, Path]:
-    return out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png"
+    mask, overlay = _OUTPUT_SUFFIXES
+    return out_dir / f"{stem}{mask}", out_dir / f"{stem}{overlay}"
 
 
-def _check_outputs(out_dir: Path, stems: Sequence[str], force: bool) -> None:
-    if force:
-        return
+def _check_outputs(out_dir: Path, stems: Sequence[str]) -> None:
     existing = [out_dir / PREDICTIONS_FILE] if (out_dir / PREDICTIONS_FILE).exists() else []
     for stem in stems:
         existing += [p for p in _output_paths(out_dir, stem) if p.exists()]
@@ -134,6 +166,69 @@ def _write_outputs(image: Image.Image, result: Localization, source: Path, out_d
     return record
 
 
+def check_output_folder(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse an output folder `localize_files` must not write into, before any work.
+
+    Raises:
+        FileExistsError: `out_dir` is or lies in a run folder (`spol.rundir.refuse_run_folder`).
+        FileNotFoundError: `out_dir` is a symbolic link to nothing.
+        NotADirectoryError: `out_dir` is a file.
+    """
+    refuse_run_folder(out_dir)
+    refuse_dangling_link(out_dir)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file, not a folder; choose another output folder")
+
+
+def _job(localizer: Localizer, paths: Sequence[Path]) -> dict[str, Any]:
+    """What the outputs depend on: the networks, the settings that make masks and boxes, and the inputs."""
+    return {
+        "localizer": localizer.description,
+        "map_network_sha256": state_digest(localizer.map_network),
+        "classifier_sha256": state_digest(localizer.classifier),
+        "threshold": localizer.threshold,
+        "min_score": localizer.min_score,
+        "class_names": localizer.class_names,
+        "inputs": len(paths),
+        "inputs_sha256": hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest(),
+    }
+
+
+def _resume(out_dir: Path, job: dict[str, Any], stems: Sequence[str], *, force: bool) -> dict[int, dict[str, Any]]:
+    """The records of the images an interrupted run of this `job` finished (``{input index: record}``).
+
+    Raises:
+        FileExistsError: without `force`, an interrupted run of another job, or outputs of an earlier one.
+    """
+    progress_path = out_dir / PROGRESS_FILE
+    if force:
+        progress_path.unlink(missing_ok=True)
+        return {}
+    if not progress_path.is_file():
+        _check_outputs(out_dir, stems)
+        return {}
+    lines = progress_path.read_text(encoding="utf-8").splitlines()
+    try:
+        recorded = json.loads(lines[0])["job"] if lines else None
+    except (ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded != job:
+        raise FileExistsError(
+            f"{progress_path} holds an interrupted localize of other images or with another model or settings; "
+            "rerun that one to finish it, pass --force to start this one over it, or choose another --out folder"
+        )
+    done: dict[int, dict[str, Any]] = {}
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+            index, record = int(entry["index"]), entry["record"]
+        except (ValueError, KeyError, TypeError):
+            continue  # the line a kill cut short: that image is done again
+        if 0 <= index < len(stems) and all(Path(p).is_file() for p in _output_paths(out_dir, stems[index])):
+            done[index] = record
+    return done
+
+
 def localize_files(
     localizer: Localizer,
     paths: Sequence[Path],
@@ -149,73 +244,89 @@ def localize_files(
 
     Files that cannot be read as images are skipped (`on_skip` is called, the report lists them);
     the others are processed in batches of `batch_size`. ``predictions.jsonl`` appears
-    atomically when all are done.
+    atomically when all are done. The folder is this call's while it runs (a second one is refused);
+    a run that was killed is resumed by the same call (same localizer, settings and `paths`).
 
     Args:
         localizer: the loaded localizer.
         paths: image files (see `collect_images`).
-        out_dir: output folder, created if missing.
+        out_dir: output folder, created if missing; never a run folder.
         batch_size: images per network call.
-        force: overwrite existing outputs; without it any existing output is an error, raised
-            before anything is computed.
-        on_result: called with each image's JSON record, in input order.
+        force: overwrite existing outputs and start an interrupted job over; without it an existing
+            output is an error, raised before anything is computed.
+        on_result: called with each image's JSON record, in input order (resumed images too).
         on_skip: called with each skipped file.
         progress: show a tqdm bar on stderr.
 
     Raises:
-        FileExistsError: an output exists and `force` is false.
+        FileExistsError: an output exists, or another interrupted job, and `force` is false; or
+            `out_dir` is or lies in a run folder (`force` or not, `check_output_folder`).
+        spol.rundir.FolderInUseError: another localize writes into `out_dir`.
         ValueError: `batch_size` < 1.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out_dir = Path(out_dir)
+    check_output_folder(out_dir)
     stems = output_stems(paths)
-    _check_outputs(out_dir, stems, force)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)  # left by a localize run that was killed
-    report = LocalizeFilesReport(out_dir=out_dir, predictions=out_dir / PREDICTIONS_FILE)
+    make_folder(out_dir)
+    with RunLock(out_dir):
+        job = _job(localizer, paths)
+        records = _resume(out_dir, job, stems, force=force)  # {input index: record} of the images done
+        remove_stale_temporaries(out_dir, recursive=False)  # left by a localize run that was killed
+        report = LocalizeFilesReport(out_dir=out_dir, predictions=out_dir / PREDICTIONS_FILE, resumed=len(records))
+        journal_path = out_dir / PROGRESS_FILE
+        if not records:
+            write_text_atomic(journal_path, json.dumps({"job": job}) + "\n")
+        with journal_path.open("a", encoding="utf-8") as journal:
+            pending: list[tuple[int, Image.Image]] = []
 
-    with atomic_path(report.predictions) as tmp, tmp.open("w", encoding="utf-8") as predictions:
-        pending: list[tuple[Image.Image, Path, str]] = []
-
-        def flush() -> None:
-            results = localizer.localize_batch([image for image, _, _ in pending], batch_size=len(pending))
-            for (image, source, stem), result in zip(pending, results, strict=True):
-                record = _write_outputs(image, result, source, out_dir, stem)
-                predictions.write(json.dumps(record) + "\n")
+            def done(index: int) -> None:
                 report.localized += 1
                 if on_result is not None:
-                    on_result(record)
-            pending.clear()
+                    on_result(records[index])
 
-        for path, stem in tqdm(
-            list(zip(paths, stems, strict=True)),
-            desc="localize",
-            unit="img",
-            file=sys.stderr,
-            disable=None if progress else True,
-        ):
-            try:
-                image = load_image_rgb(path, exif_orientation=True)
-            except (UnreadableImageError, OSError) as error:
-                skipped = SkippedImage(str(path), str(error))
-                report.skipped.append(skipped)
-                logger.debug("skipped %s: %s", path, error)
-                if on_skip is not None:
-                    on_skip(skipped)
-                continue
-            pending.append((image, path, stem))
-            if len(pending) == batch_size:
+            def flush() -> None:
+                results = localizer.localize_batch([image for _, image in pending], batch_size=len(pending))
+                for (index, image), result in zip(pending, results, strict=True):
+                    records[index] = _write_outputs(image, result, paths[index], out_dir, stems[index])
+                    journal.write(json.dumps({"index": index, "record": records[index]}) + "\n")
+                    journal.flush()  # a kill after this line keeps the image done
+                    done(index)
+                pending.clear()
+
+            disable = None if progress else True
+            for index in tqdm(range(len(paths)), desc="localize", unit="img", file=sys.stderr, disable=disable):
+                if index in records:
+                    if pending:
+                        flush()  # the results stay in input order
+                    done(index)
+                    continue
+                try:
+                    image = load_image_rgb(paths[index], exif_orientation=True)
+                except (UnreadableImageError, OSError) as error:
+                    skipped = SkippedImage(str(paths[index]), str(error))
+                    report.skipped.append(skipped)
+                    logger.debug("skipped %s: %s", paths[index], error)
+                    if on_skip is not None:
+                        on_skip(skipped)
+                    continue
+                pending.append((index, image))
+                if len(pending) == batch_size:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
+        write_text_atomic(report.predictions, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
+        journal_path.unlink()
     return report
 
 
 __all__ = [
     "PREDICTIONS_FILE",
+    "PROGRESS_FILE",
     "LocalizeFilesReport",
     "SkippedImage",
+    "check_output_folder",
     "collect_images",
     "localize_files",
     "output_stems",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,16 @@ from spol.localization import METHOD_LABELS
 from spol.models import Predictor, load_exported_model
 from spol.pipeline.scoring import ScoreMapSystem, score_split
 from spol.pipeline.selection import Candidate, stage_root
-from spol.stages import generate_pseudo_masks, train_cam, train_classifier, train_seg
+from spol.runtime.stage_folder import check_stage_inputs
+from spol.stages import (
+    cam_stage_inputs,
+    classifier_stage_inputs,
+    generate_pseudo_masks,
+    seg_stage_inputs,
+    train_cam,
+    train_classifier,
+    train_seg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,10 @@ class StageClock:
     def describe(self) -> str:
         """``"CAM network 83 s, pseudo masks 30 s, ..."``."""
         return ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items())
+
+
+_METHOD_STAGES = {"spol": ("cam", "seg"), "mffcam": ("cam",), "cam": ("baseline_cam",)}
+"""The trained stages each method's network comes from (the pseudo masks are checked through ``seg``'s inputs)."""
 
 
 class StageGraph:
@@ -91,6 +104,33 @@ class StageGraph:
         # A separate classifier sees images at its own training crop size (600 px for the paper's B7).
         self.classifier_size = (section.test_size or section.crop or input_size) if self.classifier else input_size
         self._classifier_model = load_exported_model(self.classifier) if self.classifier else None
+
+    @staticmethod
+    def refuse_changed_stages(
+        recipe: Recipe, dataset: Dataset, run_dir: Path, candidates: Mapping[str, list[Candidate]], *, force: bool
+    ) -> None:
+        """Refuse, before any stage trains or any method is scored, a stage recorded with other inputs.
+
+        Each stage checks its inputs again when it is reached (`spol.runtime.stage_folder.finished_model`);
+        checking them all first spares a rerun the hours before a refusal (a changed ``baseline.lr``
+        was refused after SPOL and MFF-CAM had been scored).
+
+        Raises:
+            ValueError: a stage was made from other inputs (`check_stage_inputs`), and not `force`.
+        """
+        if force:
+            return
+        if recipe.classifier.enabled:
+            check_stage_inputs(run_dir / "classifier", classifier_stage_inputs(recipe, dataset), force=False)
+        for options in candidates.values():
+            for candidate in options:
+                for stage in _METHOD_STAGES[candidate.method]:
+                    if stage == "seg":
+                        masks = stage_root(run_dir, "pseudo_masks", candidate) / "pseudo_masks"
+                        inputs = seg_stage_inputs(candidate.recipe, dataset, masks)
+                    else:
+                        inputs = cam_stage_inputs(candidate.recipe, dataset, baseline=stage == "baseline_cam")
+                    check_stage_inputs(stage_root(run_dir, stage, candidate) / stage, inputs, force=False)
 
     def _classifier(self) -> Path | None:
         if not self.recipe.classifier.enabled:

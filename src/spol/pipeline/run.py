@@ -7,6 +7,7 @@ the method that localizes, and write the results (rank 0).
 Run folder layout::
 
     RUN/run.json               marks a spol run folder; the fingerprint of its dataset
+    RUN/dataset_files.jsonl    the SHA-256 of every dataset file, by name relative to the dataset folder
     RUN/config.yaml            the effective recipe
     RUN/pipeline.log           this run's log
     RUN/classifier/            classifier stage (when the recipe enables one)
@@ -41,11 +42,23 @@ from spol.config import Recipe, recipe_to_yaml
 from spol.data import (
     Dataset,
     EvaluationSplits,
-    dataset_fingerprint,
+    ImageRecord,
     draw_evaluation_splits,
     read_dataset,
+    records_digest,
     verify_images,
 )
+from spol.data.identity import (
+    FileDigests,
+    dataset_files,
+    dataset_fingerprint,
+    describe_changes,
+    digest_files,
+    is_legacy_fingerprint,
+    legacy_fingerprint_matches,
+    legacy_records_digests,
+)
+from spol.data.records import relative_name
 from spol.evaluation import MAX_BOOTSTRAP_IMAGES, BootstrapResult, bootstrap_max_box_acc_v2, cam_thresholds
 from spol.evaluation.pseudo_mask_quality import pseudo_mask_statistics
 from spol.fileio import LOG_FORMAT, remove_stale_temporaries, write_json_atomic, write_text_atomic
@@ -59,6 +72,8 @@ from spol.report.charts import MethodCurves, box_accuracy_chart, precision_recal
 from spol.report.plots import Chart
 from spol.rundir import (
     CONFIG_FILE,
+    DATASET_FILES,
+    INPUTS_FILE,
     METRICS_CSV,
     METRICS_FILE,
     PIPELINE_LOG,
@@ -68,9 +83,9 @@ from spol.rundir import (
     SELECTION_FILE,
     STAGE_FOLDERS,
     RunLock,
-    check_record,
     claim_folder,
     read_record,
+    refuse_changes,
     remove_owned,
     update_record,
 )
@@ -169,7 +184,7 @@ def prepare_dataset(root: Path, data_format: str, recipe: Recipe) -> tuple[Datas
 
 
 def drop_unreadable_images(
-    dataset: Dataset, recipe: Recipe, *, record: Path, fingerprint: dict, progress: bool = True
+    dataset: Dataset, recipe: Recipe, *, record: Path, fingerprint: Mapping[str, object], progress: bool = True
 ) -> tuple[Dataset, list[str]]:
     """Decode every image once before any training; leave out (and count) or refuse those that fail.
 
@@ -182,7 +197,11 @@ def drop_unreadable_images(
             ``data.bad_images`` is ``refuse``.
     """
     recorded = (read_record(record) or {}).get("verified")
-    same_files = {key: fingerprint[key] for key in ("index_sha256", "files_sha256")}
+    same_files = {key: fingerprint[key] for key in ("index_sha256", "content_sha256")}
+
+    def name(image: ImageRecord) -> str:
+        return relative_name(image.path, dataset.root)
+
     if isinstance(recorded, dict) and {k: recorded.get(k) for k in same_files} == same_files:
         unreadable = dict(recorded.get("unreadable", {}))
     else:
@@ -192,8 +211,9 @@ def drop_unreadable_images(
         log.info("checking that the %d images decode", len(dataset.records))
         problems = verify_images([r.path for r in share], sizes=[r.size for r in share], progress=progress)
         found = {problem.path: problem.problem for problem in problems if problem.path}
+        found = {name(r): found[str(r.path)] for r in share if str(r.path) in found}
         unreadable = {path: reason for part in gather_objects(found) for path, reason in part.items()}
-        unreadable = {str(r.path): unreadable[str(r.path)] for r in dataset.records if str(r.path) in unreadable}
+        unreadable = {name(r): unreadable[name(r)] for r in dataset.records if name(r) in unreadable}
         if is_global_zero():
             update_record(record, "verified", {**same_files, "unreadable": unreadable})
     if not unreadable:
@@ -206,7 +226,83 @@ def drop_unreadable_images(
         )
     note = f"{len(unreadable)} unreadable image(s) left out, e.g. {first}: {reason} (all listed in {record})"
     log.warning(note)
-    return replace(dataset, records=[r for r in dataset.records if str(r.path) not in unreadable]), [note]
+    return replace(dataset, records=[r for r in dataset.records if name(r) not in unreadable]), [note]
+
+
+def identify_dataset(
+    dataset: Dataset, run_dir: Path, *, check: bool, progress: bool = True
+) -> tuple[dict[str, object], bool]:
+    """The dataset's fingerprint (`spol.data.identity`), checked against the run folder's and recorded (rank 0).
+
+    The run folder keeps the SHA-256 of every file (``dataset_files.jsonl``), so a rerun reads only
+    the files whose stat changed. A fingerprint of an older spol (paths as spelled, file times) is
+    accepted when it matches the dataset as it is now, and recorded anew.
+
+    Args:
+        dataset: the dataset read.
+        run_dir: the run folder.
+        check: refuse a dataset other than the recorded one (False: a first run, or ``--force``).
+        progress: show a progress bar while files are read.
+
+    Returns:
+        The fingerprint, and whether an older fingerprint was replaced (its stages' records are then
+        upgraded too, `upgrade_stage_records`).
+
+    Raises:
+        ValueError: `check` and the dataset differs from the recorded one; the message names the files
+            that changed (or the keys), and ``--force``.
+    """
+    record = run_dir / RUN_RECORD
+    recorded = (read_record(record) or {}).get("dataset")
+    files = dataset_files(dataset)
+    known = FileDigests.load(run_dir / DATASET_FILES)
+    digests = digest_files(files, known, share=rank_and_world_size(), gather=gather_objects, progress=progress)
+    fingerprint = dataset_fingerprint(dataset, files, digests)
+    legacy = isinstance(recorded, dict) and is_legacy_fingerprint(recorded)
+    if check and isinstance(recorded, dict) and legacy and not legacy_fingerprint_matches(dataset, recorded):
+        raise ValueError(
+            f"{run_dir} was recorded by an older spol, which knew its dataset ({recorded.get('root')}) by the "
+            "--data path as spelled then and its files' times; these differ now, so spol cannot tell whether the "
+            "images changed: rerun once with --data spelled as then to record it anew by content, or pass "
+            "--force to redo the run with this dataset"
+        )
+    if check and isinstance(recorded, dict) and not legacy:
+        changes = [
+            f"{key} (recorded {recorded.get(key)}, now {fingerprint[key]})"
+            for key in ("format", "images", "classes")
+            if recorded.get(key) != fingerprint[key]
+        ]
+        if recorded.get("index_sha256") != fingerprint["index_sha256"]:
+            changes.append("its index (image ids, labels, splits, sizes, boxes or masks)")
+        if recorded.get("content_sha256") != fingerprint["content_sha256"]:
+            changes += describe_changes(known.digests, digests.digests) or ["the content of its files"]
+        refuse_changes(recorded, fingerprint, record=record, what="dataset", changes=changes)
+    if legacy:
+        log.info("%s: dataset recorded anew by content (it was recorded by an older spol by path)", record)
+    if is_global_zero():
+        if digests.entries != known.entries:
+            digests.save(run_dir / DATASET_FILES)
+        update_record(record, "dataset", fingerprint)
+    return fingerprint, legacy
+
+
+def upgrade_stage_records(run_dir: Path, dataset: Dataset) -> int:
+    """Record the training images of the run's stages by relative path where an older spol recorded them as spelled.
+
+    Called once an older fingerprint matched (`identify_dataset`): each stage's ``inputs.json``
+    whose ``train_images`` is the older digest of `dataset`'s train split gets the current one.
+    Returns the number of records upgraded.
+    """
+    train = replace(dataset, records=dataset.split("train"))
+    current = records_digest(train.records, train.root)
+    older = legacy_records_digests(train)
+    upgraded = 0
+    for path in sorted(run_dir.rglob(INPUTS_FILE)):
+        inputs = read_record(path)
+        if inputs is not None and inputs.get("train_images") in older:
+            write_json_atomic(path, {**inputs, "train_images": current})
+            upgraded += 1
+    return upgraded
 
 
 def run_pipeline(
@@ -325,6 +421,7 @@ def _run(
 ) -> PipelineResult:
     started_at, clock = datetime.now(timezone.utc), StageClock()
     splits, notes = _checked_splits(recipe, dataset, run_dir, force=force, progress=progress)
+    StageGraph.refuse_changed_stages(recipe, splits.dataset, run_dir, candidates, force=force)
     graph = StageGraph(
         recipe,
         splits.dataset,
@@ -370,17 +467,16 @@ def _checked_splits(
     # Each stage checks the recipe settings it was made with (its inputs.json) and refuses others, so
     # a recipe that changes only later stages (or the evaluation) reuses the finished ones.
     started = any((run_dir / name).is_dir() for name in STAGE_FOLDERS)
-    fingerprint = dataset_fingerprint(dataset)
-    check_record(run_dir / RUN_RECORD, "dataset", fingerprint, what="dataset", force=force or not started)
-    if is_global_zero():
-        if force:
-            # The old results go first: a rerun killed midway must not leave them beside new models.
-            remove_owned(run_dir, RESULT_FILES)
-        update_record(run_dir / RUN_RECORD, "dataset", fingerprint)
+    fingerprint, legacy = identify_dataset(dataset, run_dir, check=started and not force, progress=progress)
+    if is_global_zero() and force:
+        # The old results go first: a rerun killed midway must not leave them beside new models.
+        remove_owned(run_dir, RESULT_FILES)
     dataset, skipped = drop_unreadable_images(
         dataset, recipe, record=run_dir / RUN_RECORD, fingerprint=fingerprint, progress=progress
     )
     splits, notes = prepare_splits(dataset, recipe)
+    if legacy and is_global_zero():
+        upgrade_stage_records(run_dir, splits.dataset)
     for note in notes:
         log.info("%s", note)
     log.info("dataset: %s", ", ".join(f"{k} {v}" for k, v in splits.dataset.splits().items()))

@@ -33,14 +33,20 @@ logger = logging.getLogger(__name__)
 
 
 def stage_inputs(
-    recipe: Recipe, sections: tuple[str, ...], records: Sequence[ImageRecord], **upstream: Any
+    recipe: Recipe,
+    sections: tuple[str, ...],
+    records: Sequence[ImageRecord],
+    *,
+    root: Path | None = None,
+    **upstream: Any,
 ) -> dict[str, Any]:
     """What a training stage's outputs depend on, as recorded in its ``inputs.json``.
 
     The recipe's shared model and training settings, the stage's own `sections`, a digest of its
-    training images (`spol.data.records_digest`) and what it consumes from other stages (`upstream`,
-    e.g. the pseudo masks' source). Loader processes, logging and the evaluation are left out: they
-    change no weight.
+    training images (`spol.data.records_digest`, with their files named relative to the dataset's
+    folder `root`, so that the dataset reached by another path trains nothing again) and what it
+    consumes from other stages (`upstream`, e.g. the pseudo masks' source). Loader processes, logging
+    and the evaluation are left out: they change no weight.
     """
     trainer = recipe.trainer.model_dump(mode="json")
     for key in _UNRECORDED_TRAINER_KEYS:
@@ -52,7 +58,7 @@ def stage_inputs(
         "data": {"resize": recipe.data.resize, "crop": recipe.data.crop},
         "trainer": trainer,
         **{name: _section(recipe, name) for name in sections},
-        "train_images": records_digest(records),
+        "train_images": records_digest(records, root),
         **upstream,
     }
 
@@ -73,6 +79,26 @@ def _section(recipe: Recipe, name: str) -> dict[str, Any]:
     return values
 
 
+def check_stage_inputs(run_dir: Path, inputs: dict[str, Any], *, force: bool) -> None:
+    """Refuse a finished or started stage whose ``inputs.json`` records other `inputs` (`stage_inputs`).
+
+    Reads only: the pipeline calls it for every stage before any work, `finished_model` again
+    before each stage. An interrupted stage may resume with another length (train longer): its
+    epochs and steps are not compared. Nothing is refused with `force` or without a record.
+
+    Raises:
+        ValueError: the recorded inputs differ; the message names what changed and ``--force``.
+    """
+    run_dir = Path(run_dir)
+    model_path, inputs_path = run_dir / MODEL_FILE, run_dir / INPUTS_FILE
+    started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
+    recorded, compared = _without_unrecorded(read_record(inputs_path)), inputs
+    if started and not model_path.is_file() and recorded is not None:
+        recorded, compared = _without_length(recorded), _without_length(inputs)
+    if started and not force and recorded is not None:
+        refuse_changes(recorded, compared, record=inputs_path, what="training input")
+
+
 def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None = None) -> Path | None:
     """``run_dir/model.pt`` when the stage already finished and `force` is off, else None.
 
@@ -89,16 +115,9 @@ def finished_model(run_dir: Path, *, force: bool, inputs: dict[str, Any] | None 
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
     if inputs is not None:
-        inputs_path = run_dir / INPUTS_FILE
-        started = model_path.is_file() or (run_dir / CHECKPOINT_DIR).is_dir()
-        recorded, compared = _without_unrecorded(read_record(inputs_path)), inputs
-        if started and not model_path.is_file() and recorded is not None:
-            # An interrupted stage may resume with another length (train longer): compare the rest.
-            recorded, compared = _without_length(recorded), _without_length(inputs)
-        if started and not force and recorded is not None:
-            refuse_changes(recorded, compared, record=inputs_path, what="training input")
+        check_stage_inputs(run_dir, inputs, force=force)
         if (force or not model_path.is_file()) and is_global_zero():
-            write_json_atomic(inputs_path, inputs)
+            write_json_atomic(run_dir / INPUTS_FILE, inputs)
     if model_path.is_file() and not force:
         logger.info("%s exists: stage already done, skipping (pass force=True / --force to train again)", model_path)
         return model_path
@@ -151,4 +170,4 @@ def check_resume_checkpoint(path: Path) -> None:
         raise ValueError(f"{path} is not a Lightning checkpoint of this stage; delete it or pass --force")
 
 
-__all__ = ["check_resume_checkpoint", "clear_stage_outputs", "finished_model", "stage_inputs"]
+__all__ = ["check_resume_checkpoint", "check_stage_inputs", "clear_stage_outputs", "finished_model", "stage_inputs"]

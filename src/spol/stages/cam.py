@@ -52,6 +52,11 @@ def cam_model_kwargs(recipe: Recipe, num_classes: int, *, baseline: bool) -> tup
     return "mffnet_cam", {"backbone": recipe.backbone, "num_classes": num_classes, "aux_branch": recipe.cam.aux_branch}
 
 
+def cam_stage_inputs(recipe: Recipe, dataset: Dataset, *, baseline: bool = False) -> dict[str, Any]:
+    """What `train_cam` records in ``inputs.json`` (`spol.runtime.stage_folder.stage_inputs`)."""
+    return stage_inputs(recipe, ("baseline" if baseline else "cam",), train_records(dataset), root=dataset.root)
+
+
 def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool = False, force: bool = False) -> Path:
     """Train the CAM network on the dataset's "train" split; returns ``run_dir/model.pt``.
 
@@ -72,7 +77,7 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     records = train_records(dataset)
     require_two_classes(dataset)
     name = "baseline" if baseline else "cam"
-    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, (name,), records))
+    done = finished_model(run_dir, force=force, inputs=cam_stage_inputs(recipe, dataset, baseline=baseline))
     if done is not None:
         return done
     seed_everything(recipe.seed)
@@ -100,4 +105,4 @@ def train_cam(recipe: Recipe, dataset: Dataset, run_dir: Path, *, baseline: bool
     )
 
 
-__all__ = ["CamSystem", "cam_model_kwargs", "train_cam"]
+__all__ = ["CamSystem", "cam_model_kwargs", "cam_stage_inputs", "train_cam"]

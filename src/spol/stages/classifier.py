@@ -45,6 +45,12 @@ class ClassifierSystem(TrainingSystem):
         return cross_entropy(logits, labels), (logits.argmax(dim=1) == labels).float().mean()
 
 
+def classifier_stage_inputs(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
+    """What `train_classifier` records in ``inputs.json`` (no training image with ``classifier.epochs`` 0)."""
+    trained_on = train_records(dataset) if recipe.classifier.epochs else []
+    return stage_inputs(recipe, ("classifier",), trained_on, root=dataset.root)
+
+
 def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: bool = False) -> Path:
     """Fine-tune the recipe's classifier on the dataset's "train" split; returns ``run_dir/model.pt``.
 
@@ -61,10 +67,9 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     run_dir = Path(run_dir)
     section = recipe.classifier
     ensure_process_group(recipe.trainer.accelerator)  # torchrun: the barrier below must wait for rank 0's file
-    trained_on = train_records(dataset) if section.epochs else []
     if section.epochs:
         require_two_classes(dataset)
-    done = finished_model(run_dir, force=force, inputs=stage_inputs(recipe, ("classifier",), trained_on))
+    done = finished_model(run_dir, force=force, inputs=classifier_stage_inputs(recipe, dataset))
     if done is not None:
         return done
     kwargs: dict[str, Any] = {"backbone": section.backbone, "num_classes": dataset.num_classes}
@@ -80,7 +85,7 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
             )
         barrier()
         return run_dir / MODEL_FILE
-    records = trained_on
+    records = train_records(dataset)
     seed_everything(recipe.seed)
     net = build_classifier(
         **kwargs,
@@ -110,4 +115,4 @@ def train_classifier(recipe: Recipe, dataset: Dataset, run_dir: Path, *, force: 
     )
 
 
-__all__ = ["ClassifierSystem", "train_classifier"]
+__all__ = ["ClassifierSystem", "classifier_stage_inputs", "train_classifier"]

@@ -135,6 +135,14 @@ def fit_segmentation(
     )
 
 
+def seg_stage_inputs(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path) -> dict[str, Any]:
+    """What `train_seg` records in ``inputs.json``: the recipe, the training images and the pseudo masks' source."""
+    source = read_record(Path(pseudo_mask_dir) / SOURCE_NAME)
+    return stage_inputs(
+        recipe, ("pseudo_masks", "seg"), train_records(dataset), root=dataset.root, pseudo_mask_source=source
+    )
+
+
 def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: Path, *, force: bool = False) -> Path:
     """Train the segmentation network on the "train" split's pseudo masks; returns ``run_dir/model.pt``.
 
@@ -154,8 +162,7 @@ def train_seg(recipe: Recipe, dataset: Dataset, pseudo_mask_dir: Path, run_dir: 
     run_dir = Path(run_dir)
     pseudo_mask_dir = Path(pseudo_mask_dir)
     records = train_records(dataset)
-    source = read_record(pseudo_mask_dir / SOURCE_NAME)
-    inputs = stage_inputs(recipe, ("pseudo_masks", "seg"), records, pseudo_mask_source=source)
+    inputs = seg_stage_inputs(recipe, dataset, pseudo_mask_dir)
     done = finished_model(run_dir, force=force, inputs=inputs)
     if done is not None:
         return done
@@ -178,5 +185,6 @@ __all__ = [
     "SegmentationSystem",
     "fit_segmentation",
     "masked_bce_loss",
+    "seg_stage_inputs",
     "train_seg",
 ]
