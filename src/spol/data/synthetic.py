@@ -266,31 +266,8 @@ def generate_synthetic(
         NotADirectoryError: `out_dir` is a file.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; give a folder for the synthetic dataset")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        # As JSON gives it back (tuples become lists).
-        settings = json.loads(json.dumps(dataclasses.asdict(config)))
-        if check_record(out / CONFIG_STAMP, None, settings, what="synthetic config", force=False):
-            logger.info("%s already holds this synthetic benchmark; nothing to do", out)
-            return out
-        visible = [entry.name for entry in out.iterdir() if not entry.name.startswith(".")]
-        foreign = [name for name in visible if name not in GENERATED_NAMES]
-        if foreign:
-            raise FileExistsError(
-                f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
-                "or pass --force to write into it"
-            )
-        if visible and not (out / UNFINISHED_STAMP).is_file():
-            raise FileExistsError(
-                f"{out} holds a CUB-layout folder that spol data synth did not make (no {CONFIG_STAMP} or "
-                f"{UNFINISHED_STAMP}); choose an empty or new folder, or pass --force to overwrite its files"
-            )
-        # A generation killed midway: finish it, over its files, if it was this one.
-        if visible:
-            check_record(out / UNFINISHED_STAMP, None, settings, what="synthetic config (unfinished)", force=False)
-            logger.info("%s holds an unfinished synthetic benchmark; completing it", out)
-        remove_stale_temporaries(out)
+    if _already_generated(out, config, force=force):
+        return out
     workers = min(os.cpu_count() or 1, 4) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -328,6 +305,36 @@ def generate_synthetic(
     write_json_atomic(out / CONFIG_STAMP, dataclasses.asdict(config))
     (out / UNFINISHED_STAMP).unlink(missing_ok=True)
     return out
+
+
+def _already_generated(out: Path, config: SyntheticConfig, *, force: bool) -> bool:
+    """True when `out` holds this finished generation; else check that spol may write into it."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; give a folder for the synthetic dataset")
+    if not out.is_dir() or not any(out.iterdir()) or force:
+        return False
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))  # as JSON gives it back (tuples become lists)
+    if check_record(out / CONFIG_STAMP, None, settings, what="synthetic config", force=False):
+        logger.info("%s already holds this synthetic benchmark; nothing to do", out)
+        return True
+    visible = [entry.name for entry in out.iterdir() if not entry.name.startswith(".")]
+    foreign = [name for name in visible if name not in GENERATED_NAMES]
+    if foreign:
+        raise FileExistsError(
+            f"{out} holds files of its own ({', '.join(sorted(foreign)[:3])}); choose an empty or new folder, "
+            "or pass --force to write into it"
+        )
+    if visible and not (out / UNFINISHED_STAMP).is_file():
+        raise FileExistsError(
+            f"{out} holds a CUB-layout folder that spol data synth did not make (no {CONFIG_STAMP} or "
+            f"{UNFINISHED_STAMP}); choose an empty or new folder, or pass --force to overwrite its files"
+        )
+    # A generation killed midway: finish it, over its files, if it was this one.
+    if visible:
+        check_record(out / UNFINISHED_STAMP, None, settings, what="synthetic config (unfinished)", force=False)
+        logger.info("%s holds an unfinished synthetic benchmark; completing it", out)
+    remove_stale_temporaries(out)
+    return False
 
 
 CONFIG_STAMP = "synthetic_config.json"

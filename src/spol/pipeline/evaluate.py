@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from spol.config import Recipe
-from spol.data import read_dataset
+from spol.data import ImageRecord, read_dataset
 from spol.evaluation.release_protocol import (
     RELEASE_THRESHOLD,
     class_hits_for,
@@ -131,44 +132,56 @@ def evaluate_networks(
     result: dict[str, Any] = counts.result(chosen).to_metrics()
     result["threshold_from"] = "given" if threshold is not None else VAL_ORIGINS[splits.val_from or "dataset"]
     if release_protocol:
-        release_hits = hits if hits is not None else predicted if predicted is not None else None
-        if release_hits is None:
-            log.warning("no classifier or class predictions: the release protocol's Top-1/Top-5 Loc count no image")
-            release_hits = np.zeros((len(test), 2), dtype=bool)
-        outcome = evaluate_release_protocol(
-            seg,
-            test,
-            np.asarray(release_hits, dtype=bool),
-            threshold=threshold if threshold is not None else RELEASE_THRESHOLD,
-            trainer=recipe.trainer,
-            num_workers=recipe.data.num_workers,
-            batch_size=recipe.evaluation.batch_size,
-            progress=progress,
-        )
-        result["release_protocol"] = outcome.to_json()
+        release_hits = hits if hits is not None else predicted
+        result["release_protocol"] = _release_protocol(seg, test, release_hits, threshold, recipe, progress)
     if out_dir is not None and is_global_zero():
         out_dir = Path(out_dir)
         write_json_atomic(out_dir / METRICS_FILE, result)
-        if classifier is not None:
-            segmenter_file = Path(segmenter).resolve()
-            if release:  # the authors' file as a spol model file, which the localizer rebuilds
-                segmenter_file = out_dir / RELEASE_SEGMENTER_FILE
-                export_model(seg, builder="mffnet_seg", kwargs={"backbone": "resnet50"}, path=segmenter_file)
-            spol = {"model": segmenter_file, "kind": "seg", "threshold": chosen, "threshold_rule": "protocol"}
-            write_localizer_config(
-                out_dir,
-                class_names=dataset.class_names,
-                classifier=Path(classifier).resolve(),
-                method="spol",
-                methods={"spol": {**spol, "validated": threshold is None}},
-                input_size=input_size,
-                classifier_input_size=classifier_size,
-                precision=recipe.trainer.precision,
-                align_corners=align,
-            )
-        else:
+        if classifier is None:
             log.info("no --classifier: %s gets no localizer.json (it needs the classes)", out_dir)
+            return result
+        segmenter_file = Path(segmenter).resolve()
+        if release:  # the authors' file as a spol model file, which the localizer rebuilds
+            segmenter_file = out_dir / RELEASE_SEGMENTER_FILE
+            export_model(seg, builder="mffnet_seg", kwargs={"backbone": "resnet50"}, path=segmenter_file)
+        spol = {"model": segmenter_file, "kind": "seg", "threshold": chosen, "threshold_rule": "protocol"}
+        write_localizer_config(
+            out_dir,
+            class_names=dataset.class_names,
+            classifier=Path(classifier).resolve(),
+            method="spol",
+            methods={"spol": {**spol, "validated": threshold is None}},
+            input_size=input_size,
+            classifier_input_size=classifier_size,
+            precision=recipe.trainer.precision,
+            align_corners=align,
+        )
     return result
+
+
+def _release_protocol(
+    seg: nn.Module,
+    test: list[ImageRecord],
+    hits: np.ndarray | None,
+    threshold: float | None,
+    recipe: Recipe,
+    progress: bool,
+) -> dict[str, Any]:
+    """The numbers as the release's ``cub200-seg/test.py`` computes them (`evaluate_release_protocol`)."""
+    if hits is None:
+        log.warning("no classifier or class predictions: the release protocol's Top-1/Top-5 Loc count no image")
+        hits = np.zeros((len(test), 2), dtype=bool)
+    outcome = evaluate_release_protocol(
+        seg,
+        test,
+        np.asarray(hits, dtype=bool),
+        threshold=threshold if threshold is not None else RELEASE_THRESHOLD,
+        trainer=recipe.trainer,
+        num_workers=recipe.data.num_workers,
+        batch_size=recipe.evaluation.batch_size,
+        progress=progress,
+    )
+    return outcome.to_json()
 
 
 __all__ = ["evaluate_networks"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -358,6 +358,31 @@ def run_pipeline(
         FileExistsError / NotADirectoryError: the run folder holds foreign files or is a file.
         RuntimeError: another pipeline uses the run folder.
     """
+    candidates, dataset = _checked_inputs(recipe, Path(data_root), data_format, select)
+    run_dir = Path(run_dir)
+    owner = is_global_zero()
+    if owner:
+        claim_folder(run_dir, overwrite_foreign=overwrite_foreign)
+    with RunLock(run_dir) if owner else contextlib.nullcontext(), _pipeline_log(run_dir, owner):
+        return _run(
+            recipe,
+            dataset,
+            data_format,
+            run_dir,
+            candidates=candidates,
+            force=force,
+            report_samples=report_samples,
+            save_scoremaps=save_scoremaps,
+            progress=progress,
+            recipe_name=recipe_name,
+            smoke_test=smoke_test,
+        )
+
+
+def _checked_inputs(
+    recipe: Recipe, data_root: Path, data_format: str, select: Sequence[str]
+) -> tuple[dict[str, list[Candidate]], Dataset]:
+    """The method candidates and the dataset, checked before the run folder exists (a refused run leaves nothing)."""
     if THRESHOLD_IOU not in recipe.evaluation.iou_thresholds:
         raise ValueError(
             f"evaluation.iou_thresholds must include {THRESHOLD_IOU}: GT-known and Top-k Loc use the "
@@ -365,8 +390,7 @@ def run_pipeline(
         )
     candidates = method_candidates(recipe, parse_select(select))  # bad --select values fail before any work
     ensure_process_group(recipe.trainer.accelerator)  # under torchrun / SLURM: the ranks agree from the start
-    # The dataset is read and its splits checked before the run folder exists: a refused run leaves nothing.
-    dataset = read_dataset(Path(data_root), data_format)
+    dataset = read_dataset(data_root, data_format)
     splits, _ = prepare_splits(dataset, recipe)
     if any(len(options) > 1 for options in candidates.values()) and splits.val_from is None:
         raise ValueError(
@@ -374,35 +398,24 @@ def run_pipeline(
             f"({splits.describe(recipe.data.val_share, recipe.seed)[0]}); draw boxes for a few images per class (see "
             "the README, 'Only class labels?') or leave out --select"
         )
-    run_dir = Path(run_dir)
-    owner = is_global_zero()
-    if owner:
-        claim_folder(run_dir, overwrite_foreign=overwrite_foreign)
-    with RunLock(run_dir) if owner else contextlib.nullcontext():
-        handler: logging.Handler | None = None
-        if owner:
-            remove_stale_temporaries(run_dir)
-            handler = logging.FileHandler(run_dir / PIPELINE_LOG)
-            handler.setFormatter(logging.Formatter(LOG_FORMAT))
-            logging.getLogger("spol").addHandler(handler)
-        try:
-            return _run(
-                recipe,
-                dataset,
-                data_format,
-                run_dir,
-                candidates=candidates,
-                force=force,
-                report_samples=report_samples,
-                save_scoremaps=save_scoremaps,
-                progress=progress,
-                recipe_name=recipe_name,
-                smoke_test=smoke_test,
-            )
-        finally:
-            if handler is not None:
-                logging.getLogger("spol").removeHandler(handler)
-                handler.close()
+    return candidates, dataset
+
+
+@contextlib.contextmanager
+def _pipeline_log(run_dir: Path, owner: bool) -> Iterator[None]:
+    """Also write the log lines of spol to ``run_dir/pipeline.log`` while the pipeline runs (on the writing rank)."""
+    if not owner:
+        yield
+        return
+    remove_stale_temporaries(run_dir)
+    handler = logging.FileHandler(run_dir / PIPELINE_LOG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger("spol").addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger("spol").removeHandler(handler)
+        handler.close()
 
 
 def _run(
