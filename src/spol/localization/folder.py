@@ -160,7 +160,7 @@ def _write_outputs(image: Image.Image, result: Localization, source: Path, out_d
     mask_path, overlay_path = _output_paths(out_dir, stem)
     _write_png(mask_path, result.mask.astype(np.uint8) * 255)
     _write_png(overlay_path, localization_overlay(np.asarray(image), result.mask, result.box))
-    record = {"image": str(source), **result.to_json()}
+    record = {**result.to_dict(), "image": str(source)}
     record["mask"] = str(mask_path)
     record["overlay"] = str(overlay_path)
     return record
