@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from spol.fileio import (
     atomic_path,
     fitting_name,
     image_id_path,
+    make_numbered_folder,
+    numbered_folder,
     write_json_atomic,
     write_text_atomic,
 )
@@ -48,3 +51,12 @@ def test_the_longest_legal_names_get_temporaries_and_suffixed_outputs_that_fit(t
     assert image_id_path(tmp_path, "class/short.jpg", ".png") == tmp_path / "class" / "short.jpg.png"
     assert fitting_name("x" * 300, suffix="_overlay.png").endswith("_overlay.png")
     assert len(fitting_name("x" * 300, suffix="_overlay.png").encode()) == NAME_MAX
+
+
+def test_numbered_folders_follow_the_first_free_name(tmp_path: Path) -> None:
+    base = tmp_path / "sub" / "localize"
+    assert numbered_folder(base) == base
+    expected = [base, base.with_name("localize2"), base.with_name("localize3")]
+    assert [make_numbered_folder(base) for _ in range(3)] == expected
+    (tmp_path / "sub" / "localize4").write_text("a file takes the name too")
+    assert make_numbered_folder(base) == base.with_name("localize5") and base.with_name("localize5").is_dir()

@@ -206,6 +206,27 @@ def make_folder(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def numbered_folder(base: str | os.PathLike[str]) -> Path:
+    """The first of `base`, ``base2``, ``base3``, ... that does not exist (ultralytics' run folders)."""
+    base = Path(base)
+    path, number = base, 2
+    while path.exists() or path.is_symlink():
+        path, number = base.with_name(f"{base.name}{number}"), number + 1
+    return path
+
+
+def make_numbered_folder(base: str | os.PathLike[str]) -> Path:
+    """Create and return `numbered_folder` of `base`; a name another process creates first is passed over."""
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = numbered_folder(base)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
 def explain_os_error(error: OSError) -> str:
     """One line naming the path, the cause in plain words and the fix (disk full, permissions, a file in the way)."""
     path = error.filename or "the output"

@@ -20,7 +20,7 @@ from spol.localization import write_localizer_config
 from spol.models import build_classifier, build_mffnet_seg, export_model
 
 CLASS_NAMES = ["cat", "dog", "bird"]
-EXPECTED_KEYS = {"image", "width", "height", "class", "score", "top5", "localization_score", "box", "mask"}
+EXPECTED_KEYS = {"image", "width", "height", "class", "score", "top5", "localization_score", "box", "bbox", "mask"}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,8 @@ def test_folder_of_mixed_modes_and_a_broken_file(run_dir: Path, tmp_path: Path) 
     args = ["localize", images, "--run", str(run_dir), "--out", str(out), "--json", "--batch-size", "4"]
     result = CliRunner().invoke(app, args)
 
-    assert result.exit_code == 1, result.output
-    assert "broken.jpg" in result.stderr
+    assert result.exit_code == 0, result.output  # a file of a folder that is not an image is skipped, counted
+    assert "broken.jpg" in result.stderr and "skipped 1 file(s) that are not images" in result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(Path(r["image"]).name for r in records) == sorted(sizes)
     # Walk order: the folder's files sorted, then its sub-folders.
@@ -190,6 +190,57 @@ def test_outputs_into_a_run_folder_its_input_folder_or_a_dangling_link_are_one_l
         assert result.exit_code == 2 and message in result.stderr, result.output
         assert len(result.stderr.splitlines()) == 1 and "no files" not in result.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["cls.pt", "localizer.json", "seg.pt"]
+
+
+def test_hidden_and_non_image_files_are_counted_and_only_a_named_one_fails_the_run(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    (images / ".git").mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(images / "one.png")
+    Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(images / ".git" / "hidden.png")
+    (images / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (images / "notes.txt").write_text("not an image\n")
+    base = ["localize", str(images), "--run", str(run_dir), "--json"]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert [Path(json.loads(line)["image"]).name for line in result.stdout.splitlines()] == ["one.png"]
+    assert "skipped 1 file(s) that are not images and left out 2 hidden file(s)" in result.stderr
+    named = CliRunner().invoke(app, [*base, str(images / "notes.txt"), "--out", str(tmp_path / "b")])
+    assert named.exit_code == 1 and "(1 named on the command line)" in named.stderr, named.output
+
+
+def test_each_run_gets_a_new_numbered_folder_and_force_replaces_only_what_localize_wrote(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(images / name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for _ in range(2):
+        assert CliRunner().invoke(app, ["localize", str(images), "--run", str(run_dir)]).exit_code == 0
+    assert sorted(p.name for p in work.iterdir()) == ["localize", "localize2"]
+    assert (work / "localize2" / "b_overlay.png").is_file()
+    # --force into the first folder with one image: b's outputs go, a file of the user's stays.
+    (work / "localize" / "notes.txt").write_text("mine\n")
+    forced = CliRunner().invoke(
+        app, ["localize", str(images / "a.png"), "--run", str(run_dir), "--out", "localize", "--force"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.name for p in (work / "localize").iterdir()) == [
+        "a_mask.png",
+        "a_overlay.png",
+        "notes.txt",
+        "predictions.jsonl",
+    ]
+    # A walk of the working folder leaves the earlier outputs out.
+    Image.fromarray(np.full((16, 20, 3), 90, dtype=np.uint8)).save(work / "c.png")
+    again = CliRunner().invoke(app, ["localize", str(work), "--run", str(run_dir), "--json"])
+    assert again.exit_code == 0 and "localize3" in again.stderr, again.output
+    assert [Path(json.loads(line)["image"]).name for line in again.stdout.splitlines()] == ["c.png"]
 
 
 LOCALIZE_SCRIPT = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from spol.data.transforms import NORMALIZATION, eval_transform
-from spol.localization import LOCALIZER_CONFIG, Localization, Localizer, mask_to_box, write_localizer_config
+from spol.localization import (
+    GREEN,
+    LOCALIZER_CONFIG,
+    Localization,
+    Localizer,
+    mask_to_box,
+    tint_mask,
+    write_localizer_config,
+)
 
 torch.set_num_threads(2)
 
@@ -91,8 +100,95 @@ def test_pil_array_and_path_inputs_agree(localizer: Localizer, tmp_path: Path) -
     for other in others:
         np.testing.assert_allclose(other.scoremap, from_array.scoremap, atol=1e-6)
         assert other.top5 == from_array.top5
-    with pytest.raises(ValueError, match="uint8"):
+    assert [r.source for r in (from_array, *others)] == [None, None, str(path), str(path)]
+
+
+def _same(found: Localization, expected: Localization) -> None:
+    np.testing.assert_allclose(found.scoremap, expected.scoremap, atol=1e-5)
+    assert [name for name, _ in found.top5] == [name for name, _ in expected.top5] and found.box == expected.box
+    assert [p for _, p in found.top5] == pytest.approx([p for _, p in expected.top5], abs=1e-5)
+
+
+def test_every_array_and_tensor_layout_is_the_image_it_holds(localizer: Localizer) -> None:
+    rgb, gray = _images(1)[0], _images(1)[0][:, :, 0]
+    single = localizer(rgb)
+    assert isinstance(single, Localization)
+    layouts = [
+        rgb.astype(np.float32) / 255,
+        rgb.astype(np.uint16) * 257,
+        np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),  # opaque RGBA
+        torch.from_numpy(rgb).permute(2, 0, 1),
+        torch.from_numpy(rgb).permute(2, 0, 1).double() / 255,
+    ]
+    found = localizer(layouts, batch_size=2)
+    assert isinstance(found, list) and len(found) == len(layouts)
+    for result in found:
+        _same(result, single)
+    batch = torch.from_numpy(np.stack([rgb, rgb])).permute(0, 3, 1, 2)  # B x C x H x W: B images
+    assert [r.box for r in localizer(batch)] == [single.box] * 2 and len(localizer([batch, rgb])) == 3
+    as_rgb = localizer(np.dstack([gray] * 3))
+    for layout in (gray, gray[:, :, None], torch.from_numpy(gray)[None], (image for image in [gray])):
+        result = localizer(layout)
+        _same(result[0] if isinstance(result, list) else result, as_rgb)
+    transparent = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)  # composited on white, as a file would be
+    _same(localizer(transparent), localizer(np.full_like(rgb, 255)))
+
+
+def test_other_inputs_are_refused_with_what_is_accepted(localizer: Localizer) -> None:
+    image = _images(1)[0]
+    with pytest.raises(TypeError, match=r"got int; .*a PIL image, a NumPy array H x W"):
+        localizer([image, 3])
+    with pytest.raises(TypeError, match="one image or a list"):
+        localizer(3)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match=r"float images must hold finite values in \[0, 1\], got \[0, 2"):
         localizer(image.astype(np.float32))
+    with pytest.raises(ValueError, match=r"image 1: .*channels last; for C x H x W use .transpose"):
+        localizer([image, image.transpose(2, 0, 1)])
+    with pytest.raises(ValueError, match="got int32"):
+        localizer(image.astype(np.int32))
+    with pytest.raises(ValueError, match=r"C = 1, 3 or 4 \(channels first\), got shape \(2, 5, 5\)"):
+        localizer(torch.zeros(2, 5, 5))
+
+
+def _everywhere(localizer: Localizer, threshold: float) -> Localizer:
+    """The tiny localizer with no minimum score: a sigmoid map is > 0 everywhere and never > 1."""
+    return Localizer(
+        localizer.classifier,
+        localizer.map_network,
+        class_names=CLASS_NAMES,
+        threshold=threshold,
+        input_size=INPUT_SIZE,
+        min_score=0.0,
+    )
+
+
+def test_plot_save_and_to_dict(localizer: Localizer, tmp_path: Path) -> None:
+    image = _images(1)[0]  # 80 x 50
+    found = _everywhere(localizer, 0.0)(image)
+    assert found.box == (0, 0, 79, 49)  # the whole image
+    record = found.to_dict()
+    assert record["bbox"] == [0, 0, 79, 49] and record["box"] == [0, 0, 79, 49] and record["image"] is None
+    assert json.loads(json.dumps(record)) == record and found.to_json() == record
+    plot = found.plot()
+    assert plot.shape == image.shape and plot.dtype == np.uint8
+    assert tuple(plot[25, 0]) == GREEN and tuple(plot[25, 79]) == GREEN  # the box's sides
+    np.testing.assert_array_equal(plot[25, 40], tint_mask(image, found.mask)[25, 40])  # inside: tinted only
+    label_band = plot[:12, :40].reshape(-1, 3)
+    # White (anti-aliased) letters on a green band.
+    assert (label_band.min(axis=1) >= 200).any() and (label_band == GREEN).all(axis=1).any()
+    path = found.save(tmp_path / "found.png")
+    with Image.open(path) as saved:
+        np.testing.assert_array_equal(np.asarray(saved), plot)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["found.png"]  # written atomically, no leftovers
+    with pytest.raises(ValueError, match="image format of .*found.xyz"):
+        found.save(tmp_path / "found.xyz")
+
+    nothing = _everywhere(localizer, 1.0)(image)
+    assert nothing.box is None and nothing.to_dict()["bbox"] is None and nothing.label.endswith("(no object)")
+    np.testing.assert_array_equal(nothing.plot()[40:], image[40:])  # no box, no mask: the label only
+    np.testing.assert_array_equal(replace(nothing, image=None).plot(image), nothing.plot())
+    with pytest.raises(ValueError, match="pass the image"):
+        replace(nothing, image=None).plot()
 
 
 def test_cam_network_as_classifier_and_empty_mask(tiny_run: Path, tmp_path: Path) -> None:

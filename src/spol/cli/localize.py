@@ -12,6 +12,7 @@ from spol.cli._app import app, explained_failures, fail
 from spol.rundir import LOCALIZER_FILE
 
 DEFAULT_OUT = Path("localize")
+"""Without --out each run writes into a new folder: ./localize, then ./localize2, ./localize3, ..."""
 
 
 @app.command("localize")
@@ -46,11 +47,12 @@ def localize(
         "highest object probability in the map (SPOL) or per-location class probability (CAM methods).",
         show_default=False,
     ),
-    out: Path = typer.Option(
-        DEFAULT_OUT,
+    out: Path | None = typer.Option(
+        None,
         "--out",
         help="Output folder: predictions.jsonl plus <stem>_mask.png and <stem>_overlay.png per image. "
-        "Default: ./localize in the current directory (the run folder is left untouched).",
+        "Default: a new folder per run in the current directory: ./localize, ./localize2, ...",
+        show_default=False,
     ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per network call."),
     device: str = typer.Option(
@@ -66,20 +68,21 @@ def localize(
     force: bool = typer.Option(
         False,
         "--force",
-        help="Overwrite existing outputs in the output folder, and start over an interrupted localize of other "
-        "images (the same command, rerun, resumes one). Never writes into a run folder.",
+        help="Replace what an earlier localize wrote in --out (its predictions and PNGs, nothing else), and "
+        "start over an interrupted one (the same command, rerun, resumes it). Never writes into a run folder.",
     ),
 ) -> None:
     """Localize objects in images: top-5 classes, a localization score, object mask and box.
 
     Boxes are in pixels after EXIF orientation. An image whose localization score is below --min-score
-    gets no box ("no object"). Files that are not readable images are named on stderr and skipped; the
-    exit code is then 1.
+    gets no box ("no object"). In folders, hidden files are left out and files that are not images are
+    skipped; both are counted. The exit code is 1 when a file named on the command line is not an image.
     """
     from tqdm import tqdm
 
-    from spol.localization import Localizer, SkippedImage, collect_images, localize_files
-    from spol.localization.folder import check_output_folder
+    from spol.fileio import make_numbered_folder, numbered_folder
+    from spol.localization import Localizer, SkippedImage, localize_files
+    from spol.localization.folder import check_output_folder, find_inputs
 
     if run is not None:
         if not run.is_dir():
@@ -91,13 +94,16 @@ def localize(
             )
     elif method is not None:
         raise fail("--method chooses among a run's methods; pass --run too")
+    target = numbered_folder(DEFAULT_OUT) if out is None else out
     try:
-        check_output_folder(out)  # before the networks load
-        paths = collect_images(inputs, exclude=out)
+        check_output_folder(target)  # before the networks load
+        found = find_inputs(inputs, exclude=target)
     except (OSError, ValueError) as error:
         raise fail(str(error)) from error
+    paths = found.files
     if not paths:
-        raise fail(f"no files found in {', '.join(map(str, inputs))}")
+        hidden = f" ({len(found.hidden)} hidden file(s) left out)" if found.hidden else ""
+        raise fail(f"no files found in {', '.join(map(str, inputs))}{hidden}")
     score_option = {} if min_score is None else {"min_score": min_score}
     try:
         if run is None:
@@ -122,15 +128,20 @@ def localize(
         # tqdm.write keeps the progress bar intact.
         tqdm.write(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
 
-    with explained_failures(out):
+    with explained_failures(target):
+        if out is None:
+            target = make_numbered_folder(DEFAULT_OUT)  # another run may have taken the name meanwhile
         report = localize_files(
-            localizer, paths, out, batch_size=batch_size, force=force, on_result=on_result, on_skip=on_skip
+            localizer, paths, target, batch_size=batch_size, force=force, on_result=on_result, on_skip=on_skip
         )
     resumed = f", {report.resumed} of them by the run that was interrupted" if report.resumed else ""
+    named_failed = [s for s in report.skipped if Path(s.path) in found.named]
     typer.echo(
         f"localized {report.localized} image(s) into {report.out_dir} ({report.predictions.name}){resumed}; "
-        f"skipped {len(report.skipped)}",
+        f"skipped {len(report.skipped)} file(s) that are not images"
+        + (f" ({len(named_failed)} named on the command line)" if named_failed else "")
+        + (f" and left out {len(found.hidden)} hidden file(s)" if found.hidden else ""),
         err=True,
     )
-    if report.skipped:
+    if named_failed:
         raise typer.Exit(1)

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "decode_image": "spol.data.images",
     "image_size": "spol.data.images",
     "load_image_rgb": "spol.data.images",
+    "pil_to_rgb": "spol.data.images",
     "verify_images": "spol.data.images",
     "SPLITS": "spol.data.records",
     "Box": "spol.data.records",
@@ -50,7 +51,14 @@ if TYPE_CHECKING:
     from spol.data.holdout import EvaluationSplits, draw_evaluation_splits, hold_out_val
     from spol.data.identity import dataset_fingerprint
     from spol.data.imagenet import read_imagenet
-    from spol.data.images import UnreadableImageError, decode_image, image_size, load_image_rgb, verify_images
+    from spol.data.images import (
+        UnreadableImageError,
+        decode_image,
+        image_size,
+        load_image_rgb,
+        pil_to_rgb,
+        verify_images,
+    )
     from spol.data.records import (
         SPLITS,
         Box,

@@ -109,14 +109,15 @@ def decode_image(
                 if transposed.size != image.size:
                     full_size = full_size[::-1]
                 image = transposed
-            return _to_rgb(image), full_size
+            return pil_to_rgb(image), full_size
     except FileNotFoundError:
         raise
     except _DECODE_ERRORS as error:
         raise UnreadableImageError(f"cannot decode image {path}: {error}") from error
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def pil_to_rgb(image: Image.Image) -> Image.Image:
+    """`image` in mode ``"RGB"``, each colour mode converted as the module docstring says (the image itself if RGB)."""
     mode = image.mode
     if mode == "RGB":
         return image

@@ -8,7 +8,8 @@ Output folder layout:
   (``[x0, y0, x1, y1]`` in those pixels, protocol convention, or null for no object),
   ``mask`` and ``overlay`` (paths of the two PNGs below).
 - ``<stem>_mask.png``: the object mask, 8-bit, 255 = object, at the image's size.
-- ``<stem>_overlay.png``: the image with the mask tinted red and the box in green.
+- ``<stem>_overlay.png``: `Localization.plot`: the image with the mask tinted and outlined in red,
+  the box in green, and the class and its score written at the box.
 
 Stems that repeat (``a/x.jpg`` and ``b/x.jpg``, or ``x.jpg`` and ``x.png``) get the extension
 and then a counter appended (``x``, ``x_png``, ``x_2``), in input order; a stem too long for its
@@ -26,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from spol.data import UnreadableImageError, load_image_rgb
 from spol.fileio import (
@@ -47,8 +46,8 @@ from spol.fileio import (
     write_text_atomic,
 )
 from spol.localization.localizer import Localization, Localizer
-from spol.localization.overlay import localization_overlay
 from spol.models import state_digest
+from spol.progress import track
 from spol.rundir import RunLock, refuse_run_folder
 
 logger = logging.getLogger(__name__)
@@ -79,12 +78,27 @@ class LocalizeFilesReport:
     """Of `localized`, the images an interrupted run of the same job had done."""
 
 
-def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | None = None) -> list[Path]:
-    """Expand `inputs` into a list of files: files as given, folders walked recursively in sorted order.
+@dataclass(frozen=True)
+class InputFiles:
+    """The files `find_inputs` found: those to try, those named on the command line, the hidden ones left out."""
 
-    Every file found is returned (whether it is an image is decided when it is read). Files under
-    `exclude` (the output folder) are left out, so re-running on a parent folder does not read
-    earlier outputs.
+    files: list[Path]
+    named: frozenset[Path]
+    hidden: list[Path]
+
+
+def _is_localize_output(folder: Path) -> bool:
+    return (folder / PREDICTIONS_FILE).is_file() or (folder / PROGRESS_FILE).is_file()
+
+
+def find_inputs(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | None = None) -> InputFiles:
+    """Expand `inputs` into files: files as given (`named`), folders walked recursively in sorted order.
+
+    Every file named or found is to be tried once (whether it is an image is decided when it is read),
+    except in walks: hidden files and folders (names starting with ``.``: ``.DS_Store``, ``.git``)
+    are left out and listed in `hidden`, and so are `exclude` (the output folder) and the folders
+    an earlier localize wrote (holding ``predictions.jsonl``), so re-running on a parent folder
+    does not read earlier outputs.
 
     Raises:
         FileNotFoundError: an input does not exist.
@@ -92,10 +106,20 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | 
     """
     excluded = exclude.resolve() if exclude is not None else None
     files: list[Path] = []
+    named: set[Path] = set()
+    hidden: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        if path.resolve() not in seen:  # a file named and also walked is tried once
+            seen.add(path.resolve())
+            files.append(path)
+
     for item in inputs:
         path = Path(item)
         if path.is_file():
-            files.append(path)
+            add(path)
+            named.add(path)
         elif path.is_dir():
             if excluded is not None and (path.resolve() == excluded or excluded in path.resolve().parents):
                 raise ValueError(
@@ -103,16 +127,29 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | 
                     f"choose another --out (e.g. {path / 'localize'}, left out of the walk)"
                 )
             for root, dirs, names in os.walk(path):
-                dirs.sort()
                 root_path = Path(root)
                 resolved = root_path.resolve()
                 if excluded is not None and (resolved == excluded or excluded in resolved.parents):
                     dirs.clear()
                     continue
-                files.extend(root_path / name for name in sorted(names))
+                if root_path != path and _is_localize_output(root_path):
+                    dirs.clear()
+                    continue
+                hidden.extend(root_path / name for name in sorted(dirs) if name.startswith("."))
+                dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+                for name in sorted(names):
+                    if name.startswith("."):
+                        hidden.append(root_path / name)
+                    else:
+                        add(root_path / name)
         else:
             raise FileNotFoundError(f"input {path} does not exist; pass image files or folders of images")
-    return files
+    return InputFiles(files, frozenset(named), hidden)
+
+
+def collect_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Path | None = None) -> list[Path]:
+    """The files of `find_inputs`: files as given, folders walked without hidden files and earlier outputs."""
+    return find_inputs(inputs, exclude=exclude).files
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
@@ -159,8 +196,8 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 def _write_outputs(image: Image.Image, result: Localization, source: Path, out_dir: Path, stem: str) -> dict[str, Any]:
     mask_path, overlay_path = _output_paths(out_dir, stem)
     _write_png(mask_path, result.mask.astype(np.uint8) * 255)
-    _write_png(overlay_path, localization_overlay(np.asarray(image), result.mask, result.box))
-    record = {"image": str(source), **result.to_json()}
+    _write_png(overlay_path, result.plot(image))
+    record = {**result.to_dict(), "image": str(source)}
     record["mask"] = str(mask_path)
     record["overlay"] = str(overlay_path)
     return record
@@ -194,6 +231,28 @@ def _job(localizer: Localizer, paths: Sequence[Path]) -> dict[str, Any]:
     }
 
 
+def _remove_earlier_outputs(out_dir: Path) -> None:
+    """Delete what an earlier localize wrote in `out_dir`: its records' PNGs, its journal, its predictions.
+
+    Only the mask and overlay PNGs its records name go (looked up by name in `out_dir`, so a run
+    started from another directory counts too); anything else in the folder stays.
+    """
+    for listing in (out_dir / PREDICTIONS_FILE, out_dir / PROGRESS_FILE):
+        if not listing.is_file():
+            continue
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                record = entry.get("record", entry)  # the journal wraps each record
+                written = [Path(record[key]) for key in ("mask", "overlay")]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # the journal's job line, or a line a kill cut short
+            for path in written:
+                if path.name.endswith(_OUTPUT_SUFFIXES):
+                    (out_dir / path.name).unlink(missing_ok=True)
+        listing.unlink()
+
+
 def _resume(out_dir: Path, job: dict[str, Any], stems: Sequence[str], *, force: bool) -> dict[int, dict[str, Any]]:
     """The records of the images an interrupted run of this `job` finished (``{input index: record}``).
 
@@ -202,7 +261,7 @@ def _resume(out_dir: Path, job: dict[str, Any], stems: Sequence[str], *, force: 
     """
     progress_path = out_dir / PROGRESS_FILE
     if force:
-        progress_path.unlink(missing_ok=True)
+        _remove_earlier_outputs(out_dir)
         return {}
     if not progress_path.is_file():
         _check_outputs(out_dir, stems)
@@ -252,11 +311,12 @@ def localize_files(
         paths: image files (see `collect_images`).
         out_dir: output folder, created if missing; never a run folder.
         batch_size: images per network call.
-        force: overwrite existing outputs and start an interrupted job over; without it an existing
-            output is an error, raised before anything is computed.
+        force: delete what an earlier localize wrote in `out_dir` (the files its ``predictions.jsonl``
+            or journal name, nothing else) and start over; without it an existing output is an
+            error, raised before anything is computed.
         on_result: called with each image's JSON record, in input order (resumed images too).
         on_skip: called with each skipped file.
-        progress: show a tqdm bar on stderr.
+        progress: show progress (`spol.progress`: a bar on a terminal, a line every 30 s elsewhere).
 
     Raises:
         FileExistsError: an output exists, or another interrupted job, and `force` is false; or
@@ -295,8 +355,7 @@ def localize_files(
                     done(index)
                 pending.clear()
 
-            disable = None if progress else True
-            for index in tqdm(range(len(paths)), desc="localize", unit="img", file=sys.stderr, disable=disable):
+            for index in track(range(len(paths)), "localize", enabled=progress):
                 if index in records:
                     if pending:
                         flush()  # the results stay in input order
@@ -326,8 +385,10 @@ __all__ = [
     "PROGRESS_FILE",
     "LocalizeFilesReport",
     "SkippedImage",
+    "InputFiles",
     "check_output_folder",
     "collect_images",
+    "find_inputs",
     "localize_files",
     "output_stems",
 ]

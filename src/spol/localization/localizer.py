@@ -18,13 +18,14 @@ A run folder holds ``localizer.json`` (see `LocalizerConfig`, written by
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import cv2
 import numpy as np
@@ -33,9 +34,10 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor, nn
 
-from spol.data import load_image_rgb
-from spol.fileio import write_json_atomic
+from spol.fileio import save_image_atomic, write_json_atomic
 from spol.localization.boxes import IntBox, ThresholdRule, mask_to_box, threshold_mask
+from spol.localization.inputs import ImageInput, is_single_image, iter_images, to_rgb_image
+from spol.localization.overlay import localization_overlay
 from spol.models import (
     CAM_NETWORKS,
     CLASSIFIERS,
@@ -54,9 +56,6 @@ logger = logging.getLogger(__name__)
 
 LOCALIZER_CONFIG = LOCALIZER_FILE
 """Name of the localizer description inside a run folder (`spol.rundir.LOCALIZER_FILE`)."""
-
-ImageInput = Image.Image | np.ndarray | str | os.PathLike
-"""A PIL image, an H x W x 3 uint8 RGB array, or the path of an image file."""
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 """Lightning precisions that run under autocast; every other one runs in float32 here."""
@@ -194,6 +193,8 @@ class Localization:
             highest object probability of the segmentation map (SPOL), or the highest per-location
             probability of the predicted class (CAM methods: a softmax over the class maps at each
             location). Blank, uniform and noise images score low; below ``min_score`` no box is given.
+        image: the image as localized, H x W x 3 uint8 RGB (EXIF orientation applied), for `plot`.
+        source: the path the image was read from, as given; None for an in-memory image.
     """
 
     class_index: int
@@ -205,6 +206,8 @@ class Localization:
     scoremap: np.ndarray
     protocol_box: IntBox | None = None
     localization_score: float = 1.0
+    image: np.ndarray | None = None
+    source: str | None = None
 
     @property
     def width(self) -> int:
@@ -216,13 +219,22 @@ class Localization:
         """Image height in pixels."""
         return int(self.mask.shape[0])
 
-    def to_json(self) -> dict[str, Any]:
-        """The localization as a JSON-ready dict (boxes as lists, or null).
+    @property
+    def label(self) -> str:
+        """The class and its score as `plot` draws them, e.g. ``"cat 0.93"``; ``" (no object)"`` added without a box."""
+        return f"{self.class_name} {self.score:.2f}" + (" (no object)" if self.box is None else "")
 
-        Keys: ``{"width", "height", "class", "class_index", "score", "top5": [[name, p]...],
-        "localization_score", "box", "protocol_box"}``.
+    def to_dict(self) -> dict[str, Any]:
+        """The localization as a JSON-ready dict: what ``spol localize --json`` writes, less its output files.
+
+        Keys: ``{"image" (the source path, or null), "width", "height", "class", "class_index",
+        "score", "top5": [[name, p]...], "localization_score", "box" ([x0, y0, x1, y1], protocol
+        convention), "bbox" (COCO's [x, y, width, height] = [x0, y0, x1 - x0, y1 - y0]),
+        "protocol_box"}``; the boxes are null when no object is found.
         """
+        box = self.box
         return {
+            "image": self.source,
             "width": self.width,
             "height": self.height,
             "class": self.class_name,
@@ -230,25 +242,47 @@ class Localization:
             "score": self.score,
             "top5": [[name, score] for name, score in self.top5],
             "localization_score": self.localization_score,
-            "box": None if self.box is None else list(self.box),
+            "box": None if box is None else list(box),
+            "bbox": None if box is None else [box[0], box[1], box[2] - box[0], box[3] - box[1]],
             "protocol_box": None if self.protocol_box is None else list(self.protocol_box),
         }
 
+    to_json = to_dict  # the name of spol 0.3
 
-def _to_pil(image: ImageInput, index: int) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+    def plot(self, image: ImageInput | None = None) -> np.ndarray:
+        """The image with the mask tinted and outlined, the box in green and `label` drawn: H x W x 3 uint8 RGB.
+
+        Args:
+            image: what to draw on, any input the localizer takes, of the localized image's size;
+                None: the image kept in the result.
+
+        Raises:
+            ValueError: no image is kept and none is given, or it is not of the image's size.
+        """
+        if image is not None:
+            pixels = np.asarray(to_rgb_image(image, 0))
+        elif self.image is not None:
+            pixels = self.image
+        else:
+            raise ValueError("this Localization keeps no image; pass the image to plot(image)")
+        if pixels.shape[:2] != self.mask.shape:
             raise ValueError(
-                f"image {index}: arrays must be H x W x 3 uint8 RGB, got shape {image.shape} dtype {image.dtype}"
+                f"the image is {pixels.shape[1]} x {pixels.shape[0]}, the localization {self.width} x {self.height}"
             )
-        return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
-    if isinstance(image, str | os.PathLike):
-        return load_image_rgb(image, exif_orientation=True)
-    raise ValueError(
-        f"image {index}: expected a PIL image, an H x W x 3 uint8 array or a path, got {type(image).__name__}"
-    )
+        return localization_overlay(pixels, self.mask, self.box, label=self.label)
+
+    def save(self, path: str | os.PathLike[str], image: ImageInput | None = None) -> Path:
+        """Write `plot` to `path` atomically, in the format its extension names (``.png``, ``.jpg``, ...); return it.
+
+        Raises:
+            ValueError: the extension is not one Pillow writes, or `plot` fails.
+        """
+        path = Path(path)
+        image_format = Image.registered_extensions().get(path.suffix.lower())
+        if image_format is None or image_format not in Image.SAVE:
+            raise ValueError(f"cannot tell the image format of {path}; end it with .png or .jpg")
+        save_image_atomic(path, Image.fromarray(self.plot(image)), image_format)
+        return path
 
 
 def imagenet_class_names() -> list[str]:
@@ -442,24 +476,53 @@ class Localizer:
             device=device,
         )
 
-    def __call__(self, image: ImageInput) -> Localization:
-        """Localize one image: PIL (non-RGB modes converted), H x W x 3 uint8 RGB array, or path.
+    # An array is iterable too, but one image: the first overload wins.
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, images: str | os.PathLike | Image.Image | np.ndarray, batch_size: int = 16
+    ) -> Localization: ...
 
-        Paths are read with EXIF orientation applied, so sizes and boxes are as displayed.
+    @overload
+    def __call__(self, images: Tensor, batch_size: int = 16) -> Localization | list[Localization]: ...
+
+    @overload
+    def __call__(self, images: Iterable[ImageInput], batch_size: int = 16) -> list[Localization]: ...
+
+    def __call__(
+        self, images: ImageInput | Iterable[ImageInput], batch_size: int = 16
+    ) -> Localization | list[Localization]:
+        """Localize one image, or a list (any iterable) of them in batches of `batch_size` on the device.
+
+        Each image is a path (read with EXIF orientation applied, so sizes and boxes are as
+        displayed), a PIL image of any mode, a NumPy array H x W or H x W x 1/3/4 (uint8 in [0, 255],
+        uint16 in [0, 65535] or float in [0, 1]) or a torch tensor C x H x W (uint8 in [0, 255] or
+        float in [0, 1]); a B x C x H x W tensor is B images (`spol.localization.inputs`).
+
+        Returns:
+            One `Localization` for one image (a path, PIL image, array or C x H x W tensor); a list,
+            in input order, for a list, an iterable or a B x C x H x W tensor. Batched results equal
+            one-by-one calls (up to float noise).
+
+        Raises:
+            TypeError: an input of another kind (the message lists those accepted).
+            ValueError: an array or tensor of another layout, dtype or range; `batch_size` < 1.
         """
-        return self.localize_batch([image])[0]
+        if is_single_image(images):
+            return next(self.iter_localize([cast(ImageInput, images)], batch_size=1))
+        return list(self.iter_localize(cast(Iterable[ImageInput], images), batch_size=batch_size))
 
-    def localize_batch(self, images: Sequence[ImageInput], batch_size: int = 16) -> list[Localization]:
-        """Localize `images` in batches of `batch_size`; the results equal one-by-one calls (up to float noise)."""
+    def localize_batch(self, images: Iterable[ImageInput], batch_size: int = 16) -> list[Localization]:
+        """A list of results for a list of images: ``localizer(images)`` when `images` is a list."""
         return list(self.iter_localize(images, batch_size=batch_size))
 
-    def iter_localize(self, images: Sequence[ImageInput], batch_size: int = 16) -> Iterator[Localization]:
-        """Like `localize_batch`, but yields results as batches finish (for long lists)."""
+    def iter_localize(self, images: Iterable[ImageInput] | Tensor, batch_size: int = 16) -> Iterator[Localization]:
+        """Like `localize_batch`, but yields results as batches finish and reads `images` as it goes (long lists)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        for start in range(0, len(images), batch_size):
-            chunk = [_to_pil(image, start + i) for i, image in enumerate(images[start : start + batch_size])]
-            yield from self._localize_pil(chunk)
+        numbered = enumerate(iter_images(images))
+        while chunk := list(itertools.islice(numbered, batch_size)):
+            pil = [to_rgb_image(image, index) for index, (image, _) in chunk]
+            yield from self._localize_pil(pil, [source for _, (_, source) in chunk])
 
     def binarize(self, scoremap: np.ndarray) -> np.ndarray:
         """The H x W bool object mask of a score map in [0, 1], by `threshold` and `threshold_rule`."""
@@ -486,7 +549,7 @@ class Localizer:
             )
         return prediction, scores
 
-    def _localize_pil(self, images: list[Image.Image]) -> list[Localization]:
+    def _localize_pil(self, images: list[Image.Image], sources: Sequence[str | None] = ()) -> list[Localization]:
         if not images:
             return []
         prediction, class_scores = self._predict(images)
@@ -514,6 +577,8 @@ class Localizer:
                     scoremap=scoremap,
                     protocol_box=protocol_box,
                     localization_score=float(scores[i]),
+                    image=np.asarray(image),
+                    source=sources[i] if sources else None,
                 )
             )
         return results
