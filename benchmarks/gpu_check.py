@@ -333,7 +333,7 @@ def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
     """Images/s of the pseudo-mask stage and of scoring a split, on the fp32 pipeline's networks."""
     from spol.config import load_recipe
     from spol.data import read_dataset
-    from spol.models import load_exported_model
+    from spol.models import Predictor, load_exported_model
     from spol.pipeline.scoring import ScoreMapSystem, score_split
     from spol.stages import generate_pseudo_masks
 
@@ -356,9 +356,9 @@ def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
     )
     pseudo_rate = len(records) / (time.perf_counter() - start)
     test = dataset.split("test") * (1 if sizes.device.type == "cpu" else 50)
-    system = ScoreMapSystem(load_exported_model(run / "seg" / "model.pt"), "seg")
+    system = ScoreMapSystem(Predictor(load_exported_model(run / "seg" / "model.pt"), "seg", input_size=64))
     start = time.perf_counter()
-    score_split(system, test, recipe=recipe, input_size=64, progress=False)
+    score_split(system, test, recipe=recipe, progress=False)
     return {
         "pseudo_masks_img_per_s": round(pseudo_rate, 1),
         "scoring_img_per_s": round(len(test) / (time.perf_counter() - start), 1),

@@ -56,7 +56,7 @@ def run_stage(stage: str, size: int, out: Path) -> dict:
     import torch
 
     from spol.config import load_recipe
-    from spol.models import load_exported_model
+    from spol.models import Predictor, load_exported_model
     from spol.pipeline import prepare_dataset
     from spol.pipeline.scoring import ScoreMapSystem, evaluation_workers, score_split
     from spol.stages import generate_pseudo_masks, train_cam, train_seg
@@ -88,10 +88,9 @@ def run_stage(stage: str, size: int, out: Path) -> dict:
         train_seg(recipe, dataset, work / "pseudo_masks", work / "seg", force=True)
         images = len(train)
     elif stage == "scoremaps":
-        system = ScoreMapSystem(
-            load_exported_model(work / "seg" / "model.pt"), "seg", classifier=load_exported_model(work / "cam" / "model.pt")
-        )
-        counts = score_split(system, test, recipe=recipe, input_size=64, masks=True, progress=False)
+        seg, cam = load_exported_model(work / "seg" / "model.pt"), load_exported_model(work / "cam" / "model.pt")
+        system = ScoreMapSystem(Predictor(seg, "seg", cam, input_size=64))
+        counts = score_split(system, test, recipe=recipe, masks=True, progress=False)
         assert counts.num_images == len(test)
         images = len(test)
     elif stage == "evaluation":

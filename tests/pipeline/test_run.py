@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from tiny import TINY_PIPELINE
 
 import spol
@@ -19,15 +18,6 @@ METHOD_KEYS = {
     "top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap", "cls_top1", "threshold", "train",
     "threshold_rule", "threshold_from",
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # As the finished pipeline was made: float sums over another thread count differ in the last digits.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
