@@ -51,7 +51,7 @@ def localize(
         None,
         "--out",
         help="Output folder: predictions.jsonl plus <stem>_mask.png and <stem>_overlay.png per image. "
-        "Default: a new folder per run in the current directory: ./localize, ./localize2, ...",
+        "Default: a new folder per run in the current directory: ./localize, then ./localize2 and so on.",
         show_default=False,
     ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per network call."),
