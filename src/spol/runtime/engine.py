@@ -87,8 +87,9 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
     """A shuffling DataLoader of per-device batches of `batch_size`.
 
     The order and every sample's augmentation come from ``recipe.seed`` and the epoch
-    (`spol.data.loaders.SeededShuffle`), not from the loader processes: any ``data.num_workers``
-    gives the same batches.
+    (`spol.data.loaders.SeededShuffle`), not from the loader processes, and the loader leaves the
+    global random generator alone: any ``data.num_workers`` gives the same batches and the same
+    dropout masks.
 
     The last incomplete batch is dropped (BatchNorm needs > 1 sample) unless each device's share
     of the dataset is smaller than one batch, in which case the batch is that whole share.
@@ -116,6 +117,10 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available() and recipe.trainer.accelerator != "cpu",
+        # Each iterator draws its workers' base seed from this generator, not from the global one that
+        # dropout draws from: without workers an iterator starts every epoch, with persistent workers
+        # once, so drawing from the global generator made another number of workers give other results.
+        generator=torch.Generator().manual_seed(recipe.seed),
     )
 
 
