@@ -14,15 +14,23 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 from spol.config import TrainerConfig, multiprocessing_refusal
+from spol.runtime.interrupt import StopAtSafePoints
 
 
-class _DropAdvertising(logging.Filter):
-    # Lightning logs a product tip on every Trainer; it is noise in a run's log.
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
 
 
-_DROP_ADVERTISING = _DropAdvertising()
+# Lightning logs a product tip on every Trainer; it is noise in a run's log.
+_DROP_ADVERTISING = _DropMessages("litlogger")
+# Lightning notes the SIGTERM it sees; spol says itself how it stops and how to resume (spol.runtime.interrupt).
+_DROP_SIGNAL_NOTES = _DropMessages("Received SIGTERM", "Bypassing SIGTERM")
 
 
 class ChannelsLast(Callback):
@@ -56,10 +64,13 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     """A Lightning Trainer on the recipe's accelerator, devices, nodes, strategy, precision and memory format.
 
     `kwargs` add the job's own arguments (epochs, logger, ...). Training and inference both build
-    their Trainer here, so they run on the same devices with the same precision.
+    their Trainer here, so they run on the same devices with the same precision, and both stop at
+    their next batch on SIGTERM / SIGINT (`spol.runtime.interrupt.StopAtSafePoints`; run them under
+    `spol.runtime.interrupt.at_safe_points`).
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
-    callbacks = list(callbacks or [])
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").addFilter(_DROP_SIGNAL_NOTES)
+    callbacks = [*(callbacks or []), StopAtSafePoints()]
     if config.channels_last:
         callbacks.append(ChannelsLast())
     trainer = L.Trainer(

@@ -1,0 +1,171 @@
+"""Stopping on SIGTERM and SIGINT at a safe point, so that rerunning the command resumes.
+
+Schedulers (SLURM, Kubernetes, systemd) stop a job with SIGTERM, a terminal with SIGINT (Ctrl-C).
+While `stop_on_signals` is active (the ``spol`` command's whole run), either signal ends the run with
+`Interrupted`:
+
+* inside `at_safe_points` (the Lightning fit and predict loops) the signal is noted and the loop
+  stops at its next safe point: `StopAtSafePoints` checks after every batch and at every epoch's
+  start, and the section checks once more when it ends. Training thus stops between two optimiser
+  steps, never while a checkpoint is written, and the rerun resumes from the last epoch's
+  checkpoint; pseudo masks stop once a batch's masks are handed to the writers.
+* anywhere else it is raised at once, as Python raises KeyboardInterrupt. Every file spol writes
+  is written atomically (`spol.fileio`), so what a stopped run leaves is whole or absent.
+
+A second signal is raised at once. Forked processes (DataLoader workers) ignore both signals: the
+main process ends them as it stops. The command exits with ``128 + signal number`` (143, 130).
+
+Without `stop_on_signals` (spol used as a library) SIGINT raises KeyboardInterrupt as usual, and
+the Lightning loops still end with `Interrupted` on SIGTERM (Lightning notes it, `StopAtSafePoints`
+acts on it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+
+from spol.runtime.distributed import all_reduce_sum, is_distributed
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals that stop a run."""
+
+
+class Interrupted(BaseException):
+    """The run stopped on a signal.
+
+    A BaseException, as KeyboardInterrupt is, so that ``except Exception`` lets it through.
+
+    Attributes:
+        signum: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(f"stopped by {self.signal_name}")
+
+    @property
+    def signal_name(self) -> str:
+        """``"SIGTERM"``, ``"SIGINT"``, ..."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by the signal: 143 for SIGTERM, 130 for SIGINT."""
+        return 128 + self.signum
+
+
+class _State:
+    requested: int | None = None  # the first stop signal received
+    safe_points = 0  # depth of nested `at_safe_points` sections
+    owner: int | None = None  # the process that installed the handler
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() != _State.owner:
+        return  # a forked loader worker: its parent ends it
+    first = _State.requested is None
+    if first:
+        _State.requested = signum
+        if _State.safe_points:
+            return  # the loop stops at its next safe point
+    raise Interrupted(_State.requested or signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into `Interrupted` while the block runs (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    _State.requested, _State.owner = None, os.getpid()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _State.requested, _State.owner = None, None
+
+
+def requested_signal() -> int | None:
+    """The stop signal received under `stop_on_signals`, or None."""
+    return _State.requested
+
+
+def raise_if_requested() -> None:
+    """Raise `Interrupted` if a stop signal was received (a safe point)."""
+    if _State.requested is not None:
+        raise Interrupted(_State.requested)
+
+
+@contextmanager
+def at_safe_points() -> Iterator[None]:
+    """Within the block a stop signal only is noted, for `StopAtSafePoints`; it is raised by the block's end."""
+    _State.safe_points += 1
+    try:
+        yield
+    finally:
+        _State.safe_points -= 1
+    raise_if_requested()
+
+
+class StopAtSafePoints(Callback):
+    """Ends a Lightning fit or predict loop with `Interrupted` at the first safe point after a stop signal.
+
+    Safe points: after a training batch (its optimiser step done), at an epoch's start (the last
+    epoch's checkpoint written) and after a predict batch (its outputs consumed). Under DDP the
+    training processes decide together, so that they stop at the same step; predict processes,
+    which share no step, stop on their own.
+    """
+
+    def _check(self, trainer: L.Trainer, *, together: bool) -> None:
+        signum = _State.requested
+        if signum is None and trainer.received_sigterm:  # Lightning's note, without spol's handler
+            signum = signal.SIGTERM
+        if together and is_distributed():
+            votes = all_reduce_sum(np.array([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=np.int64))
+            signum = signal.SIGTERM if votes[0] else signal.SIGINT if votes[1] else None
+        if signum is not None:
+            raise Interrupted(signum)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, together=True)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._check(trainer, together=True)
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._check(trainer, together=False)
+
+
+__all__ = [
+    "STOP_SIGNALS",
+    "Interrupted",
+    "StopAtSafePoints",
+    "at_safe_points",
+    "raise_if_requested",
+    "requested_signal",
+    "stop_on_signals",
+]
