@@ -16,7 +16,9 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
 Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
 (optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
 training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused
-(`spol.runtime.stage_folder`).
+(`spol.runtime.stage_folder`). SIGTERM or SIGINT stops training after the current step
+(`spol.runtime.interrupt`); the rerun resumes from the last finished epoch, so that it makes the
+steps, and the network, of an uninterrupted run (``max_steps`` included).
 
 The Trainer comes from ``recipe.trainer`` (`spol.runtime.trainer.build_trainer`, shared with
 inference): DDP over GPUs and nodes (Lightning's launcher, torchrun, SLURM), mixed precision and
@@ -29,15 +31,17 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -54,6 +58,7 @@ from spol.rundir import (
     TENSORBOARD_DIR,
 )
 from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
+from spol.runtime.interrupt import Interrupted, at_safe_points
 from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
 from spol.runtime.system import TrainingSystem
 from spol.runtime.trainer import build_trainer, quiet_lightning
@@ -142,10 +147,45 @@ def stage_epochs(stage: StageOptimConfig, steps_per_epoch: int) -> int:
     return max(stage.epochs, math.ceil(stage.min_steps / steps_per_epoch))
 
 
+class _StopAtMaxSteps(Callback):
+    """Ends training after `max_steps` optimiser steps, at the end of the epoch's current step.
+
+    Lightning's own ``max_steps`` resumes an end-of-epoch checkpoint as an unfinished epoch: it
+    trains one more batch of that epoch (one of the next epoch's steps lost, and other metrics) and
+    skips ``on_train_epoch_start``. Stopping through ``should_stop`` keeps Lightning counting epochs,
+    which it resumes exactly.
+    """
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+
+    def _stop_when_reached(self, trainer: L.Trainer) -> None:
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_when_reached(trainer)  # resumed from the checkpoint written at max_steps: nothing left to do
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._stop_when_reached(trainer)
+
+
 class _ShuffleEpoch(Callback):
-    # Under DDP Lightning wraps the loader's sampler and sets the epoch on its wrapper only.
+    """Gives the loader's sampler the epoch before the epoch's batches are drawn.
+
+    Under DDP Lightning wraps the sampler and sets the epoch on its wrapper only. On resume
+    Lightning builds the loader's iterator before it sets the epoch, and loader workers draw their
+    first batches as soon as it is built: the resumed epoch would get epoch 0's order.
+    """
+
     def __init__(self, sampler: SeededShuffle) -> None:
         self.sampler = sampler
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Before the iterator exists. The engine writes its checkpoints at an epoch's end: the next one follows.
+        self.sampler.set_epoch(int(checkpoint["epoch"]) + 1)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.sampler.set_epoch(trainer.current_epoch)
@@ -181,7 +221,8 @@ def fit_stage(
 
     Raises:
         ValueError: the batch size does not divide over the devices.
-        RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
+        spol.runtime.interrupt.Interrupted: SIGTERM or SIGINT stopped training after a step; rerun to
+            resume from the last finished epoch's checkpoint.
     """
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
@@ -204,7 +245,6 @@ def fit_stage(
             t,
             default_root_dir=run_dir,
             max_epochs=stage.epochs,
-            max_steps=stage.max_steps if stage.max_steps is not None else -1,
             accumulate_grad_batches=t.accumulate_grad_batches,
             sync_batchnorm=t.sync_batchnorm,
             deterministic=t.deterministic,
@@ -227,7 +267,8 @@ def fit_stage(
                     enable_version_counter=False,
                 ),
                 MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
-                EpochProgress(type(system).__name__, len(dataset)),  # type: ignore[arg-type]
+                EpochProgress(type(system).__name__, max_steps=stage.max_steps),
+                *([_StopAtMaxSteps(stage.max_steps)] if stage.max_steps is not None else []),
             ],
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
@@ -260,8 +301,24 @@ def fit_stage(
             logger.info("resuming from %s", ckpt_path)
         else:
             logger.info("training from scratch in %s", run_dir)
-        with quiet_lightning():
-            trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            with quiet_lightning(), at_safe_points():
+                try:
+                    trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+                except SIGTERMException as error:  # Lightning's own stop, e.g. on SIGTERM at an epoch's end
+                    raise Interrupted(signal.SIGTERM) from error
+        except Interrupted as stop:
+            logger.warning(
+                "%s: stopped by %s at epoch %d, step %d; %s",
+                type(system).__name__,
+                stop.signal_name,
+                trainer.current_epoch,
+                trainer.global_step,
+                f"rerunning resumes from {last} (the last finished epoch)"
+                if last.is_file()
+                else "no epoch finished: rerunning starts this stage over",
+            )
+            raise
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
         logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)
