@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,19 @@ def test_min_steps_gives_the_same_network_with_any_number_of_loader_processes(
     assert "3 epochs (raised from 1" in (tmp_path / "w2" / "train.log").read_text()
     for name, value in states[0].items():
         assert torch.equal(states[1][name], value), name
+
+
+def test_checkpoints_are_written_beside_their_final_name_not_in_the_system_temporary_folder(
+    fast_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning wrote each checkpoint in the system's temporary folder, then moved it: a copy, not a rename,
+    # when that folder is another file system (a tmpfs /tmp), so a kill or a full disk left a truncated
+    # last.ckpt under its final name. A missing temporary folder shows where the bytes go.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    run = tmp_path / "cam"
+    train_cam(fast_recipe, tiny_dataset, run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
       metrics.csv        loss / accuracy / lr every ``trainer.log_every_n_steps`` steps and per epoch
                          (`spol.runtime.training_log.MetricsCSV`)
       tb/                TensorBoard logs
-      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt
+      checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt,
+                         each written at an epoch's end, atomically
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
       inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
@@ -29,6 +30,7 @@ global rank 0 alone writes the run folder, and every rank returns once ``model.p
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import signal
@@ -41,13 +43,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spol.config import Recipe, StageOptimConfig, recipe_to_yaml
 from spol.data.loaders import SeededShuffle
-from spol.fileio import write_text_atomic
+from spol.fileio import write_bytes_atomic, write_text_atomic
 from spol.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -145,6 +148,22 @@ def stage_epochs(stage: StageOptimConfig, steps_per_epoch: int) -> int:
     if stage.min_steps is None or steps_per_epoch < 1:
         return stage.epochs
     return max(stage.epochs, math.ceil(stage.min_steps / steps_per_epoch))
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint files, written through a temporary file beside them (`spol.fileio.write_bytes_atomic`).
+
+    Lightning writes into the system's temporary folder and moves the file: a copy, not a rename,
+    when that folder is on another file system, so a kill or a full disk mid-copy left a truncated
+    ``last.ckpt`` under its final name.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("spol's checkpoint writer takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
 
 
 class _StopAtMaxSteps(Callback):
@@ -272,6 +291,7 @@ def fit_stage(
             ],
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
+            plugins=[_AtomicCheckpointIO()],
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
