@@ -32,7 +32,7 @@ def main() -> None:
     except Interrupted as stop:
         typer.echo(f"{stop}: files being written were discarded; rerun the same command to resume", err=True)
         sys.exit(stop.exit_code)
-    except KeyboardInterrupt:  # SIGINT outside the main thread's handler
+    except KeyboardInterrupt:  # Ctrl-C before the handler is in place
         typer.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
     except Exception as error:

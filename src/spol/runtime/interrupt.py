@@ -5,9 +5,9 @@ While `stop_on_signals` is active (the ``spol`` command's whole run), either sig
 `Interrupted`:
 
 * inside `at_safe_points` (the Lightning fit and predict loops) the signal is noted and the loop
-  stops at its next safe point: `StopAtSafePoints` checks after every batch and at every epoch's
-  start, and the section checks once more when it ends. Training thus stops between two optimiser
-  steps, never while a checkpoint is written, and the rerun resumes from the last epoch's
+  stops at its next safe point: `spol.runtime.trainer.StopAtSafePoints` checks after every batch
+  and at every epoch's start, and the section checks once more when it ends. Training thus stops between two batches,
+  never while a checkpoint is written, and the rerun resumes from the last finished epoch's
   checkpoint; pseudo masks stop once a batch's masks are handed to the writers.
 * anywhere else it is raised at once, as Python raises KeyboardInterrupt. Every file spol writes
   is written atomically (`spol.fileio`), so what a stopped run leaves is whole or absent.
@@ -16,8 +16,9 @@ A second signal is raised at once. Forked processes (DataLoader workers) ignore 
 main process ends them as it stops. The command exits with ``128 + signal number`` (143, 130).
 
 Without `stop_on_signals` (spol used as a library) SIGINT raises KeyboardInterrupt as usual, and
-the Lightning loops still end with `Interrupted` on SIGTERM (Lightning notes it, `StopAtSafePoints`
-acts on it).
+the Lightning loops still end with `Interrupted` on SIGTERM (Lightning notes it,
+`spol.runtime.trainer.StopAtSafePoints` acts on it). This module imports nothing beyond the
+standard library: the command installs its handler before torch is loaded.
 """
 
 from __future__ import annotations
@@ -28,13 +29,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
-
-import lightning as L
-import numpy as np
-from lightning.pytorch.callbacks import Callback
-
-from spol.runtime.distributed import all_reduce_sum, is_distributed
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that stop a run."""
@@ -112,7 +106,10 @@ def raise_if_requested() -> None:
 
 @contextmanager
 def at_safe_points() -> Iterator[None]:
-    """Within the block a stop signal only is noted, for `StopAtSafePoints`; it is raised by the block's end."""
+    """Within the block a stop signal is only noted (`spol.runtime.trainer.StopAtSafePoints` acts on it).
+
+    The block's end raises it, if nothing did before.
+    """
     _State.safe_points += 1
     try:
         yield
@@ -121,49 +118,9 @@ def at_safe_points() -> Iterator[None]:
     raise_if_requested()
 
 
-class StopAtSafePoints(Callback):
-    """Ends a Lightning fit or predict loop with `Interrupted` at the first safe point after a stop signal.
-
-    Safe points: after a training batch (its optimiser step done), at an epoch's start (the last
-    epoch's checkpoint written) and after a predict batch (its outputs consumed). Under DDP the
-    training processes decide together, so that they stop at the same step; predict processes,
-    which share no step, stop on their own.
-    """
-
-    def _check(self, trainer: L.Trainer, *, together: bool) -> None:
-        signum = _State.requested
-        if signum is None and trainer.received_sigterm:  # Lightning's note, without spol's handler
-            signum = signal.SIGTERM
-        if together and is_distributed():
-            votes = all_reduce_sum(np.array([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=np.int64))
-            signum = signal.SIGTERM if votes[0] else signal.SIGINT if votes[1] else None
-        if signum is not None:
-            raise Interrupted(signum)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer, together=True)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._check(trainer, together=True)
-
-    def on_predict_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._check(trainer, together=False)
-
-
 __all__ = [
     "STOP_SIGNALS",
     "Interrupted",
-    "StopAtSafePoints",
     "at_safe_points",
     "raise_if_requested",
     "requested_signal",

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 from spol.config import TrainerConfig, multiprocessing_refusal
-from spol.runtime.interrupt import StopAtSafePoints
+from spol.runtime.distributed import all_reduce_sum, is_distributed
+from spol.runtime.interrupt import Interrupted, requested_signal
 
 
 class _DropMessages(logging.Filter):
@@ -60,12 +63,52 @@ def quiet_lightning() -> Iterator[None]:
         yield
 
 
+class StopAtSafePoints(Callback):
+    """Ends a Lightning fit or predict loop with `Interrupted` at the first safe point after a stop signal.
+
+    The signal is the one `spol.runtime.interrupt.stop_on_signals` noted, or the SIGTERM Lightning
+    notes itself (spol used as a library). Safe points: after a training batch, at an epoch's start
+    (the last epoch's checkpoint written) and after a predict batch (its outputs consumed). Under
+    DDP the training processes decide together, so that they stop at the same step; predict
+    processes, which share no step, stop on their own.
+    """
+
+    def _check(self, trainer: L.Trainer, *, together: bool) -> None:
+        signum = requested_signal()
+        if signum is None and trainer.received_sigterm:  # Lightning's note, without spol's handler
+            signum = signal.SIGTERM
+        if together and is_distributed():
+            votes = all_reduce_sum(np.array([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=np.int64))
+            signum = signal.SIGTERM if votes[0] else signal.SIGINT if votes[1] else None
+        if signum is not None:
+            raise Interrupted(signum)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, together=True)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._check(trainer, together=True)
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._check(trainer, together=False)
+
+
 def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
     """A Lightning Trainer on the recipe's accelerator, devices, nodes, strategy, precision and memory format.
 
     `kwargs` add the job's own arguments (epochs, logger, ...). Training and inference both build
     their Trainer here, so they run on the same devices with the same precision, and both stop at
-    their next batch on SIGTERM / SIGINT (`spol.runtime.interrupt.StopAtSafePoints`; run them under
+    their next batch on SIGTERM / SIGINT (`StopAtSafePoints`; run them under
     `spol.runtime.interrupt.at_safe_points`).
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
@@ -90,4 +133,4 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     return trainer
 
 
-__all__ = ["ChannelsLast", "build_trainer", "quiet_lightning"]
+__all__ = ["ChannelsLast", "StopAtSafePoints", "build_trainer", "quiet_lightning"]
