@@ -135,9 +135,9 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
 def steps_per_epoch(images: int, device_batch: int, world_size: int, accumulate: int) -> int:
     """Optimiser steps in one epoch of `images` under DDP: what each process's loader yields, then accumulated.
 
-    Lightning gives each of the `world_size` processes a ``ceil(images / world_size)`` share (its
-    distributed sampler pads the last one), and `make_train_loader` drops each share's incomplete batch.
-    The loader built before `fit` still sees every image, so its length is `world_size` times too long.
+    Each of the `world_size` processes takes a ``ceil(images / world_size)`` share (`SeededShuffle.set_shard`
+    pads the last one), and `make_train_loader` drops each share's incomplete batch. The loader built
+    before `fit` still sees every image, so its length is `world_size` times too long.
     """
     share = math.ceil(images / max(world_size, 1))
     return (share // max(device_batch, 1)) // max(accumulate, 1)
@@ -191,16 +191,20 @@ class _StopAtMaxSteps(Callback):
         self._stop_when_reached(trainer)
 
 
-class _ShuffleEpoch(Callback):
-    """Gives the loader's sampler the epoch before the epoch's batches are drawn.
+class _ShardAndEpoch(Callback):
+    """Gives the loader's `SeededShuffle` this process's share and the epoch before any batch is drawn.
 
-    Under DDP Lightning wraps the sampler and sets the epoch on its wrapper only. On resume
-    Lightning builds the loader's iterator before it sets the epoch, and loader workers draw their
-    first batches as soon as it is built: the resumed epoch would get epoch 0's order.
+    The engine shares the images over DDP processes itself (Lightning's ``use_distributed_sampler``
+    off): Lightning's wrapper shuffles the sampler's order again by its own epoch, which on resume
+    it sets only after the loader's iterator is built, and loader workers draw their first batches
+    as soon as it is: a resumed epoch got another order than in an uninterrupted run.
     """
 
     def __init__(self, sampler: SeededShuffle) -> None:
         self.sampler = sampler
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.sampler.set_shard(trainer.global_rank, trainer.world_size)  # the processes exist from here on
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         # Before the iterator exists. The engine writes its checkpoints at an epoch's end: the next one follows.
@@ -292,6 +296,7 @@ def fit_stage(
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
             plugins=[_AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # _ShardAndEpoch shares the images
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
@@ -302,7 +307,7 @@ def fit_stage(
         steps = steps_per_epoch(images, loader.batch_size or 1, trainer.world_size, t.accumulate_grad_batches)
         trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, steps)
         # Trainer.callbacks is set at run time, unknown to type checkers.
-        trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
+        trainer.callbacks.append(_ShardAndEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
             "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s%s",
             type(system).__name__,

@@ -10,14 +10,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from spol.config import TrainerConfig, multiprocessing_refusal
-from spol.runtime.distributed import all_reduce_sum, is_distributed
-from spol.runtime.interrupt import Interrupted, requested_signal
+from spol.runtime.distributed import cpu_group, is_distributed
+from spol.runtime.interrupt import Interrupted, requested_signal, take_over_signals
 
 
 class _DropMessages(logging.Filter):
@@ -66,30 +66,50 @@ def quiet_lightning() -> Iterator[None]:
 class StopAtSafePoints(Callback):
     """Ends a Lightning fit or predict loop with `Interrupted` at the first safe point after a stop signal.
 
-    The signal is the one `spol.runtime.interrupt.stop_on_signals` noted, or the SIGTERM Lightning
-    notes itself (spol used as a library). Safe points: after a training batch, at an epoch's start
-    (the last epoch's checkpoint written) and after a predict batch (its outputs consumed). Under
-    DDP the training processes decide together, so that they stop at the same step; predict
-    processes, which share no step, stop on their own.
+    The signal is the one `spol.runtime.interrupt.stop_on_signals` noted (its handler replaces
+    Lightning's while the loop runs, `spol.runtime.interrupt.take_over_signals`), or the SIGTERM
+    Lightning notes itself (spol used as a library). Safe points: after a training batch, at an
+    epoch's start (the last epoch's checkpoint written) and after a predict batch (its outputs
+    consumed). Under DDP the training processes vote at each of them, on CPU tensors (no device
+    sync), so that they all stop at the same step; predict processes, which share no step, stop on
+    their own.
     """
 
-    def _check(self, trainer: L.Trainer, *, together: bool) -> None:
+    def __init__(self) -> None:
+        self._vote_group: Any = None
+
+    @staticmethod
+    def _take_over(trainer: L.Trainer) -> None:
+        # Lightning installed its SIGTERM handler just before its loop started. Its launcher starts the
+        # other local ranks at the first fit and keeps them for the whole command (later Trainers start none).
+        launcher = trainer.strategy.launcher
+        take_over_signals(launcher.kill if isinstance(launcher, _SubprocessScriptLauncher) and launcher.procs else None)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over(trainer)
+        self._vote_group = cpu_group() if is_distributed() else None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over(trainer)
+
+    def _check(self, trainer: L.Trainer, *, vote: bool) -> None:
         signum = requested_signal()
         if signum is None and trainer.received_sigterm:  # Lightning's note, without spol's handler
             signum = signal.SIGTERM
-        if together and is_distributed():
-            votes = all_reduce_sum(np.array([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=np.int64))
+        if vote and self._vote_group is not None:
+            votes = torch.tensor([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=torch.int64)
+            torch.distributed.all_reduce(votes, group=self._vote_group)
             signum = signal.SIGTERM if votes[0] else signal.SIGINT if votes[1] else None
         if signum is not None:
             raise Interrupted(signum)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer, together=True)
+        self._check(trainer, vote=True)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._check(trainer, together=True)
+        self._check(trainer, vote=True)
 
     def on_predict_batch_end(
         self,
@@ -100,7 +120,7 @@ class StopAtSafePoints(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._check(trainer, together=False)
+        self._check(trainer, vote=False)
 
 
 def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
