@@ -4,7 +4,8 @@ and tests marked ``cuda`` skipped where no GPU is present (CI has none)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +60,34 @@ def finished_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fini
     finally:
         torch.set_num_threads(threads)
     yield FinishedPipeline(recipe, data, root / "run", result)
+
+
+def _running_in_session(session: int) -> list[int]:
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:  # state, ..., session id; zombies have ended
+            running.append(int(stat.parent.name))
+    return running
+
+
+@pytest.fixture
+def processes_left() -> Callable[[int], list[int]]:
+    """``processes_left(session)``: the processes of a session that still run 10 s after its leader ended.
+
+    Start a command with ``start_new_session=True`` and pass its pid: its loader workers, writer and DDP
+    processes are in its session. Linux only (``/proc``); elsewhere always ``[]``.
+    """
+
+    def left(session: int) -> list[int]:
+        if not Path("/proc/self/stat").exists():
+            return []
+        deadline = time.monotonic() + 10
+        while _running_in_session(session) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return _running_in_session(session)
+
+    return left

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -56,6 +57,23 @@ def test_a_sample_seed_fixes_the_augmentation_and_leaves_the_global_generator_al
     )
     image, mask = masks[(0, 7)]
     assert torch.equal(image, masks[(0, 7)][0]) and mask.shape == (20, 20)
+
+
+def test_the_shares_of_the_processes_are_the_epochs_order_padded_and_dealt_out():
+    whole = SeededShuffle(10, seed=3)
+    whole.set_epoch(1)
+    shares = []
+    for rank in range(4):
+        sampler = SeededShuffle(10, seed=3)
+        sampler.set_epoch(1)
+        sampler.set_shard(rank, 4)
+        shares.append(list(sampler))
+        assert len(sampler) == 3
+    order = list(whole)
+    padded = order + order[:2]  # 12 = 4 x 3: the first two again, as torch's DistributedSampler pads
+    assert shares == [padded[rank::4] for rank in range(4)]
+    with pytest.raises(ValueError, match="rank"):
+        whole.set_shard(4, 4)
 
 
 def test_loader_processes_do_not_change_the_batches(tmp_path):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,12 +33,13 @@ from spol.runtime.engine import fit_stage, seed_everything
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
-# Count the all-reduces Python code asks for (DDP's gradient buckets reduce in C++, not through this).
+# Count the all-reduces Python code asks for on the training devices (DDP's gradient buckets reduce in C++, not
+# through this; the stop-signal vote after each step reduces on a separate CPU group).
 import torch.distributed as dist
 all_reduces = [0]
 reduce = dist.all_reduce
 def counted(*args, **kwargs):
-    all_reduces[0] += 1
+    all_reduces[0] += kwargs.get("group") is None
     return reduce(*args, **kwargs)
 dist.all_reduce = counted
 recipe = load_recipe("cpu", list(TINY) + [
@@ -46,32 +50,41 @@ seed_everything(recipe.seed)
 kwargs = {{"backbone": recipe.backbone, "num_classes": dataset.num_classes, "aux_branch": True}}
 net = build_mffnet_cam(**kwargs, weights=None)
 images = ImageLabelDataset(dataset.records, train_transform(resize=48, crop=40, normalization=net.normalization))
-fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, section_name="cam", run_dir=out / "run",
-          export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
+from spol.runtime.interrupt import Interrupted, stop_on_signals
+try:
+    with stop_on_signals():  # as the spol command does
+        fit_stage(CamSystem(net, recipe.cam), images, recipe=recipe, stage=recipe.cam, section_name="cam",
+                  run_dir=out / "run",
+                  export=lambda model, path: export_model(model, builder="mffnet_cam", kwargs=kwargs, path=path))
+except Interrupted as stop:
+    sys.exit(stop.exit_code)
 rank = int(os.environ.get("LOCAL_RANK", "0"))
 torch.save({{k: v for k, v in net.named_parameters()}}, out / f"rank{{rank}}.pt")
 (out / f"rank{{rank}}_all_reduces.txt").write_text(str(all_reduces[0]))
 """
 
 
-def _run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+def _start(tmp_path: Path, *overrides: str) -> subprocess.Popen[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, str(script), str(tmp_path), *overrides],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
         env=env,
         cwd=tmp_path,
+        start_new_session=True,  # rank 1, which Lightning starts, in the same session
     )
 
 
 def _train(tmp_path: Path, *overrides: str) -> None:
-    result = _run(tmp_path, *overrides)
-    assert result.returncode == 0, result.stderr[-4000:]
+    process = _start(tmp_path, *overrides)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr[-4000:]
 
 
 @pytest.mark.slow
@@ -110,9 +123,38 @@ def test_min_steps_under_two_processes_trains_as_many_steps_as_one_process(tmp_p
 
 
 @pytest.mark.slow
+def test_sigterm_to_rank_0_stops_both_ranks_at_one_step_and_the_rerun_ends_as_an_uninterrupted_run(
+    tmp_path: Path, processes_left: Callable[[int], list[int]]
+) -> None:
+    # 12 images in global batches of 4: 3 steps an epoch, 3 epochs. Lightning's launcher started rank 1; spol
+    # passes the signal on and the ranks agree after a step on stopping (a rank stopping alone hangs the other).
+    overrides = ("cam.max_steps=null", "cam.epochs=3", "data.num_workers=1")
+    _train(tmp_path / "straight", *overrides)
+    process = _start(tmp_path, *overrides)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-4000:]  # type: ignore[union-attr]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-4000:]
+    assert processes_left(process.pid) == [], "rank 1 still runs"
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+    _train(tmp_path, *overrides)
+    assert "resuming from" in (tmp_path / "run" / "train.log").read_text()
+    for rank in (0, 1):
+        straight = torch.load(tmp_path / "straight" / f"rank{rank}.pt")
+        resumed = torch.load(tmp_path / f"rank{rank}.pt")
+        for name, value in straight.items():
+            assert torch.equal(resumed[name], value), (rank, name)
+
+
+@pytest.mark.slow
 def test_a_diverged_loss_stops_both_processes(tmp_path: Path) -> None:
     # Decided on the epoch's loss reduced over the ranks: both stop together, none waits for the other.
-    result = _run(tmp_path, "cam.lr=1e30")
-    assert result.returncode != 0
-    assert "the cam stage diverged: the loss became NaN or infinite by step 3 (epoch 1)" in result.stderr
+    process = _start(tmp_path, "cam.lr=1e30")
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode != 0
+    assert "the cam stage diverged: the loss became NaN or infinite by step 3 (epoch 1)" in stderr
     assert not (tmp_path / "run" / "model.pt").exists() and not list(tmp_path.glob("run/checkpoints/*.ckpt"))

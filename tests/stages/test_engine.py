@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,48 @@ def test_min_steps_raises_the_epochs_of_a_small_train_split(
     run = tmp_path / "cam"
     train_cam(recipe, tiny_dataset, run)
     assert [row[1:3] for row in _epoch_rows(run)] == [["0", "2"], ["1", "4"], ["2", "6"]]
+
+
+def test_the_train_loader_leaves_the_global_random_generator_alone(tiny_recipe: Recipe, tiny_dataset: Dataset) -> None:
+    # Dropout draws from the global generator: a loader that drew from it too, once per epoch without worker
+    # processes and once per run with persistent ones, gave other dropout masks for another data.num_workers.
+    images = ImageLabelDataset(tiny_dataset.records, lambda image: torch.zeros(1))
+    loader = make_train_loader(images, batch_size=4, recipe=tiny_recipe)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for _ in range(2):
+        list(loader)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.slow
+def test_min_steps_gives_the_same_network_with_any_number_of_loader_processes(
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path
+) -> None:
+    # One epoch asked, min_steps makes it three: the epochs after the first are where worker counts differed.
+    cam = tiny_recipe.cam.model_copy(update={"epochs": 1, "min_steps": 5})
+    states = []
+    for workers in (0, 2):
+        recipe = tiny_recipe.model_copy(
+            update={"cam": cam, "data": tiny_recipe.data.model_copy(update={"num_workers": workers})}
+        )
+        states.append(load_exported_model(train_cam(recipe, tiny_dataset, tmp_path / f"w{workers}")).state_dict())
+    assert "3 epochs (raised from 1" in (tmp_path / "w2" / "train.log").read_text()
+    for name, value in states[0].items():
+        assert torch.equal(states[1][name], value), name
+
+
+def test_checkpoints_are_written_beside_their_final_name_not_in_the_system_temporary_folder(
+    tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning wrote each checkpoint in the system's temporary folder, then moved it: a copy, not a rename,
+    # when that folder is another file system (a tmpfs /tmp), so a kill or a full disk left a truncated
+    # last.ckpt under its final name. A missing temporary folder shows where the bytes go.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    run = tmp_path / "cam"
+    train_cam(tiny_recipe, tiny_dataset, run)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-000.ckpt", "last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
 @pytest.mark.parametrize(

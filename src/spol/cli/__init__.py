@@ -14,11 +14,25 @@ def main() -> None:
     """Entry point of the `spol` console script.
 
     An error no command foresaw ends in one line and exit code 1; its traceback is shown with
-    ``--debug`` or ``SPOL_DEBUG=1``.
+    ``--debug`` or ``SPOL_DEBUG=1``. SIGTERM and SIGINT (Ctrl-C) stop the command at a safe point
+    (`spol.runtime.interrupt`) with exit code 143 / 130 and say how to resume.
     """
+    from spol.runtime.interrupt import Interrupted, requested_signal, stop_on_signals
+
     try:
-        app()
-    except KeyboardInterrupt:
+        with stop_on_signals():
+            try:
+                app()
+            except Exception:
+                # An error caused by the stop (a loader worker ended by the same signal) is the stop.
+                signum = requested_signal()
+                if signum is None:
+                    raise
+                raise Interrupted(signum) from None
+    except Interrupted as stop:
+        typer.echo(f"{stop}: files being written were discarded; rerun the same command to resume", err=True)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before the handler is in place
         typer.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
     except Exception as error:

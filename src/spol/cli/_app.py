@@ -121,11 +121,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @contextmanager
 def explained_failures(out: Path | None = None) -> Iterator[None]:
     """Turn an error `explain_failure` explains into its one line and exit code 2; others propagate."""
+    from spol.runtime.interrupt import requested_signal
+
     try:
         yield
     except Exception as error:
         message = explain_failure(error, out)
-        if message is None:
+        if message is None or requested_signal() is not None:  # a stop signal caused it: `main` says so
             raise
         raise fail(message) from error
 

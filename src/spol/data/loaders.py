@@ -12,6 +12,7 @@ size (1 object, 0 background, 255 ignored) and are transformed jointly with the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,26 +36,41 @@ class SeededShuffle(Sampler[tuple[int, int]]):
     seed alone. The order and the seeds depend only on `seed` and the epoch, so a run gives the
     same batches and the same augmented images whatever the number of loader processes, and a
     run resumed at an epoch start gives those of an uninterrupted one. ``set_epoch`` is called
-    before each epoch (Lightning calls it on the loader's sampler; under DDP `fit_stage` does).
+    before each epoch's first batch is drawn (`spol.runtime.engine.fit_stage` does).
+
+    Under DDP each process takes its share of the epoch's order (`set_shard`): the order padded
+    with its first samples to a multiple of the number of processes, then every ``world_size``-th
+    sample from position ``rank``, as torch's DistributedSampler shares its indices.
     """
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.rank = 0
+        self.world_size = 1
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order and seeds of `epoch`."""
         self.epoch = epoch
 
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Yield the share of process `rank` of `world_size`."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size); got rank {rank} of {world_size}")
+        self.rank, self.world_size = rank, world_size
+
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / self.world_size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
-        return iter(zip(order, seeds, strict=True))
+        samples = list(zip(order, seeds, strict=True))
+        total = len(self) * self.world_size
+        samples = (samples * math.ceil(total / max(self.size, 1)))[:total]
+        return iter(samples[self.rank :: self.world_size])
 
 
 class _RecordDataset(TorchDataset):

@@ -125,6 +125,19 @@ def all_reduce_sum_named(counters: Mapping[str, np.ndarray]) -> dict[str, np.nda
     return out
 
 
+_CPU_GROUP: list[Any] = []
+
+
+def cpu_group() -> Any:
+    """A gloo group of every process, for small agreements on CPU tensors that never wait for a device.
+
+    Created at the first call, which every process must make at the same point (a collective).
+    """
+    if not _CPU_GROUP:
+        _CPU_GROUP.append(dist.new_group(backend="gloo"))
+    return _CPU_GROUP[0]
+
+
 def gather_objects(value: Any) -> list[Any]:
     """``[value of rank 0, value of rank 1, ...]`` on every process (``[value]`` in a single process).
 
@@ -141,6 +154,7 @@ __all__ = [
     "all_reduce_sum",
     "all_reduce_sum_named",
     "barrier",
+    "cpu_group",
     "ensure_process_group",
     "gather_objects",
     "is_distributed",

@@ -10,14 +10,16 @@ LightningModule with the stage's loss) and hands it to `fit_stage`, which owns t
                          (`spol.runtime.training_log.MetricsCSV`)
       tb/                TensorBoard logs
       checkpoints/       last.ckpt (resume point) and the newest ``trainer.keep_checkpoints`` epoch-NNN.ckpt,
-                         each written beside its name and renamed (`spol.runtime.checkpoint_io`)
+                         each written at an epoch's end, beside its name and renamed (`spol.runtime.checkpoint_io`)
       model.pt           the trained network (`spol.models.export_model`); its presence marks the stage done
       inputs.json        what the stage trained from beyond the recipe (e.g. the pseudo masks' source)
 
 Rerunning a stage: ``model.pt`` present → skipped; ``checkpoints/last.ckpt`` present → resumed from it
 (optimiser, schedule, epoch and step included); ``force`` → the stage's outputs are removed and
 training starts over. A stage made from other inputs (``inputs.json``) is refused, not reused
-(`spol.runtime.stage_folder`).
+(`spol.runtime.stage_folder`). SIGTERM or SIGINT stops training after the current step
+(`spol.runtime.interrupt`); the rerun resumes from the last finished epoch, so that it makes the
+steps, and the network, of an uninterrupted run (``max_steps`` included).
 
 The Trainer comes from ``recipe.trainer`` (`spol.runtime.trainer.build_trainer`, shared with
 inference): DDP over GPUs and nodes (Lightning's launcher, torchrun, SLURM), mixed precision and
@@ -30,15 +32,17 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -57,6 +61,7 @@ from spol.rundir import (
 from spol.runtime.checkpoint_io import AtomicCheckpointIO
 from spol.runtime.distributed import barrier, ensure_process_group, is_global_zero
 from spol.runtime.divergence import DivergenceGuard
+from spol.runtime.interrupt import Interrupted, at_safe_points
 from spol.runtime.stage_folder import check_resume_checkpoint, clear_stage_outputs
 from spol.runtime.system import TrainingSystem
 from spol.runtime.trainer import build_trainer, quiet_lightning
@@ -90,8 +95,9 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
     """A shuffling DataLoader of per-device batches of `batch_size`.
 
     The order and every sample's augmentation come from ``recipe.seed`` and the epoch
-    (`spol.data.loaders.SeededShuffle`), not from the loader processes: any ``data.num_workers``
-    gives the same batches.
+    (`spol.data.loaders.SeededShuffle`), not from the loader processes, and the loader leaves the
+    global random generator alone: any ``data.num_workers`` gives the same batches and the same
+    dropout masks.
 
     The last incomplete batch is dropped (BatchNorm needs > 1 sample) unless each device's share
     of the dataset is smaller than one batch, in which case the batch is that whole share.
@@ -119,15 +125,19 @@ def make_train_loader(dataset: Dataset, *, batch_size: int, recipe: Recipe, worl
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available() and recipe.trainer.accelerator != "cpu",
+        # Each iterator draws its workers' base seed from this generator, not from the global one that
+        # dropout draws from: without workers an iterator starts every epoch, with persistent workers
+        # once, so drawing from the global generator made another number of workers give other results.
+        generator=torch.Generator().manual_seed(recipe.seed),
     )
 
 
 def steps_per_epoch(images: int, device_batch: int, world_size: int, accumulate: int) -> int:
     """Optimiser steps in one epoch of `images` under DDP: what each process's loader yields, then accumulated.
 
-    Lightning gives each of the `world_size` processes a ``ceil(images / world_size)`` share (its
-    distributed sampler pads the last one), and `make_train_loader` drops each share's incomplete batch.
-    The loader built before `fit` still sees every image, so its length is `world_size` times too long.
+    Each of the `world_size` processes takes a ``ceil(images / world_size)`` share (`SeededShuffle.set_shard`
+    pads the last one), and `make_train_loader` drops each share's incomplete batch. The loader built
+    before `fit` still sees every image, so its length is `world_size` times too long.
     """
     share = math.ceil(images / max(world_size, 1))
     return (share // max(device_batch, 1)) // max(accumulate, 1)
@@ -140,10 +150,49 @@ def stage_epochs(stage: StageOptimConfig, steps_per_epoch: int) -> int:
     return max(stage.epochs, math.ceil(stage.min_steps / steps_per_epoch))
 
 
-class _ShuffleEpoch(Callback):
-    # Under DDP Lightning wraps the loader's sampler and sets the epoch on its wrapper only.
+class _StopAtMaxSteps(Callback):
+    """Ends training after `max_steps` optimiser steps, at the end of the epoch's current step.
+
+    Lightning's own ``max_steps`` resumes an end-of-epoch checkpoint as an unfinished epoch: it
+    trains one more batch of that epoch (one of the next epoch's steps lost, and other metrics) and
+    skips ``on_train_epoch_start``. Stopping through ``should_stop`` keeps Lightning counting epochs,
+    which it resumes exactly.
+    """
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+
+    def _stop_when_reached(self, trainer: L.Trainer) -> None:
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_when_reached(trainer)  # resumed from the checkpoint written at max_steps: nothing left to do
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._stop_when_reached(trainer)
+
+
+class _ShardAndEpoch(Callback):
+    """Gives the loader's `SeededShuffle` this process's share and the epoch before any batch is drawn.
+
+    The engine shares the images over DDP processes itself (Lightning's ``use_distributed_sampler``
+    off): Lightning's wrapper shuffles the sampler's order again by its own epoch, which on resume
+    it sets only after the loader's iterator is built, and loader workers draw their first batches
+    as soon as it is: a resumed epoch got another order than in an uninterrupted run.
+    """
+
     def __init__(self, sampler: SeededShuffle) -> None:
         self.sampler = sampler
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.sampler.set_shard(trainer.global_rank, trainer.world_size)  # the processes exist from here on
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Before the iterator exists. The engine writes its checkpoints at an epoch's end: the next one follows.
+        self.sampler.set_epoch(int(checkpoint["epoch"]) + 1)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.sampler.set_epoch(trainer.current_epoch)
@@ -183,7 +232,8 @@ def fit_stage(
         ValueError: the batch size does not divide over the devices.
         TrainingDivergedError: the loss or the weights became NaN or infinite (a ValueError naming
             ``<section_name>.lr``); no checkpoint of the diverged weights is written.
-        RuntimeError: training was interrupted (e.g. Ctrl-C); rerun to resume from the last checkpoint.
+        spol.runtime.interrupt.Interrupted: SIGTERM or SIGINT stopped training after a step; rerun to
+            resume from the last finished epoch's checkpoint.
     """
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
@@ -206,7 +256,6 @@ def fit_stage(
             t,
             default_root_dir=run_dir,
             max_epochs=stage.epochs,
-            max_steps=stage.max_steps if stage.max_steps is not None else -1,
             accumulate_grad_batches=t.accumulate_grad_batches,
             sync_batchnorm=t.sync_batchnorm,
             deterministic=t.deterministic,
@@ -230,11 +279,13 @@ def fit_stage(
                 ),
                 MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
                 DivergenceGuard(section_name, stage, t.log_every_n_steps),
-                EpochProgress(type(system).__name__, len(dataset)),  # type: ignore[arg-type]
+                EpochProgress(type(system).__name__, len(dataset), max_steps=stage.max_steps),  # type: ignore[arg-type]
+                *([_StopAtMaxSteps(stage.max_steps)] if stage.max_steps is not None else []),
             ],
             num_sanity_val_steps=0,
             enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
             plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # _ShardAndEpoch shares the images
         )
         device_batch = per_device_batch_size(
             stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
@@ -245,7 +296,7 @@ def fit_stage(
         steps = steps_per_epoch(images, loader.batch_size or 1, trainer.world_size, t.accumulate_grad_batches)
         trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, steps)
         # Trainer.callbacks is set at run time, unknown to type checkers.
-        trainer.callbacks.append(_ShuffleEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
+        trainer.callbacks.append(_ShardAndEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
         logger.info(
             "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s%s",
             type(system).__name__,
@@ -264,8 +315,24 @@ def fit_stage(
             logger.info("resuming from %s", ckpt_path)
         else:
             logger.info("training from scratch in %s", run_dir)
-        with quiet_lightning():
-            trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            with quiet_lightning(), at_safe_points():
+                try:
+                    trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+                except SIGTERMException as error:  # Lightning's own stop, e.g. on SIGTERM at an epoch's end
+                    raise Interrupted(signal.SIGTERM) from error
+        except Interrupted as stop:
+            logger.warning(
+                "%s: stopped by %s at epoch %d, step %d; %s",
+                type(system).__name__,
+                stop.signal_name,
+                trainer.current_epoch,
+                trainer.global_step,
+                f"rerunning resumes from {last} (the last finished epoch)"
+                if last.is_file()
+                else "no epoch finished: rerunning starts this stage over",
+            )
+            raise
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
         logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)

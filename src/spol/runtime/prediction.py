@@ -25,6 +25,7 @@ from spol.config import TrainerConfig
 from spol.models import resolve_device
 from spol.progress import Progress
 from spol.runtime.distributed import ensure_process_group
+from spol.runtime.interrupt import at_safe_points
 from spol.runtime.trainer import build_trainer, quiet_lightning
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def run_inference(
 
     Raises:
         ValueError: fewer items than processes (every process needs at least one).
+        spol.runtime.interrupt.Interrupted: SIGTERM or SIGINT, once the current batch is consumed.
     """
     size = len(dataset)  # type: ignore[arg-type]
     if size == 0:
@@ -170,7 +172,7 @@ def run_inference(
         pin_memory=torch.cuda.is_available() and trainer.accelerator != "cpu",
     )
     started = time.perf_counter()
-    with quiet_lightning():
+    with quiet_lightning(), at_safe_points():
         lightning_trainer.predict(system, dataloaders=loader, return_predictions=False)
     seconds = time.perf_counter() - started
     logger.info("%s: %d images in %.0f s (%.1f img/s)", description, size, seconds, size / max(seconds, 1e-9))

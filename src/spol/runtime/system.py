@@ -3,7 +3,7 @@
 Optimiser: SGD with momentum, Nesterov and weight decay (the release's) or AdamW, in two parameter
 groups, new layers at ``lr`` and the pretrained backbone at ``lr * backbone_lr_mult``. Schedule
 (`build_scheduler`, torch's schedulers), stepped per optimiser step over the whole run (T =
-Lightning's estimated stepping batches): ``constant``, ``linear`` ``(1 - t/T)``, ``poly``
+Lightning's estimated stepping batches, at most ``max_steps``): ``constant``, ``linear`` ``(1 - t/T)``, ``poly``
 ``(1 - t/T) ** 0.9`` or ``onecycle``.
 """
 
@@ -189,7 +189,10 @@ class TrainingSystem(L.LightningModule):
                 nesterov=self.optim.nesterov and self.optim.momentum > 0,
                 weight_decay=self.optim.weight_decay,
             )
-        scheduler = build_scheduler(optimizer, self.optim.schedule, self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        if self.optim.max_steps is not None:  # enforced by the engine, not by Lightning's max_steps
+            total = min(total, self.optim.max_steps)
+        scheduler = build_scheduler(optimizer, self.optim.schedule, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,17 +13,27 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from spol.config import TrainerConfig, multiprocessing_refusal
+from spol.runtime.distributed import cpu_group, is_distributed
+from spol.runtime.interrupt import Interrupted, requested_signal, take_over_signals
 
 
-class _DropAdvertising(logging.Filter):
-    # Lightning logs a product tip on every Trainer; it is noise in a run's log.
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
 
 
-_DROP_ADVERTISING = _DropAdvertising()
+# Lightning logs a product tip on every Trainer; it is noise in a run's log.
+_DROP_ADVERTISING = _DropMessages("litlogger")
+# Lightning notes the SIGTERM it sees; spol says itself how it stops and how to resume (spol.runtime.interrupt).
+_DROP_SIGNAL_NOTES = _DropMessages("Received SIGTERM", "Bypassing SIGTERM")
 
 
 class _InfoWhenVerbose(logging.Filter):
@@ -72,15 +83,78 @@ def quiet_lightning() -> Iterator[None]:
         yield
 
 
+class StopAtSafePoints(Callback):
+    """Ends a Lightning fit or predict loop with `Interrupted` at the first safe point after a stop signal.
+
+    The signal is the one `spol.runtime.interrupt.stop_on_signals` noted (its handler replaces
+    Lightning's while the loop runs, `spol.runtime.interrupt.take_over_signals`), or the SIGTERM
+    Lightning notes itself (spol used as a library). Safe points: after a training batch, at an
+    epoch's start (the last epoch's checkpoint written) and after a predict batch (its outputs
+    consumed). Under DDP the training processes vote at each of them, on CPU tensors (no device
+    sync), so that they all stop at the same step; predict processes, which share no step, stop on
+    their own.
+    """
+
+    def __init__(self) -> None:
+        self._vote_group: Any = None
+
+    @staticmethod
+    def _take_over(trainer: L.Trainer) -> None:
+        # Lightning installed its SIGTERM handler just before its loop started. Its launcher starts the
+        # other local ranks at the first fit and keeps them for the whole command (later Trainers start none).
+        launcher = trainer.strategy.launcher
+        take_over_signals(launcher.kill if isinstance(launcher, _SubprocessScriptLauncher) and launcher.procs else None)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over(trainer)
+        self._vote_group = cpu_group() if is_distributed() else None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over(trainer)
+
+    def _check(self, trainer: L.Trainer, *, vote: bool) -> None:
+        signum = requested_signal()
+        if signum is None and trainer.received_sigterm:  # Lightning's note, without spol's handler
+            signum = signal.SIGTERM
+        if vote and self._vote_group is not None:
+            votes = torch.tensor([signum == signal.SIGTERM, signum == signal.SIGINT], dtype=torch.int64)
+            torch.distributed.all_reduce(votes, group=self._vote_group)
+            signum = signal.SIGTERM if votes[0] else signal.SIGINT if votes[1] else None
+        if signum is not None:
+            raise Interrupted(signum)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, vote=True)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._check(trainer, vote=True)
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._check(trainer, vote=False)
+
+
 def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
     """A Lightning Trainer on the recipe's accelerator, devices, nodes, strategy, precision and memory format.
 
     `kwargs` add the job's own arguments (epochs, logger, ...). Training and inference both build
-    their Trainer here, so they run on the same devices with the same precision.
+    their Trainer here, so they run on the same devices with the same precision, and both stop at
+    their next batch on SIGTERM / SIGINT (`StopAtSafePoints`; run them under
+    `spol.runtime.interrupt.at_safe_points`).
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISING)
     _quiet_lightning_console()
-    callbacks = list(callbacks or [])
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").addFilter(_DROP_SIGNAL_NOTES)
+    callbacks = [*(callbacks or []), StopAtSafePoints()]
     if config.channels_last:
         callbacks.append(ChannelsLast())
     trainer = L.Trainer(
@@ -100,4 +174,4 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[Callback] | None = N
     return trainer
 
 
-__all__ = ["ChannelsLast", "build_trainer", "quiet_lightning"]
+__all__ = ["ChannelsLast", "StopAtSafePoints", "build_trainer", "quiet_lightning"]

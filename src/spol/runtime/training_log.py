@@ -26,18 +26,32 @@ class EpochProgress(Callback):
 
     Progress bars only show on a terminal; these lines reach a pipe, a CI log and ``train.log`` too.
     Off a terminal a long epoch also logs where it stands every `spol.progress.LOG_EVERY_S` seconds.
+    The time left is this epoch's time per optimiser step times the steps left (up to `max_steps`).
+
+    Args:
+        name: what trains (the system's name).
+        images_per_epoch: the images one epoch sees (over every process), for the progress lines.
+        max_steps: the stage's ``max_steps`` (None: every epoch runs in full).
     """
 
-    def __init__(self, name: str, images_per_epoch: int) -> None:
+    def __init__(self, name: str, images_per_epoch: int, *, max_steps: int | None = None) -> None:
         self.name = name
         self.images_per_epoch = images_per_epoch
+        self.max_steps = max_steps
         self._started = 0.0
+        self._start_step = 0
         self._sums: dict[str, Tensor] = {}
         self._count = 0
         self._progress: Progress | None = None
 
+    def _start(self, trainer: L.Trainer) -> None:
+        self._started, self._start_step, self._sums, self._count = time.perf_counter(), trainer.global_step, {}, 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer)  # the clock starts with this process's training, whatever hook a resume calls
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started, self._sums, self._count = time.perf_counter(), {}, 0
+        self._start(trainer)
         if trainer.is_global_zero:
             epoch = f"{self.name} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
             self._progress = Progress(self.images_per_epoch, epoch, bar=False)  # Lightning draws the bar
@@ -56,7 +70,11 @@ class EpochProgress(Callback):
             return
         seconds = time.perf_counter() - self._started
         images = self._count * trainer.world_size * _batch_size(trainer)
-        left = max(int(trainer.max_epochs or 0) - trainer.current_epoch - 1, 0) * seconds
+        total = trainer.estimated_stepping_batches
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        steps = max(trainer.global_step - self._start_step, 1)
+        left = max(total - trainer.global_step, 0) * seconds / steps
         means = ", ".join(f"{key} {float(value) / self._count:.3f}" for key, value in self._sums.items())
         logger.info(
             "%s epoch %d/%d: %s; %d images in %.0f s (%.1f img/s), about %s left",
