@@ -219,3 +219,25 @@ def test_the_same_seed_gives_byte_identical_metrics_with_any_number_of_loader_pr
     recipe = load_recipe("cpu", (*TINY_PIPELINE, "data.num_workers=2"))
     run_pipeline(recipe, data, "cub", tmp_path / "run", report_samples=1, progress=False)
     assert (tmp_path / "run" / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()
+
+
+def test_a_localizer_built_by_hand_from_a_runs_networks_localizes_as_the_run_does(finished_run):
+    from spol.localization import Localizer
+
+    _, data, run, _ = finished_run
+    from_run = Localizer.from_run(run)
+    assert from_run.threshold_rule == "protocol"  # as every run writes: the threshold as the evaluation chose it
+    by_hand = Localizer(
+        from_run.classifier,
+        from_run.map_network,
+        class_names=from_run.class_names,
+        threshold=from_run.threshold,
+        kind=from_run.kind,
+        input_size=from_run.input_size,
+        method=from_run.method,
+        align_corners=from_run.align_corners,
+    )
+    assert by_hand.threshold_rule == from_run.threshold_rule  # the default is the rule runs write
+    for image in sorted((data / "images").rglob("*.jpg"))[:4]:
+        expected, found = from_run(image), by_hand(image)
+        assert found.box == expected.box and np.array_equal(found.mask, expected.mask)

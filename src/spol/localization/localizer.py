@@ -316,7 +316,8 @@ class Localizer:
         kind: ``"seg"`` or ``"cam"``, see `MethodConfig`.
         input_size: map network input side (square resize, no crop).
         classifier_input_size: classifier input side; None = `input_size`.
-        threshold_rule: ``"absolute"`` or ``"protocol"``, see `MethodConfig`.
+        threshold_rule: ``"protocol"`` (what every run writes: the threshold as the evaluation chose it)
+            or ``"absolute"``, see `MethodConfig`.
         min_score: no object is reported below this localization score (see `Localization`).
         method: the method's name (``"spol"``, ``"mffcam"``, ``"cam"``, ...), for what it says of itself.
         validated: whether the threshold was chosen on boxed val images.
@@ -337,7 +338,7 @@ class Localizer:
         kind: MapKind = "seg",
         input_size: int = 224,
         classifier_input_size: int | None = None,
-        threshold_rule: ThresholdRule = "absolute",
+        threshold_rule: ThresholdRule = "protocol",
         min_score: float = DEFAULT_MIN_SCORE,
         method: str = "spol",
         validated: bool = False,
