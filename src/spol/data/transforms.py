@@ -10,14 +10,11 @@ networks normalises them (`spol.models.Predictor`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-
-Normalization = Literal["imagenet", "half"]
 
 NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -95,11 +92,3 @@ class EvalInputs:
 
     def __call__(self, image: object) -> list[torch.Tensor]:
         return [transform(image) for transform in self._transforms]
-
-
-def denormalize(images: torch.Tensor, normalization: str) -> torch.Tensor:
-    """Undo the normalisation of ``B x 3 x H x W`` images, giving values in [0, 1] (clamped)."""
-    mean, std = NORMALIZATION[normalization]
-    mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
-    return (images * std_t + mean_t).clamp(0, 1)
