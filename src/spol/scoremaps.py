@@ -19,6 +19,10 @@ PROTOCOL_SIZE = 224
 IntBox = tuple[int, int, int, int]
 """``(x0, y0, x1, y1)`` integer pixels, protocol convention (``x1 = min(x + w, W - 1)``)."""
 
+IGNORE_INDEX = 255
+"""A mask pixel that is neither object nor background: the segmentation loss ignores it in a pseudo
+mask (the conflict region), PxAP leaves it out of a ground-truth mask (the protocol's ignore mask)."""
+
 EMPTY_PROTOCOL_BOX: IntBox = (0, 0, 0, 0)
 """What the protocol counts for a mask without any contour (a one-pixel box at the origin)."""
 

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from spol.scoremaps import PROTOCOL_SIZE, check_scoremap
+from spol.scoremaps import IGNORE_INDEX, PROTOCOL_SIZE, check_scoremap
 
-FOREGROUND, BACKGROUND, IGNORE = 1, 0, 255
-"""Values of a protocol ground-truth mask."""
+FOREGROUND, BACKGROUND = 1, 0
+"""Values of a protocol ground-truth mask, besides `spol.scoremaps.IGNORE_INDEX`."""
 
 
 def read_ground_truth_mask(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
@@ -69,7 +69,7 @@ def load_protocol_mask(
         foreground |= read_ground_truth_mask(path, (resize, resize))
     mask = foreground.astype(np.uint8)
     if ignore_path is not None:
-        mask[read_ground_truth_mask(ignore_path, (resize, resize)) & ~foreground] = IGNORE
+        mask[read_ground_truth_mask(ignore_path, (resize, resize)) & ~foreground] = IGNORE_INDEX
     return mask
 
 

@@ -13,10 +13,8 @@ import cv2
 import numpy as np
 
 from spol.config import PseudoMaskConfig
+from spol.scoremaps import IGNORE_INDEX
 from spol.stages.pseudo_masks.gaussian_prior import gaussian_prior, normalize_cam
-
-IGNORE_INDEX = 255
-"""Target value of conflict pixels, ignored by the segmentation loss."""
 
 FOREGROUND_THRESHOLD: float = PseudoMaskConfig.model_fields["foreground"].default
 """Foreground where ``P > 0.25 or G > 0.25`` (the release's value; 0.25 itself is not foreground)."""
