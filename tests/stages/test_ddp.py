@@ -152,9 +152,9 @@ def test_sigterm_to_rank_0_stops_both_ranks_at_one_step_and_the_rerun_ends_as_an
 
 @pytest.mark.slow
 def test_a_diverged_loss_stops_both_processes(tmp_path: Path) -> None:
-    # Decided on the epoch's loss reduced over the ranks: both stop together, none waits for the other.
+    # The ranks vote on their losses every log_every_n_steps batches: both stop at one step, none waits for the other.
     process = _start(tmp_path, "cam.lr=1e30")
     _, stderr = process.communicate(timeout=240)
     assert process.returncode != 0
-    assert "the cam stage diverged: the loss became NaN or infinite by step 3 (epoch 1)" in stderr
+    assert "the cam stage diverged: the loss became NaN, infinite or above 10000 by step 2 (epoch 1)" in stderr
     assert not (tmp_path / "run" / "model.pt").exists() and not list(tmp_path.glob("run/checkpoints/*.ckpt"))

@@ -23,7 +23,19 @@ def test_a_nan_loss_stops_the_stage_naming_its_learning_rate(
     with pytest.raises(TrainingDivergedError) as raised:
         train_cam(recipe, tiny_dataset, run, baseline=baseline)
     message = str(raised.value)
-    assert message.startswith(f"the {section} stage diverged: the loss became NaN or infinite by step 2 (epoch 1)")
+    assert message.startswith(
+        f"the {section} stage diverged: the loss became NaN, infinite or above 10000 by step 2 (epoch 1)"
+    )
     assert f"lower {section}.lr (now 1e+30, e.g. --set {section}.lr=1e+29)" in message and "--force" in message
     assert isinstance(raised.value, ValueError)  # the CLI's bad-setting exit code
     assert not (run / "model.pt").exists() and not list(run.glob("checkpoints/*.ckpt"))
+
+
+def test_a_huge_finite_loss_stops_the_stage(tiny_recipe: Recipe, tiny_dataset: Dataset, tmp_path: Path) -> None:
+    # At this rate step 3's loss is about 3e6, finite; the network then collapses to a constant (loss ln 2)
+    # and used to train on to the end and export it.
+    recipe = with_overrides(tiny_recipe, ["cam.lr=1e3", "cam.epochs=2"])
+    expected = r"the loss became NaN, infinite or above 10000 by step 3 \(epoch 2\)"
+    with pytest.raises(TrainingDivergedError, match=expected):
+        train_cam(recipe, tiny_dataset, tmp_path / "run")
+    assert not (tmp_path / "run" / "model.pt").exists()

@@ -230,8 +230,8 @@ def fit_stage(
 
     Raises:
         ValueError: the batch size does not divide over the devices.
-        TrainingDivergedError: the loss or the weights became NaN or infinite (a ValueError naming
-            ``<section_name>.lr``); no checkpoint of the diverged weights is written.
+        TrainingDivergedError: the loss became NaN, infinite or huge, or the weights NaN or infinite (a
+            ValueError naming ``<section_name>.lr``); no checkpoint of the diverged weights is written.
         spol.runtime.interrupt.Interrupted: SIGTERM or SIGINT stopped training after a step; rerun to
             resume from the last finished epoch's checkpoint.
     """
