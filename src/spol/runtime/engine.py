@@ -198,6 +198,133 @@ class _ShardAndEpoch(Callback):
         self.sampler.set_epoch(trainer.current_epoch)
 
 
+def _start_run_folder(run_dir: Path, recipe: Recipe, *, last: Path, force: bool) -> None:
+    """Rank 0's first writes: the stage's outputs removed (`force`), then the recipe saved as config.yaml."""
+    if force:
+        logger.info("force: removing the previous outputs of this stage in %s", run_dir)
+        clear_stage_outputs(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    text = recipe_to_yaml(recipe)
+    if config_path.is_file() and config_path.read_text(encoding="utf-8") != text and last.is_file():
+        logger.warning("%s differs from the current recipe; resuming with the current recipe", config_path)
+    write_text_atomic(config_path, text)
+
+
+def _epoch_checkpoints(checkpoint_dir: Path, keep: int | None) -> ModelCheckpoint:
+    """Writes last.ckpt and epoch-NNN.ckpt at every epoch's end, keeping the newest `keep` (None: all)."""
+    return ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="epoch-{epoch:03d}",
+        auto_insert_metric_name=False,
+        # The newest epochs are the "best" ones (Lightning's idiom for keeping the last k).
+        monitor="epoch" if keep is not None else None,
+        mode="max",
+        save_top_k=keep if keep is not None else -1,
+        every_n_epochs=1,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
+def _build_stage_trainer(
+    system: TrainingSystem,
+    dataset: Dataset,
+    *,
+    recipe: Recipe,
+    stage: StageOptimConfig,
+    section_name: str,
+    run_dir: Path,
+) -> L.Trainer:
+    """The stage's Trainer: ``recipe.trainer``, its logs and checkpoints in `run_dir`, ``stage.epochs`` epochs."""
+    t = recipe.trainer
+    return build_trainer(
+        t,
+        default_root_dir=run_dir,
+        max_epochs=stage.epochs,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        sync_batchnorm=t.sync_batchnorm,
+        deterministic=t.deterministic,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        logger=TensorBoardLogger(save_dir=run_dir, name=TENSORBOARD_DIR, version=""),
+        callbacks=[
+            _epoch_checkpoints(run_dir / CHECKPOINT_DIR, t.keep_checkpoints),
+            MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
+            DivergenceGuard(section_name, stage, t.log_every_n_steps),
+            EpochProgress(type(system).__name__, len(dataset), max_steps=stage.max_steps),  # type: ignore[arg-type]
+            *([_StopAtMaxSteps(stage.max_steps)] if stage.max_steps is not None else []),
+        ],
+        num_sanity_val_steps=0,
+        enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # _ShardAndEpoch shares the images
+    )
+
+
+def _attach_train_loader(
+    trainer: L.Trainer, system: TrainingSystem, dataset: Dataset, *, recipe: Recipe, stage: StageOptimConfig
+) -> DataLoader:
+    """The train loader for `trainer`'s devices; sets the trainer's epochs (`stage_epochs`) and logs the plan."""
+    accumulate = recipe.trainer.accumulate_grad_batches
+    device_batch = per_device_batch_size(stage.batch_size, world_size=trainer.world_size, accumulate=accumulate)
+    loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
+    # Known only now that the loader is: a small train split trains more epochs to reach `min_steps`.
+    images: int = len(dataset)  # type: ignore[arg-type]
+    steps = steps_per_epoch(images, loader.batch_size or 1, trainer.world_size, accumulate)
+    trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, steps)
+    # Trainer.callbacks is set at run time, unknown to type checkers.
+    trainer.callbacks.append(_ShardAndEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
+    logger.info(
+        "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s%s",
+        type(system).__name__,
+        images,
+        stage.batch_size,
+        loader.batch_size,
+        trainer.world_size,
+        f", {accumulate} accumulated" if accumulate > 1 else "",
+        epochs,
+        f" (raised from {stage.epochs} to reach min_steps {stage.min_steps})" if epochs > stage.epochs else "",
+        f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
+    )
+    return loader
+
+
+def _resume_checkpoint(last: Path, run_dir: Path) -> Path | None:
+    """`last` (checked) when it exists, else None: training starts from scratch."""
+    if not last.is_file():
+        logger.info("training from scratch in %s", run_dir)
+        return None
+    check_resume_checkpoint(last)
+    logger.info("resuming from %s", last)
+    return last
+
+
+def _fit_or_stop(
+    trainer: L.Trainer, system: TrainingSystem, loader: DataLoader, *, ckpt_path: Path | None, last: Path
+) -> None:
+    """``trainer.fit``; a stop signal ends it at a safe point with `Interrupted`, logged with where a rerun resumes."""
+    try:
+        with quiet_lightning(), at_safe_points():
+            try:
+                trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+            except SIGTERMException as error:  # Lightning's own stop, e.g. on SIGTERM at an epoch's end
+                raise Interrupted(signal.SIGTERM) from error
+    except Interrupted as stop:
+        logger.warning(
+            "%s: stopped by %s at epoch %d, step %d; %s",
+            type(system).__name__,
+            stop.signal_name,
+            trainer.current_epoch,
+            trainer.global_step,
+            f"rerunning resumes from {last} (the last finished epoch)"
+            if last.is_file()
+            else "no epoch finished: rerunning starts this stage over",
+        )
+        raise
+
+
 def fit_stage(
     system: TrainingSystem,
     dataset: Dataset,
@@ -237,102 +364,18 @@ def fit_stage(
     """
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
-    checkpoint_dir = run_dir / CHECKPOINT_DIR
-    last = checkpoint_dir / LAST_CHECKPOINT
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     ensure_process_group(recipe.trainer.accelerator)
     with log_to_file(run_dir / STAGE_LOG):
         if is_global_zero():
-            if force:
-                logger.info("force: removing the previous outputs of this stage in %s", run_dir)
-                clear_stage_outputs(run_dir)
-            config_path = run_dir / CONFIG_FILE
-            text = recipe_to_yaml(recipe)
-            if config_path.is_file() and config_path.read_text(encoding="utf-8") != text and last.is_file():
-                logger.warning("%s differs from the current recipe; resuming with the current recipe", config_path)
-            write_text_atomic(config_path, text)
+            _start_run_folder(run_dir, recipe, last=last, force=force)
         barrier()  # no rank decides to resume from a checkpoint that rank 0 is removing (--force)
-        t = recipe.trainer
-        trainer = build_trainer(
-            t,
-            default_root_dir=run_dir,
-            max_epochs=stage.epochs,
-            accumulate_grad_batches=t.accumulate_grad_batches,
-            sync_batchnorm=t.sync_batchnorm,
-            deterministic=t.deterministic,
-            log_every_n_steps=t.log_every_n_steps,
-            limit_train_batches=t.limit_train_batches,
-            gradient_clip_val=t.gradient_clip_val,
-            logger=TensorBoardLogger(save_dir=run_dir, name=TENSORBOARD_DIR, version=""),
-            callbacks=[
-                ModelCheckpoint(
-                    dirpath=checkpoint_dir,
-                    filename="epoch-{epoch:03d}",
-                    auto_insert_metric_name=False,
-                    # The newest epochs are the "best" ones (Lightning's idiom for keeping the last k).
-                    monitor="epoch" if t.keep_checkpoints is not None else None,
-                    mode="max",
-                    save_top_k=t.keep_checkpoints if t.keep_checkpoints is not None else -1,
-                    every_n_epochs=1,
-                    save_last=True,
-                    save_on_train_epoch_end=True,
-                    enable_version_counter=False,
-                ),
-                MetricsCSV(run_dir / METRICS_CSV, t.log_every_n_steps),
-                DivergenceGuard(section_name, stage, t.log_every_n_steps),
-                EpochProgress(type(system).__name__, len(dataset), max_steps=stage.max_steps),  # type: ignore[arg-type]
-                *([_StopAtMaxSteps(stage.max_steps)] if stage.max_steps is not None else []),
-            ],
-            num_sanity_val_steps=0,
-            enable_progress_bar=sys.stderr.isatty(),  # off a terminal the epoch lines report progress
-            plugins=[AtomicCheckpointIO()],
-            use_distributed_sampler=False,  # _ShardAndEpoch shares the images
+        trainer = _build_stage_trainer(
+            system, dataset, recipe=recipe, stage=stage, section_name=section_name, run_dir=run_dir
         )
-        device_batch = per_device_batch_size(
-            stage.batch_size, world_size=trainer.world_size, accumulate=t.accumulate_grad_batches
-        )
-        loader = make_train_loader(dataset, batch_size=device_batch, recipe=recipe, world_size=trainer.world_size)
-        # Known only now that the loader is: a small train split trains more epochs to reach `min_steps`.
-        images: int = len(dataset)  # type: ignore[arg-type]
-        steps = steps_per_epoch(images, loader.batch_size or 1, trainer.world_size, t.accumulate_grad_batches)
-        trainer.fit_loop.max_epochs = epochs = stage_epochs(stage, steps)
-        # Trainer.callbacks is set at run time, unknown to type checkers.
-        trainer.callbacks.append(_ShardAndEpoch(cast(SeededShuffle, loader.sampler)))  # type: ignore[attr-defined]
-        logger.info(
-            "%s: %d training images, global batch %d (%d per device on %d device(s)%s), %d epochs%s%s",
-            type(system).__name__,
-            len(dataset),  # type: ignore[arg-type]
-            stage.batch_size,
-            loader.batch_size,
-            trainer.world_size,
-            f", {t.accumulate_grad_batches} accumulated" if t.accumulate_grad_batches > 1 else "",
-            epochs,
-            f" (raised from {stage.epochs} to reach min_steps {stage.min_steps})" if epochs > stage.epochs else "",
-            f" (at most {stage.max_steps} steps)" if stage.max_steps is not None else "",
-        )
-        ckpt_path = last if last.is_file() else None
-        if ckpt_path is not None:
-            check_resume_checkpoint(ckpt_path)
-            logger.info("resuming from %s", ckpt_path)
-        else:
-            logger.info("training from scratch in %s", run_dir)
-        try:
-            with quiet_lightning(), at_safe_points():
-                try:
-                    trainer.fit(system, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
-                except SIGTERMException as error:  # Lightning's own stop, e.g. on SIGTERM at an epoch's end
-                    raise Interrupted(signal.SIGTERM) from error
-        except Interrupted as stop:
-            logger.warning(
-                "%s: stopped by %s at epoch %d, step %d; %s",
-                type(system).__name__,
-                stop.signal_name,
-                trainer.current_epoch,
-                trainer.global_step,
-                f"rerunning resumes from {last} (the last finished epoch)"
-                if last.is_file()
-                else "no epoch finished: rerunning starts this stage over",
-            )
-            raise
+        loader = _attach_train_loader(trainer, system, dataset, recipe=recipe, stage=stage)
+        ckpt_path = _resume_checkpoint(last, run_dir)
+        _fit_or_stop(trainer, system, loader, ckpt_path=ckpt_path, last=last)
         if trainer.interrupted:
             raise RuntimeError(f"training in {run_dir} was interrupted; rerun the same command to resume from {last}")
         logger.info("finished at epoch %d, step %d", trainer.current_epoch, trainer.global_step)

@@ -208,6 +208,119 @@ def _check_source(out_dir: Path, source: dict[str, Any]) -> None:
     check_record(path, None, source, what="CAM network or resize", force=False)
 
 
+def _check_arguments(*, resize: int, batch_size: int, num_workers: int, workers: int) -> None:
+    """Refuse a size below 1 or a negative number of processes."""
+    if resize < 1 or batch_size < 1 or num_workers < 0 or workers < 0:
+        raise ValueError(
+            f"resize and batch_size must be >= 1, num_workers and workers >= 0; got {resize}, {batch_size}, "
+            f"{num_workers}, {workers}"
+        )
+
+
+def _check_image_ids(records: Sequence[ImageRecord], out_dir: Path) -> None:
+    """Refuse duplicate or empty image ids: each image needs its own pseudo mask file."""
+    seen: set[str] = set()
+    for record in records:
+        if record.image_id in seen:
+            raise ValueError(f"duplicate image id {record.image_id!r}: each image needs its own pseudo mask")
+        seen.add(record.image_id)
+        pseudo_mask_path(out_dir, record.image_id)  # refuses empty ids
+
+
+def _claim_out_dir(out_dir: Path, records: Sequence[ImageRecord], source: dict[str, Any], *, force: bool) -> None:
+    """Check the masks already in `out_dir` come from `source`, then (rank 0) create it and write ``source.json``."""
+    # Every process checks (read only) before any writes, so they all refuse alike.
+    existing = 0 if force else sum(pseudo_mask_path(out_dir, r.image_id).exists() for r in records)
+    if existing:
+        _check_source(out_dir, source)
+        logger.info("%d pseudo masks exist in %s and are kept (force to redo)", existing, out_dir)
+    barrier()
+    if is_global_zero():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / SOURCE_NAME, source)
+
+
+@dataclass
+class _CamConsumer:
+    """Takes each predicted batch of this process: counts and failures noted, finite CAMs sent to `writer`."""
+
+    records: Sequence[ImageRecord]
+    out_dir: Path
+    resize: int
+    writer: _MaskWriter
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # this process's masks: removed again when no CAM was usable
+
+    def __call__(self, cams: torch.Tensor | None, batch: dict[str, Any]) -> None:
+        self.writer.report.skipped_existing += len(batch["existing"])
+        self.failures.extend(batch["failed"])
+        if cams is None:
+            return
+        for cam, (index, size) in zip(cams.cpu().numpy(), batch["loaded"], strict=True):
+            record = self.records[index]
+            if not np.isfinite(cam).all():
+                self.failures.append((index, f"the CAM of class {record.label} {_NON_FINITE}"))
+                continue
+            self.written.append(pseudo_mask_path(self.out_dir, record.image_id))
+            self.writer.submit(cam, size, self.resize, self.written[-1])
+
+
+def _write_masks(
+    cam_model: nn.Module,
+    predictor: Predictor,
+    consumer: _CamConsumer,
+    *,
+    trainer: TrainerConfig | None,
+    batch_size: int,
+    num_workers: int,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Run the CAM network over this process's share of the records into `consumer`; its training mode is restored."""
+    records, writer = consumer.records, consumer.writer
+    was_training = cam_model.training
+    try:
+        run_inference(
+            _CamOfLabel(predictor, records),
+            _Images(records, predictor.input_transform(), consumer.out_dir, force),
+            trainer=trainer or TrainerConfig(accelerator="cpu", devices=1),
+            num_workers=num_workers,
+            batch_size=batch_size,
+            consume=consumer,
+            collate_fn=_collate,
+            progress=progress,
+            description="pseudo masks",
+        )
+        writer.finish()
+    finally:
+        writer.close()
+        cam_model.train(was_training)
+
+
+def _gather_report(consumer: _CamConsumer) -> PseudoMaskReport:
+    """Every process's report, merged and written (rank 0); no usable CAM raises (its masks removed), failures warn."""
+    report = _merge_reports(gather_objects((consumer.writer.report, consumer.failures)), consumer.records)
+    if is_global_zero():
+        write_json_atomic(consumer.out_dir / REPORT_NAME, report.to_json())
+    useless = _no_usable_cam(report)
+    if useless is not None:
+        for path in consumer.written:  # all-background masks: a rerun must meet this error again, not reuse them
+            path.unlink(missing_ok=True)
+    barrier()
+    if useless is not None:
+        raise ValueError(useless)
+    if report.failed:
+        logger.warning(
+            "%d of %d images have no pseudo mask (see %s), e.g. %s: %s",
+            len(report.failed),
+            report.total,
+            consumer.out_dir / REPORT_NAME,
+            report.failed[0].image_id,
+            report.failed[0].reason,
+        )
+    return report
+
+
 def generate_pseudo_masks(
     cam_model: nn.Module,
     records: Sequence[ImageRecord],
@@ -257,88 +370,24 @@ def generate_pseudo_masks(
             made by another CAM network or resize (without `force`), or no usable CAM (every one NaN,
             infinite or all zero).
     """
-    if resize < 1 or batch_size < 1 or num_workers < 0 or workers < 0:
-        raise ValueError(
-            f"resize and batch_size must be >= 1, num_workers and workers >= 0; got {resize}, {batch_size}, "
-            f"{num_workers}, {workers}"
-        )
+    _check_arguments(resize=resize, batch_size=batch_size, num_workers=num_workers, workers=workers)
     predictor = Predictor(cam_model, "cam", input_size=resize)  # refuses a model without `normalization`
     out_dir = Path(out_dir)
     records = list(records)
-    seen: set[str] = set()
-    for record in records:
-        if record.image_id in seen:
-            raise ValueError(f"duplicate image id {record.image_id!r}: each image needs its own pseudo mask")
-        seen.add(record.image_id)
-        pseudo_mask_path(out_dir, record.image_id)  # refuses empty ids
-
-    source = {"cam_model_sha256": state_digest(cam_model), "resize": resize}
-    # Every process checks (read only) before any writes, so they all refuse alike.
-    existing = 0 if force else sum(pseudo_mask_path(out_dir, r.image_id).exists() for r in records)
-    if existing:
-        _check_source(out_dir, source)
-        logger.info("%d pseudo masks exist in %s and are kept (force to redo)", existing, out_dir)
-    barrier()
-    if is_global_zero():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / SOURCE_NAME, source)
-
-    report = PseudoMaskReport()
-    failures: list[tuple[int, str]] = []
-    written: list[Path] = []  # this process's masks: removed again when no CAM was usable
-    writer = _MaskWriter(workers, report)
-
-    def consume(cams: torch.Tensor | None, batch: dict[str, Any]) -> None:
-        report.skipped_existing += len(batch["existing"])
-        failures.extend(batch["failed"])
-        if cams is None:
-            return
-        for cam, (index, size) in zip(cams.cpu().numpy(), batch["loaded"], strict=True):
-            record = records[index]
-            if not np.isfinite(cam).all():
-                failures.append((index, f"the CAM of class {record.label} {_NON_FINITE}"))
-                continue
-            written.append(pseudo_mask_path(out_dir, record.image_id))
-            writer.submit(cam, size, resize, written[-1])
-
-    was_training = cam_model.training
-    try:
-        run_inference(
-            _CamOfLabel(predictor, records),
-            _Images(records, predictor.input_transform(), out_dir, force),
-            trainer=trainer or TrainerConfig(accelerator="cpu", devices=1),
-            num_workers=num_workers,
-            batch_size=batch_size,
-            consume=consume,
-            collate_fn=_collate,
-            progress=progress,
-            description="pseudo masks",
-        )
-        writer.finish()
-    finally:
-        writer.close()
-        cam_model.train(was_training)
-
-    report = _merge_reports(gather_objects((report, failures)), records)
-    if is_global_zero():
-        write_json_atomic(out_dir / REPORT_NAME, report.to_json())
-    useless = _no_usable_cam(report)
-    if useless is not None:
-        for path in written:  # all-background masks: a rerun must meet this error again, not reuse them
-            path.unlink(missing_ok=True)
-    barrier()
-    if useless is not None:
-        raise ValueError(useless)
-    if report.failed:
-        logger.warning(
-            "%d of %d images have no pseudo mask (see %s), e.g. %s: %s",
-            len(report.failed),
-            report.total,
-            out_dir / REPORT_NAME,
-            report.failed[0].image_id,
-            report.failed[0].reason,
-        )
-    return report
+    _check_image_ids(records, out_dir)
+    _claim_out_dir(out_dir, records, {"cam_model_sha256": state_digest(cam_model), "resize": resize}, force=force)
+    consumer = _CamConsumer(records, out_dir, resize, _MaskWriter(workers, PseudoMaskReport()))
+    _write_masks(
+        cam_model,
+        predictor,
+        consumer,
+        trainer=trainer,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        force=force,
+        progress=progress,
+    )
+    return _gather_report(consumer)
 
 
 _NON_FINITE = "contains NaN or infinite values"
