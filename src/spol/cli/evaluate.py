@@ -4,65 +4,90 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
 from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
-
-@app.command("evaluate")
-def evaluate_command(
-    data: DataOption,
-    data_format: FormatOption,
-    segmenter: Path = typer.Option(
-        ...,
+_SegmenterOption = Annotated[
+    Path,
+    typer.Option(
         "--segmenter",
         metavar="FILE|DIR",
         help="Segmentation network: a spol model.pt, its run folder (train-seg --out) or a pipeline run; with "
         "--release the authors' file.",
     ),
-    release: bool = typer.Option(
-        False, "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
+]
+_ReleaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--release", help="--segmenter is a state dict of the authors' release (e.g. cub200-seg/out/model-8)."
     ),
-    classifier: Path | None = typer.Option(
-        None,
+]
+_ClassifierOption = Annotated[
+    Path | None,
+    typer.Option(
         "--classifier",
         metavar="FILE|DIR",
         help="The network that names the classes, for Top-1/Top-5 Loc: a classifier or CAM network's model file "
         "(spol.models.export_model), its run folder or a pipeline run.",
     ),
-    class_predictions: Path | None = typer.Option(
-        None,
+]
+_ClassPredictionsOption = Annotated[
+    Path | None,
+    typer.Option(
         "--class-predictions",
         metavar="FILE",
         help="The release's top1top5.npy (image path -> [top-1 right, top-5 right]) for Top-1/Top-5 Loc; "
         "read without running pickled code.",
     ),
-    threshold: float | None = typer.Option(
-        None,
+]
+_ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
         "--threshold",
         min=0.0,
         max=1.0,
         help="Score-map threshold to apply instead of choosing it on val (the protocol's cut relative to each "
         "map's maximum); the release protocol uses it as its fixed 'map > T' (default there 0.2, CUB's).",
     ),
-    release_protocol: bool = typer.Option(
-        False,
+]
+_ReleaseProtocolOption = Annotated[
+    bool,
+    typer.Option(
         "--release-protocol",
         help="Also compute the numbers exactly as the release's cub200-seg/test.py: OpenCV decoding, normalise, "
         "resize 256, centre crop 224, align_corners=True, fixed threshold, IoU > 0.5 without the +1, images "
         "without a contour skipped (key release_protocol).",
     ),
-    recipe: RecipeOption = DEFAULT_RECIPE,
-    overrides: SetOption = None,
-    out: Path | None = typer.Option(
-        None,
+]
+_OutOption = Annotated[
+    Path | None,
+    typer.Option(
         "--out",
         metavar="DIR",
         help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+]
+_JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    data: DataOption,
+    data_format: FormatOption,
+    segmenter: _SegmenterOption,
+    release: _ReleaseOption = False,
+    classifier: _ClassifierOption = None,
+    class_predictions: _ClassPredictionsOption = None,
+    threshold: _ThresholdOption = None,
+    release_protocol: _ReleaseProtocolOption = False,
+    recipe: RecipeOption = DEFAULT_RECIPE,
+    overrides: SetOption = None,
+    out: _OutOption = None,
+    as_json: _JsonOption = False,
 ) -> None:
     """Evaluate a trained segmentation network (and classes) on the test split, without training.
 
@@ -76,16 +101,7 @@ def evaluate_command(
     from spol.runtime.distributed import is_global_zero
 
     quiet_other_ranks()
-    for name, path in (
-        ("--data", data),
-        ("--segmenter", segmenter),
-        ("--classifier", classifier),
-        ("--class-predictions", class_predictions),
-    ):
-        if path is not None and not path.exists():
-            raise fail(f"{name} {path} does not exist")
-    if classifier is not None and class_predictions is not None:
-        raise fail("give --classifier or --class-predictions, not both")
+    _check_inputs(data, segmenter, classifier, class_predictions)
     with explained_failures(out):
         result = evaluate_networks(
             data,
@@ -99,8 +115,26 @@ def evaluate_command(
             release_protocol=release_protocol,
             out_dir=out,
         )
-    if not is_global_zero():
-        return
+    if is_global_zero():
+        _print_result(result, as_json=as_json)
+
+
+def _check_inputs(data: Path, segmenter: Path, classifier: Path | None, class_predictions: Path | None) -> None:
+    """Refuse a path that does not exist, and two class sources."""
+    for name, path in (
+        ("--data", data),
+        ("--segmenter", segmenter),
+        ("--classifier", classifier),
+        ("--class-predictions", class_predictions),
+    ):
+        if path is not None and not path.exists():
+            raise fail(f"{name} {path} does not exist")
+    if classifier is not None and class_predictions is not None:
+        raise fail("give --classifier or --class-predictions, not both")
+
+
+def _print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """Print the result as one JSON object, or one line per headline number plus the release protocol's."""
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
@@ -288,6 +288,71 @@ def _resume(out_dir: Path, job: dict[str, Any], stems: Sequence[str], *, force: 
     return done
 
 
+def _load_or_skip(
+    path: Path, report: LocalizeFilesReport, on_skip: Callable[[SkippedImage], None] | None
+) -> Image.Image | None:
+    """The image at `path` (RGB, EXIF orientation applied), or None once it is listed as skipped in `report`."""
+    try:
+        return load_image_rgb(path, exif_orientation=True)
+    except (UnreadableImageError, OSError) as error:
+        skipped = SkippedImage(str(path), str(error))
+        report.skipped.append(skipped)
+        logger.debug("skipped %s: %s", path, error)
+        if on_skip is not None:
+            on_skip(skipped)
+        return None
+
+
+@dataclass
+class _JournaledBatches:
+    """Localizes images in batches; writes, journals and reports each one's outputs in input order."""
+
+    localizer: Localizer
+    batch_size: int
+    paths: Sequence[Path]
+    stems: Sequence[str]
+    journal: TextIO
+    records: dict[int, dict[str, Any]]
+    """``{input index: record}`` of the images done, those an interrupted run did included."""
+    report: LocalizeFilesReport
+    on_result: Callable[[dict[str, Any]], None] | None
+    on_skip: Callable[[SkippedImage], None] | None
+    pending: list[tuple[int, Image.Image]] = field(default_factory=list)
+
+    def run(self, *, progress: bool) -> None:
+        """Localize every input not in `records`; report every image, those done before too, in input order."""
+        for index in track(range(len(self.paths)), "localize", enabled=progress):
+            if index in self.records:
+                self._flush()  # the results stay in input order
+                self._done(index)
+                continue
+            image = _load_or_skip(self.paths[index], self.report, self.on_skip)
+            if image is None:
+                continue
+            self.pending.append((index, image))
+            if len(self.pending) == self.batch_size:
+                self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Localize the queued images, write their outputs and journal lines, and report them."""
+        if not self.pending:
+            return
+        results = self.localizer.localize_batch([image for _, image in self.pending], batch_size=len(self.pending))
+        for (index, image), result in zip(self.pending, results, strict=True):
+            path, stem = self.paths[index], self.stems[index]
+            self.records[index] = _write_outputs(image, result, path, self.report.out_dir, stem)
+            self.journal.write(json.dumps({"index": index, "record": self.records[index]}) + "\n")
+            self.journal.flush()  # a kill after this line keeps the image done
+            self._done(index)
+        self.pending.clear()
+
+    def _done(self, index: int) -> None:
+        self.report.localized += 1
+        if self.on_result is not None:
+            self.on_result(self.records[index])
+
+
 def localize_files(
     localizer: Localizer,
     paths: Sequence[Path],
@@ -339,42 +404,18 @@ def localize_files(
         if not records:
             write_text_atomic(journal_path, json.dumps({"job": job}) + "\n")
         with journal_path.open("a", encoding="utf-8") as journal:
-            pending: list[tuple[int, Image.Image]] = []
-
-            def done(index: int) -> None:
-                report.localized += 1
-                if on_result is not None:
-                    on_result(records[index])
-
-            def flush() -> None:
-                results = localizer.localize_batch([image for _, image in pending], batch_size=len(pending))
-                for (index, image), result in zip(pending, results, strict=True):
-                    records[index] = _write_outputs(image, result, paths[index], out_dir, stems[index])
-                    journal.write(json.dumps({"index": index, "record": records[index]}) + "\n")
-                    journal.flush()  # a kill after this line keeps the image done
-                    done(index)
-                pending.clear()
-
-            for index in track(range(len(paths)), "localize", enabled=progress):
-                if index in records:
-                    if pending:
-                        flush()  # the results stay in input order
-                    done(index)
-                    continue
-                try:
-                    image = load_image_rgb(paths[index], exif_orientation=True)
-                except (UnreadableImageError, OSError) as error:
-                    skipped = SkippedImage(str(paths[index]), str(error))
-                    report.skipped.append(skipped)
-                    logger.debug("skipped %s: %s", paths[index], error)
-                    if on_skip is not None:
-                        on_skip(skipped)
-                    continue
-                pending.append((index, image))
-                if len(pending) == batch_size:
-                    flush()
-            if pending:
-                flush()
+            batches = _JournaledBatches(
+                localizer=localizer,
+                batch_size=batch_size,
+                paths=paths,
+                stems=stems,
+                journal=journal,
+                records=records,
+                report=report,
+                on_result=on_result,
+                on_skip=on_skip,
+            )
+            batches.run(progress=progress)
         write_text_atomic(report.predictions, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
         journal_path.unlink()
     return report
