@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import typer
 
-from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
+from spol.cli._app import app, claimed_output, explained_failures, fail, quiet_other_ranks
 from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
 
@@ -60,7 +61,8 @@ def evaluate_command(
         None,
         "--out",
         metavar="DIR",
-        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
+        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`). "
+        "OUT must be new, empty or made by this command, and not inside another run folder.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
@@ -86,7 +88,7 @@ def evaluate_command(
             raise fail(f"{name} {path} does not exist")
     if classifier is not None and class_predictions is not None:
         raise fail("give --classifier or --class-predictions, not both")
-    with explained_failures(out):
+    with explained_failures(out), _claimed(out):
         result = evaluate_networks(
             data,
             data_format,
@@ -109,3 +111,14 @@ def evaluate_command(
         typer.echo(f"{key:<16}{'-' if value is None else f'{value:.2f}'}")
     if "release_protocol" in result:
         typer.echo("release protocol: " + json.dumps(result["release_protocol"]))
+
+
+def _claimed(out: Path | None) -> AbstractContextManager[None]:
+    """`out` claimed as the folder of `spol evaluate` (metrics.json, localizer.json, segmenter.pt) while it runs."""
+    from spol.pipeline.evaluate import RELEASE_SEGMENTER_FILE
+    from spol.rundir import LOCALIZER_FILE, METRICS_FILE, Outputs
+
+    if out is None:
+        return nullcontext()
+    names = frozenset({METRICS_FILE, LOCALIZER_FILE, RELEASE_SEGMENTER_FILE})
+    return claimed_output(out, Outputs("evaluate", names, proof=(LOCALIZER_FILE,)))

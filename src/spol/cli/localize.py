@@ -51,7 +51,8 @@ def localize(
         None,
         "--out",
         help="Output folder: predictions.jsonl plus <stem>_mask.png and <stem>_overlay.png per image. "
-        "Default: a new folder per run in the current directory: ./localize, then ./localize2 and so on.",
+        "Default: a new folder per run in the current directory: ./localize, then ./localize2 and so on. "
+        "A folder holding other files is refused without --force.",
         show_default=False,
     ),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per network call."),
@@ -69,7 +70,8 @@ def localize(
         False,
         "--force",
         help="Replace what an earlier localize wrote in --out (its predictions and PNGs, nothing else), and "
-        "start over an interrupted one (the same command, rerun, resumes it). Never writes into a run folder.",
+        "start over an interrupted one (the same command, rerun, resumes it); write beside other files in "
+        "--out, never deleting them. Never writes into a run folder.",
     ),
 ) -> None:
     """Localize objects in images: top-5 classes, a localization score, object mask and box.
@@ -96,7 +98,7 @@ def localize(
         raise fail("--method chooses among a run's methods; pass --run too")
     target = numbered_folder(DEFAULT_OUT) if out is None else out
     try:
-        check_output_folder(target)  # before the networks load
+        check_output_folder(target, force=force)  # before the networks load
         found = find_inputs(inputs, exclude=target)
     except (OSError, ValueError) as error:
         raise fail(str(error)) from error
