@@ -1,9 +1,12 @@
 """A run folder's contract: its file names, what it was made from, what it owns, and who is using it.
 
 * **Names.** Every file and folder a run writes is named here, once.
-* **Ownership.** ``RUN/run.json`` marks a folder as spol's. A folder that holds anything else than
-  the names below (and spol's temporaries) is refused unless the user allows it
-  (``--overwrite-foreign``); ``--force`` deletes only files spol names (`remove_owned`).
+* **Ownership.** Every command claims its output folder (`claim_folder`): a new or empty folder is
+  created and marked as the command's (``run.json``: ``{"created_by": "spol", "command": ...}``); a
+  folder the same command made is resumed; a folder of another command, one inside another run
+  folder, or one holding anything else than the command's names (`Outputs`, and spol's temporaries)
+  is refused (the last unless the command lets the user allow it, ``--overwrite-foreign``);
+  ``--force`` deletes only files spol names (`remove_owned`).
 * **Records of inputs.** A run and each of its stages record what they were made from (`check_record`:
   the dataset's fingerprint, recipe sections, the digests of upstream models); a rerun with other
   inputs is refused with a message naming what changed, instead of reusing outputs made from them.
@@ -13,11 +16,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,63 @@ STAGE_LOG = "train.log"
 METRICS_CSV = "metrics.csv"
 TENSORBOARD_DIR = "tb"
 INPUTS_FILE = "inputs.json"
+STAGE_ENTRIES = frozenset(
+    {CONFIG_FILE, STAGE_LOG, METRICS_CSV, TENSORBOARD_DIR, CHECKPOINT_DIR, MODEL_FILE, INPUTS_FILE, LOCALIZER_FILE}
+)
+"""Everything a training stage's folder may hold at its top level (``localizer.json``: train-cam, train-seg)."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one command writes at the top of its output folder, so that `claim_folder` tells its files from a user's.
+
+    Attributes:
+        command: the command (``"train-cam"``), recorded in the folder's mark (``run.json``, key ``command``).
+        names: the names it writes there (its mark and spol's temporaries count as its own too).
+        patterns: glob patterns of further names it writes (``"*_mask.png"``).
+        proof: paths, relative to the folder, that only this command writes: a folder without the mark
+            (made by an older spol) that holds one of them, and nothing but the command's names, is the
+            command's and gets the mark. Empty: a folder without the mark is never the command's.
+        mark: the command marks its folders; False: a folder is its own when it holds nothing but its
+            names (`spol localize`, whose folders are no run folders).
+        override: the option that lets the command write beside files that are not its own (named by
+            the refusal), or None when it has none.
+    """
+
+    command: str
+    names: frozenset[str]
+    patterns: tuple[str, ...] = ()
+    proof: tuple[str, ...] = ()
+    mark: bool = True
+    override: str | None = None
+
+    def owns(self, name: str) -> bool:
+        """Whether `name`, at the top of the command's folder, is one the command writes."""
+        return (
+            name in self.names
+            or (self.mark and name == RUN_RECORD)
+            or _is_temporary(name)
+            or any(fnmatchcase(name, pattern) for pattern in self.patterns)
+        )
+
+
+PIPELINE_OUTPUTS = Outputs("pipeline", RUN_ENTRIES, override="--overwrite-foreign")
+"""`spol pipeline`'s run folder (`spol demo`'s too: a pipeline run with its data). Marks without a
+``command`` are the pipeline's: they predate the key."""
+
+
+def stage_outputs(command: str) -> Outputs:
+    """The folder of a training stage's command (``"train-cam"``...): `spol.runtime.engine`'s layout.
+
+    A folder an older spol made without the mark is the command's when it holds only stage names and
+    ``inputs.json`` or ``checkpoints/last.ckpt`` (never a ``model.pt`` alone: it may be a user's).
+    """
+    return Outputs(
+        command,
+        STAGE_ENTRIES,
+        patterns=("hpc_ckpt_*.ckpt",),  # Lightning's checkpoint on a SLURM requeue, in the root folder
+        proof=(INPUTS_FILE, f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}"),
+    )
 
 
 def model_file(path: str | os.PathLike[str], *, stages: Iterable[str] = ()) -> Path:
@@ -87,52 +150,124 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def foreign_entries(folder: Path, known: Iterable[str]) -> list[str]:
-    """Names at the top of `folder` that are neither in `known` nor spol temporaries, sorted."""
-    allowed = set(known)
-    return sorted(
-        entry.name for entry in folder.iterdir() if entry.name not in allowed and not _is_temporary(entry.name)
-    )
+def foreign_entries(folder: Path, known: Iterable[str] | Outputs) -> list[str]:
+    """Names at the top of `folder` that are neither `known` (names, or a command's `Outputs`) nor temporaries."""
+    outputs = known if isinstance(known, Outputs) else Outputs("", frozenset(known), mark=False)
+    return sorted(entry.name for entry in folder.iterdir() if not outputs.owns(entry.name))
 
 
-def claim_folder(folder: Path, *, known: Iterable[str] = RUN_ENTRIES, overwrite_foreign: bool = False) -> None:
-    """Make `folder` a spol run folder, or check that it is one; refuse what could lose a user's files.
+def made_by(folder: Path) -> str | None:
+    """The command whose mark `folder` carries (``"pipeline"`` for marks older than the key), or None."""
+    record = read_record(Path(folder) / RUN_RECORD) or {}
+    if record.get("created_by") != "spol":
+        return None
+    command = record.get("command", PIPELINE_OUTPUTS.command)
+    return command if isinstance(command, str) else PIPELINE_OUTPUTS.command
 
-    An empty or missing folder is created and marked (``run.json``). A folder without the mark
-    that holds anything, or a marked one that holds names spol does not write, is refused unless
-    `overwrite_foreign` (spol then writes beside those files; it never deletes them).
+
+def check_folder(
+    folder: Path, outputs: Outputs = PIPELINE_OUTPUTS, *, overwrite_foreign: bool = False, option: str = "--out"
+) -> None:
+    """Refuse an output folder the command of `outputs` must not write into; reads only (`claim_folder` writes).
+
+    Refused: a folder inside a run folder (`enclosing_run`), another command's folder, and a folder
+    holding names the command does not write (`Outputs`), this last unless `overwrite_foreign`. A
+    missing or empty folder, and one the command made, pass.
+
+    Raises:
+        FileExistsError: one line naming the folder, what is in the way and the fix.
+    """
+    folder = Path(folder)
+    run = enclosing_run(Path(os.path.abspath(folder)).parent)
+    if run is not None:
+        raise FileExistsError(
+            f"{option} {folder} lies in the spol run folder {run}; its files are the run's own: choose an "
+            f"{option} outside it"
+        )
+    if not folder.is_dir():
+        return  # missing (created later), or what make_folder names: a file, a dangling link
+    maker = made_by(folder) if outputs.mark else None
+    if maker is not None and maker != outputs.command:
+        raise FileExistsError(
+            f"{option} {folder} is the run folder of `spol {maker}`, whose files only that command writes: choose "
+            f"a new or empty {option} for `spol {outputs.command}`"
+        )
+    foreign = foreign_entries(folder, outputs)
+    proven = any((folder / path).exists() for path in outputs.proof)
+    if outputs.mark and maker is None and not (proven and not foreign):
+        if proven:  # an older spol's folder of the command, with other files in it
+            what = f"files `spol {outputs.command}` does not write"
+        else:
+            foreign = foreign_entries(folder, ())
+            what = "files, and is not a spol run folder"
+    else:
+        what = "files spol did not write" if outputs.mark else f"files `spol {outputs.command}` did not write"
+    if foreign and not overwrite_foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        allow = (
+            f", or pass {outputs.override} to write beside them (spol never deletes them)" if outputs.override else ""
+        )
+        raise FileExistsError(f"{folder} holds {what} ({shown}); choose an empty or new output folder{allow}")
+
+
+def claim_folder(
+    folder: Path, outputs: Outputs = PIPELINE_OUTPUTS, *, overwrite_foreign: bool = False, option: str = "--out"
+) -> None:
+    """Make `folder` the output folder of `outputs.command`, or check that it is; refuse what could lose a user's files.
+
+    A missing or empty folder is created and marked (``run.json``, naming the command); a folder the
+    command made is taken as it is (one an older spol made, `Outputs.proof`, gets the mark). Refused
+    (`check_folder`): a folder inside a run folder, another command's, and one that holds names the
+    command does not write, this last unless `overwrite_foreign` (spol then writes beside those
+    files; it never deletes them).
 
     Raises:
         NotADirectoryError: `folder` is a file.
         FileNotFoundError: `folder` is a symbolic link to nothing (`spol.fileio.make_folder`).
-        FileExistsError: foreign files (names a few and the two ways out).
+        FileExistsError: foreign files, another command's folder or a run folder around it (names them and the fix).
         PermissionError: the folder cannot be created or written (the message names it).
     """
+    folder = Path(folder)
+    check_folder(folder, outputs, overwrite_foreign=overwrite_foreign, option=option)
     make_folder(folder)
-    marked = (folder / RUN_RECORD).is_file()
-    foreign = foreign_entries(folder, known if marked else ())
-    if foreign and not overwrite_foreign:
-        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
-        what = "files spol did not write" if marked else "files, and is not a spol run folder"
-        raise FileExistsError(
-            f"{folder} holds {what} ({shown}); choose an empty or new output folder, or pass "
-            "--overwrite-foreign to write beside them (spol never deletes them)"
-        )
     if not os.access(folder, os.W_OK):
         raise PermissionError(13, "permission denied", str(folder))
-    if not (folder / RUN_RECORD).is_file():
-        write_json_atomic(folder / RUN_RECORD, {"created_by": "spol"})
+    if outputs.mark and not (folder / RUN_RECORD).is_file():
+        write_json_atomic(folder / RUN_RECORD, {"created_by": "spol", "command": outputs.command})
+
+
+@contextlib.contextmanager
+def claimed_folder(
+    folder: Path, outputs: Outputs, *, overwrite_foreign: bool = False, option: str = "--out"
+) -> Iterator[Path]:
+    """`claim_folder` for the block of a command's work; a folder it created goes again when the block fails first.
+
+    A command whose inputs are refused after the claim (a dataset of one class, a missing file) so
+    leaves nothing behind; a folder the block wrote into stays, to resume from.
+    """
+    folder = Path(folder)
+    created = not (folder.exists() or folder.is_symlink())
+    claim_folder(folder, outputs, overwrite_foreign=overwrite_foreign, option=option)
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                if {entry.name for entry in folder.iterdir()} <= {RUN_RECORD}:
+                    (folder / RUN_RECORD).unlink(missing_ok=True)
+                    folder.rmdir()
+        raise
 
 
 def is_run_folder(folder: Path) -> bool:
     """Whether `folder` is a run folder of spol's.
 
-    A pipeline's (``run.json``), or any folder that `spol localize
-    --run` reads (``localizer.json``: ``train-cam``, ``evaluate --out``).
+    One a command marked (`claim_folder`: a pipeline run, a training stage's, the pseudo masks',
+    ``evaluate --out``), or any folder that `spol localize --run` reads (``localizer.json``).
     """
     if (folder / LOCALIZER_FILE).is_file():
         return True
-    return (read_record(folder / RUN_RECORD) or {}).get("created_by") == "spol"
+    return made_by(folder) is not None
 
 
 def enclosing_run(path: str | os.PathLike[str]) -> Path | None:
@@ -331,26 +466,33 @@ __all__ = [
     "METRICS_FILE",
     "MODEL_FILE",
     "PIPELINE_LOG",
+    "PIPELINE_OUTPUTS",
     "REPORT_FILE",
     "RESULT_FILES",
     "RUN_ENTRIES",
     "RUN_RECORD",
     "SELECTION_FILE",
+    "STAGE_ENTRIES",
     "STAGE_FOLDERS",
     "STAGE_LOG",
     "TENSORBOARD_DIR",
     "FolderInUseError",
+    "Outputs",
     "RunLock",
+    "check_folder",
     "check_record",
     "claim_folder",
+    "claimed_folder",
     "differences",
     "enclosing_run",
     "foreign_entries",
+    "made_by",
     "model_file",
     "is_run_folder",
     "read_record",
     "refuse_changes",
     "refuse_run_folder",
     "remove_owned",
+    "stage_outputs",
     "update_record",
 ]

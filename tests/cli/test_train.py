@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,19 @@ def test_train_cam_then_seg_from_the_command_line(synthetic: Path, tmp_path: Pat
     assert [
         line.split(",")[2] for line in (cam_run / "metrics.csv").read_text().splitlines() if line.startswith("epoch")
     ] == ["2"]
+    # The folder is the command's: a rerun finds the stage done; so does one of an older spol, without the mark.
+    mark = {"created_by": "spol", "command": "train-cam"}
+    assert json.loads((cam_run / "run.json").read_text()) == mark
+    trained = (cam_run / "model.pt").read_bytes()
+    for older in (False, True):
+        if older:
+            (cam_run / "run.json").unlink()
+        rerun = runner.invoke(
+            app, ["train-cam", "--data", str(synthetic), "--format", "cub", "--out", str(cam_run), *FAST]
+        )
+        assert rerun.exit_code == 0 and rerun.stdout.strip().endswith(str(cam_run / "model.pt")), rerun.output
+        assert (cam_run / "model.pt").read_bytes() == trained
+        assert json.loads((cam_run / "run.json").read_text()) == mark
 
     masks = tmp_path / "pseudo"
     dataset = read_dataset(synthetic, "cub", progress=False)

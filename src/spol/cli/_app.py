@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from spol.cli._group import CommandGroup
 from spol.fileio import LOG_FORMAT
+
+if TYPE_CHECKING:
+    from spol.rundir import Outputs
 
 # Plain help (rich_markup_mode=None): rich's three-column boxes cut long words at 80 columns and read
 # square brackets in help texts as markup. -h is --help in every command (click passes it down).
@@ -110,6 +114,25 @@ def explain_failure(error: BaseException, out: Path | None = None) -> str | None
     if isinstance(error, ValueError | OSError | FolderInUseError):
         return str(error)
     return None
+
+
+@contextmanager
+def claimed_output(out: Path, outputs: Outputs) -> Iterator[None]:
+    """The command's --out folder, claimed for the block on the writing rank (`spol.rundir.claimed_folder`).
+
+    A refusal (another run's folder, a user's files) is one line and exit code 2; a folder made here
+    goes again when the block fails before writing into it.
+    """
+    from spol.rundir import claimed_folder
+    from spol.runtime.distributed import is_global_zero
+
+    with ExitStack() as stack:
+        if is_global_zero():
+            try:
+                stack.enter_context(claimed_folder(out, outputs))
+            except OSError as error:
+                raise fail(explain_failure(error, out) or str(error)) from error
+        yield
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from spol.cli._app import app, explained_failures, fail, quiet_other_ranks
+from spol.cli._app import app, claimed_output, explained_failures, fail, quiet_other_ranks
 from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 
 _SegmenterOption = Annotated[
@@ -68,7 +69,8 @@ _OutOption = Annotated[
     typer.Option(
         "--out",
         metavar="DIR",
-        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`).",
+        help="Write OUT/metrics.json, and with --classifier OUT/localizer.json (for `spol localize --run OUT`). "
+        "OUT must be new, empty or made by this command, and not inside another run folder.",
     ),
 ]
 _JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
@@ -102,7 +104,7 @@ def evaluate_command(
 
     quiet_other_ranks()
     _check_inputs(data, segmenter, classifier, class_predictions)
-    with explained_failures(out):
+    with explained_failures(out), _claimed(out):
         result = evaluate_networks(
             data,
             data_format,
@@ -143,3 +145,14 @@ def _print_result(result: dict[str, Any], *, as_json: bool) -> None:
         typer.echo(f"{key:<16}{'-' if value is None else f'{value:.2f}'}")
     if "release_protocol" in result:
         typer.echo("release protocol: " + json.dumps(result["release_protocol"]))
+
+
+def _claimed(out: Path | None) -> AbstractContextManager[None]:
+    """`out` claimed as the folder of `spol evaluate` (metrics.json, localizer.json, segmenter.pt) while it runs."""
+    from spol.pipeline.evaluate import RELEASE_SEGMENTER_FILE
+    from spol.rundir import LOCALIZER_FILE, METRICS_FILE, Outputs
+
+    if out is None:
+        return nullcontext()
+    names = frozenset({METRICS_FILE, LOCALIZER_FILE, RELEASE_SEGMENTER_FILE})
+    return claimed_output(out, Outputs("evaluate", names, proof=(LOCALIZER_FILE,)))

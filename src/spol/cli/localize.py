@@ -63,7 +63,8 @@ _OutOption = Annotated[
     typer.Option(
         "--out",
         help="Output folder: predictions.jsonl plus <stem>_mask.png and <stem>_overlay.png per image. "
-        "Default: a new folder per run in the current directory: ./localize, then ./localize2 and so on.",
+        "Default: a new folder per run in the current directory: ./localize, then ./localize2 and so on. "
+        "A folder holding other files is refused without --force.",
         show_default=False,
     ),
 ]
@@ -85,7 +86,8 @@ _ForceOption = Annotated[
     typer.Option(
         "--force",
         help="Replace what an earlier localize wrote in --out (its predictions and PNGs, nothing else), and "
-        "start over an interrupted one (the same command, rerun, resumes it). Never writes into a run folder.",
+        "start over an interrupted one (the same command, rerun, resumes it); write beside other files in "
+        "--out, never deleting them. Never writes into a run folder.",
     ),
 ]
 
@@ -113,7 +115,7 @@ def localize(
 
     _check_run(run, method)
     target = numbered_folder(DEFAULT_OUT) if out is None else out
-    found = _files_to_localize(inputs, target)
+    found = _files_to_localize(inputs, target, force=force)
     localizer = _load_localizer(run, method, device, min_score)
     typer.echo(f"localizing with {localizer.description}", err=True)
     with explained_failures(target):
@@ -148,12 +150,12 @@ def _check_run(run: Path | None, method: str | None) -> None:
         raise fail("--method chooses among a run's methods; pass --run too")
 
 
-def _files_to_localize(inputs: list[Path], target: Path) -> InputFiles:
+def _files_to_localize(inputs: list[Path], target: Path, *, force: bool) -> InputFiles:
     """The files to localize, after checking the output folder `target` (before the networks load)."""
     from spol.localization.folder import check_output_folder, find_inputs
 
     try:
-        check_output_folder(target)
+        check_output_folder(target, force=force)
         found = find_inputs(inputs, exclude=target)
     except (OSError, ValueError) as error:
         raise fail(str(error)) from error

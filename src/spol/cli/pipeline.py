@@ -19,7 +19,11 @@ def pipeline_command(
     data: DataOption,
     data_format: FormatOption,
     out: Path = typer.Option(
-        ..., "--out", help="Run folder (created; finished stages in it are skipped).", show_default=False
+        ...,
+        "--out",
+        help="Run folder (created; finished stages in it are skipped). It must be new, empty or made by this "
+        "command, and not inside another run folder.",
+        show_default=False,
     ),
     recipe: RecipeOption = DEFAULT_RECIPE,
     overrides: SetOption = None,
@@ -101,7 +105,12 @@ def _print_result(result: PipelineResult, *, smoke_test: bool = False) -> None:
 
 @app.command("demo")
 def demo_command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder; the synthetic data goes to OUT/data."),
+    out: Path = typer.Option(
+        Path("runs/demo"),
+        "--out",
+        help="Run folder; the synthetic data goes to OUT/data. It must be new, empty or an earlier demo's, and "
+        "not inside another run folder.",
+    ),
     quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (a smoke test, ~3 minutes)."),
     force: bool = typer.Option(False, "--force", help="Regenerate the data and redo every stage."),
 ) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from spol.cli._app import app, fail
+from spol.cli._app import app, claimed_output, fail
 from spol.cli._options import DataOption, FormatOption
 from spol.config import PseudoMaskConfig
-from spol.rundir import MODEL_FILE, model_file
+from spol.rundir import MODEL_FILE, Outputs, model_file
+
+if TYPE_CHECKING:
+    from spol.data import ImageRecord
 
 
 @app.command("pseudo-masks")
@@ -25,7 +30,10 @@ def pseudo_masks(
         "pipeline run.",
     ),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder: one PNG per training image (P in red, G in green) and report.json."
+        ...,
+        "--out",
+        help="Output folder: one PNG per training image (P in red, G in green) and report.json. It must be "
+        "new, empty or made by this command, and not inside another run folder.",
     ),
     batch_size: int = typer.Option(
         PseudoMaskConfig.model_fields["batch_size"].default, "--batch-size", min=1, help="Images per forward pass."
@@ -67,21 +75,33 @@ def pseudo_masks(
     records = dataset.split("train")
     if not records:
         raise fail(f"the dataset at {data} has no training images")
-    try:
-        report = generate_pseudo_masks(
-            model,
-            records,
-            out,
-            batch_size=batch_size,
-            trainer=trainer,
-            num_workers=num_workers,
-            workers=workers,
-            force=force,
-        )
-    except ValueError as error:
-        raise fail(str(error), 1) from error
+    with claimed_output(out, _outputs(out, records)):
+        try:
+            report = generate_pseudo_masks(
+                model,
+                records,
+                out,
+                batch_size=batch_size,
+                trainer=trainer,
+                num_workers=num_workers,
+                workers=workers,
+                force=force,
+            )
+        except ValueError as error:
+            raise fail(str(error), 1) from error
     summary = report.to_json()
     typer.echo(json.dumps({key: value for key, value in summary.items() if key != "failures"}))
     for failure in report.failed:
         typer.echo(f"failed: {failure.image_id}: {failure.reason}", err=True)
     typer.echo(f"pseudo masks in {out} (report: {out / REPORT_NAME})", err=True)
+
+
+def _outputs(out: Path, records: Sequence[ImageRecord]) -> Outputs:
+    """What `spol pseudo-masks` writes at the top of `out` for `records`: its PNGs' first folders or names, the reports.
+
+    A folder an older spol made without the mark is recognised by its ``source.json`` or ``report.json``.
+    """
+    from spol.stages.pseudo_masks import REPORT_NAME, SOURCE_NAME, pseudo_mask_path
+
+    tops = {pseudo_mask_path(out, record.image_id).relative_to(out).parts[0] for record in records}
+    return Outputs("pseudo-masks", frozenset({REPORT_NAME, SOURCE_NAME, *tops}), proof=(SOURCE_NAME, REPORT_NAME))

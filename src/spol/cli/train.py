@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from spol.cli._app import app, fail, quiet_other_ranks
+from spol.cli._app import app, claimed_output, fail, quiet_other_ranks
 from spol.cli._options import DEFAULT_RECIPE, DataOption, FormatOption, RecipeOption, SetOption
 from spol.config import Recipe, load_recipe
 
@@ -20,7 +20,8 @@ _StageOutOption = Annotated[
     typer.Option(
         "--out",
         help="Run folder: config.yaml, train.log, metrics.csv, tb/, checkpoints/, model.pt. "
-        "A finished run (model.pt) is skipped; an interrupted one resumes from checkpoints/last.ckpt.",
+        "A finished run (model.pt) is skipped; an interrupted one resumes from checkpoints/last.ckpt. "
+        "It must be new, empty or made by this command, and not inside another run folder.",
         show_default=False,
     ),
 ]
@@ -52,14 +53,18 @@ def _prepare(recipe_name: str, overrides: list[str] | None, data: Path, dataset_
     return recipe, hold_out_val(dataset, share=recipe.data.val_share, seed=recipe.seed)
 
 
-def _run(train: Callable[..., Path], *args: Any, **kwargs: Any) -> Path:
+def _run(train: Callable[..., Path], command: str, out: Path, *args: Any, **kwargs: Any) -> Path:
+    """``train(*args, run_dir=out, **kwargs)``, `out` claimed as `command`'s folder (`spol.rundir.stage_outputs`)."""
+    from spol.rundir import stage_outputs
+
     quiet_other_ranks()
-    try:
-        model_path = train(*args, **kwargs)
-    except (FileNotFoundError, ValueError) as error:
-        raise fail(str(error)) from error
-    except RuntimeError as error:
-        raise fail(str(error), 1) from error
+    with claimed_output(out, stage_outputs(command)):
+        try:
+            model_path = train(*args, run_dir=out, **kwargs)
+        except (FileNotFoundError, ValueError) as error:
+            raise fail(str(error)) from error
+        except RuntimeError as error:
+            raise fail(str(error), 1) from error
     typer.echo(str(model_path))
     return model_path
 
@@ -115,7 +120,7 @@ def train_classifier_command(
     from spol.stages import train_classifier
 
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
-    _run(train_classifier, loaded, dataset, out, force=force)
+    _run(train_classifier, "train-classifier", out, loaded, dataset, force=force)
 
 
 @app.command("train-cam")
@@ -137,7 +142,7 @@ def train_cam_command(
     from spol.stages import train_cam
 
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
-    model = _run(train_cam, loaded, dataset, out, baseline=baseline, force=force)
+    model = _run(train_cam, "train-cam", out, loaded, dataset, baseline=baseline, force=force)
     _write_localizer(out, loaded, dataset, classifier=model, method="cam" if baseline else "mffcam", model=model)
 
 
@@ -177,6 +182,6 @@ def train_seg_command(
     except FileNotFoundError as error:
         raise fail(f"--classifier: {error}") from error
     loaded, dataset = _prepare(recipe, overrides, data, dataset_format)
-    model = _run(train_seg, loaded, dataset, pseudo_masks, out, force=force)
+    model = _run(train_seg, "train-seg", out, loaded, dataset, pseudo_masks, force=force)
     if classes is not None:
         _write_localizer(out, loaded, dataset, classifier=classes, method="spol", model=model)

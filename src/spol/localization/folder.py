@@ -15,7 +15,8 @@ Stems that repeat (``a/x.jpg`` and ``b/x.jpg``, or ``x.jpg`` and ``x.png``) get 
 and then a counter appended (``x``, ``x_png``, ``x_2``), in input order; a stem too long for its
 file names is cut with a digest (`spol.fileio.fitting_name`).
 
-One localize at a time writes into a folder (`spol.rundir.RunLock`), never into a run folder. While
+One localize at a time writes into a folder (`spol.rundir.RunLock`), never into a run folder, and into a
+folder holding other files only with ``--force`` (`LOCALIZE_OUTPUTS`; it never deletes them). While
 it runs, ``predictions.jsonl.partial`` holds what the job is (model, settings, inputs) and one line
 per image done; a rerun of the same job after a kill resumes from it, and any other job is refused
 until ``--force``. ``predictions.jsonl`` is written last, when every image is done.
@@ -48,7 +49,7 @@ from spol.fileio import (
 from spol.localization.localizer import Localization, Localizer
 from spol.models import state_digest
 from spol.progress import track
-from spol.rundir import RunLock, refuse_run_folder
+from spol.rundir import LOCK_FILE, Outputs, RunLock, check_folder, refuse_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ PREDICTIONS_FILE = "predictions.jsonl"
 PROGRESS_FILE = "predictions.jsonl.partial"
 """The job (first line) and the records of the images done so far; gone once ``predictions.jsonl`` is written."""
 _OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png")
+LOCALIZE_OUTPUTS = Outputs(
+    "localize",
+    frozenset({PREDICTIONS_FILE, PROGRESS_FILE, LOCK_FILE}),
+    patterns=tuple(f"*{suffix}" for suffix in _OUTPUT_SUFFIXES),
+    mark=False,
+    override="--force",
+)
+"""What localize writes into its folder: a folder holding anything else is refused without ``--force``."""
 
 
 @dataclass(frozen=True)
@@ -203,11 +212,12 @@ def _write_outputs(image: Image.Image, result: Localization, source: Path, out_d
     return record
 
 
-def check_output_folder(out_dir: str | os.PathLike[str]) -> None:
+def check_output_folder(out_dir: str | os.PathLike[str], *, force: bool = False) -> None:
     """Refuse an output folder `localize_files` must not write into, before any work.
 
     Raises:
-        FileExistsError: `out_dir` is or lies in a run folder (`spol.rundir.refuse_run_folder`).
+        FileExistsError: `out_dir` is or lies in a run folder (`spol.rundir.refuse_run_folder`), or
+            holds files localize did not write and not `force` (`LOCALIZE_OUTPUTS`).
         FileNotFoundError: `out_dir` is a symbolic link to nothing.
         NotADirectoryError: `out_dir` is a file.
     """
@@ -215,6 +225,7 @@ def check_output_folder(out_dir: str | os.PathLike[str]) -> None:
     refuse_dangling_link(out_dir)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise NotADirectoryError(f"--out {out_dir} is a file, not a folder; choose another output folder")
+    check_folder(Path(out_dir), LOCALIZE_OUTPUTS, overwrite_foreign=force)
 
 
 def _job(localizer: Localizer, paths: Sequence[Path]) -> dict[str, Any]:
@@ -377,8 +388,9 @@ def localize_files(
         out_dir: output folder, created if missing; never a run folder.
         batch_size: images per network call.
         force: delete what an earlier localize wrote in `out_dir` (the files its ``predictions.jsonl``
-            or journal name, nothing else) and start over; without it an existing output is an
-            error, raised before anything is computed.
+            or journal name, nothing else) and start over, beside any other files there; without it
+            an existing output, or a file localize did not write, is an error raised before anything
+            is computed.
         on_result: called with each image's JSON record, in input order (resumed images too).
         on_skip: called with each skipped file.
         progress: show progress (`spol.progress`: a bar on a terminal, a line every 30 s elsewhere).
@@ -392,7 +404,7 @@ def localize_files(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     out_dir = Path(out_dir)
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, force=force)
     stems = output_stems(paths)
     make_folder(out_dir)
     with RunLock(out_dir):
@@ -422,6 +434,7 @@ def localize_files(
 
 
 __all__ = [
+    "LOCALIZE_OUTPUTS",
     "PREDICTIONS_FILE",
     "PROGRESS_FILE",
     "LocalizeFilesReport",

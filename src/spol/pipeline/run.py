@@ -328,9 +328,10 @@ def run_pipeline(
     still trained and written (models, ``localizer.json`` with SPOL at a fixed threshold, the report),
     without metrics.
 
-    The run folder is spol's (`spol.rundir`): a folder holding other files is refused unless
-    `overwrite_foreign`; a rerun with another dataset or recipe is refused unless `force`, which
-    first removes the old results and then only the files spol wrote; one pipeline at a time uses it.
+    The run folder is spol's (`spol.rundir.claim_folder`): a folder holding other files is refused
+    unless `overwrite_foreign`, another command's folder or one inside another run folder always; a
+    rerun with another dataset or recipe is refused unless `force`, which first removes the old
+    results and then only the files spol wrote; one pipeline at a time uses it.
 
     Under DDP (``trainer.devices`` / ``trainer.num_nodes`` > 1) every process runs this: training
     and inference are sharded, the evaluation counts summed, and global rank 0 alone writes the run
@@ -355,7 +356,8 @@ def run_pipeline(
     Raises:
         ValueError: bad settings, a dataset without train images, `select` without boxed val images,
             or a run folder made from another dataset or recipe (without `force`).
-        FileExistsError / NotADirectoryError: the run folder holds foreign files or is a file.
+        FileExistsError / NotADirectoryError: the run folder holds foreign files, is another command's, lies
+            in another run folder, or is a file.
         RuntimeError: another pipeline uses the run folder.
     """
     candidates, dataset = _checked_inputs(recipe, Path(data_root), data_format, select)
