@@ -110,7 +110,8 @@ def test_demo_refuses_a_data_folder_it_did_not_make(tmp_path):
     (tmp_path / "demo" / "data" / "precious.txt").write_text("user data")
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 2
-    assert "not a spol run folder" in result.output and "--overwrite-foreign" in result.output
+    assert "not a spol run folder" in result.output and "choose an empty or new output folder" in result.output
+    assert "--overwrite-foreign" not in result.output  # an option of `spol pipeline`, not of `spol demo`
     assert (tmp_path / "demo" / "data" / "precious.txt").read_text() == "user data"
 
 

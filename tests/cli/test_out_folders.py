@@ -48,7 +48,8 @@ def _command(name: str, inputs: dict[str, Path], out: Path) -> list[str]:
         "pipeline": ["pipeline", *data, *as_cli_options(TINY)],
         "demo": ["demo", "--quick"],
         "localize": ["localize", str(inputs["data"] / "images"), "--run", str(inputs["localizer"])],
-    }[name] + ["--out", str(out)]
+        "data synth": ["data", "synth", "--classes", "2", "--train", "2", "--test", "1", "--size", "32"],
+    }[name] + ([str(out)] if name == "data synth" else ["--out", str(out)])
 
 
 def _contents(folder: Path) -> dict[str, bytes | None]:
@@ -83,7 +84,7 @@ def test_a_folder_of_the_users_is_refused_in_one_line_and_left_as_it_was(
     assert _contents(photos) == before
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, "demo"])
+@pytest.mark.parametrize("command", [*COMMANDS, "demo", "data synth"])
 def test_a_folder_inside_a_run_folder_is_refused_naming_the_run(
     command: str, inputs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -96,8 +97,9 @@ def test_a_folder_inside_a_run_folder_is_refused_naming_the_run(
         result = runner.invoke(app, _command(command, inputs, out))
         assert result.exit_code == 2, result.output
         assert len(result.stderr.splitlines()) == 1, result.stderr
-        assert f"{out} lies in the spol run folder {run}" in result.stderr, result.stderr
-        assert "choose an --out outside it" in result.stderr
+        option = "OUT" if command == "data synth" else "--out"
+        assert f"{option} {out} lies in the spol run folder {run}" in result.stderr, result.stderr
+        assert f"choose an {option} outside it" in result.stderr
     assert _contents(run) == before
 
 

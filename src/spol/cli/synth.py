@@ -10,6 +10,7 @@ import typer
 
 from spol.cli._app import data_app, explained_failures, fail
 from spol.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic
+from spol.rundir import refuse_run_folder
 
 
 @data_app.command("synth")
@@ -82,5 +83,6 @@ def synth(
         changes["image_size"] = (low, high)
     with explained_failures(out):
         config = dataclasses.replace(base, **changes)
+        refuse_run_folder(out, option="OUT")
         generate_synthetic(out, config, force=force, progress=progress, workers=workers)
     typer.echo(f"wrote {config.num_classes * (config.train_per_class + config.test_per_class)} images to {out}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from spol.config import load_recipe
 from spol.data.synthetic import SYNTHETIC_PRESETS, SyntheticConfig, generate_synthetic
 from spol.pipeline.run import PipelineResult, run_pipeline
-from spol.rundir import claim_folder
+from spol.rundir import PIPELINE_OUTPUTS, claim_folder
 
 DEMO_DATA = SYNTHETIC_PRESETS["demo"]
 """1500 training images (of which the pipeline holds out a validation share) and 500 test images, seed 0."""
@@ -35,7 +36,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, force: b
         force: regenerate the data and redo every stage.
     """
     out_dir = Path(out_dir)
-    claim_folder(out_dir)  # before the data goes in: a folder of the user's is refused, not filled
+    # Before the data goes in: a folder of the user's is refused, not filled (demo has no --overwrite-foreign).
+    claim_folder(out_dir, replace(PIPELINE_OUTPUTS, override=None))
     # The same benchmark already there is reused; an interrupted generation is completed.
     generate_synthetic(out_dir / "data", QUICK_DATA if quick else DEMO_DATA, force=force)
     recipe = load_recipe("cpu", QUICK_OVERRIDES if quick else ())
