@@ -208,6 +208,11 @@ def _check_source(out_dir: Path, source: dict[str, Any]) -> None:
     check_record(path, None, source, what="CAM network or resize", force=False)
 
 
+def _writer_processes(workers: int, images: int) -> int:
+    """`workers`, but no more processes than CPUs or images: each spawned one first pays seconds of imports."""
+    return min(workers, os.cpu_count() or 1, images)
+
+
 def _check_arguments(*, resize: int, batch_size: int, num_workers: int, workers: int) -> None:
     """Refuse a size below 1 or a negative number of processes."""
     if resize < 1 or batch_size < 1 or num_workers < 0 or workers < 0:
@@ -360,7 +365,8 @@ def generate_pseudo_masks(
         batch_size: images per forward pass on each device.
         trainer: devices, precision and memory format (a recipe's ``trainer``); None: one CPU process.
         num_workers: DataLoader worker processes for image loading (0: in this process).
-        workers: processes for the per-image CPU work (0: in this process).
+        workers: processes for the per-image CPU work (0: in this process; at most the CPU count and the
+            number of images).
         force: rewrite existing pseudo masks.
         progress: show a progress bar on stderr.
 
@@ -376,7 +382,8 @@ def generate_pseudo_masks(
     records = list(records)
     _check_image_ids(records, out_dir)
     _claim_out_dir(out_dir, records, {"cam_model_sha256": state_digest(cam_model), "resize": resize}, force=force)
-    consumer = _CamConsumer(records, out_dir, resize, _MaskWriter(workers, PseudoMaskReport()))
+    writer = _MaskWriter(_writer_processes(workers, len(records)), PseudoMaskReport())
+    consumer = _CamConsumer(records, out_dir, resize, writer)
     _write_masks(
         cam_model,
         predictor,
