@@ -12,6 +12,8 @@ sizes (bf16 and fp16 through CPU autocast), which is how the test suite runs it
   twice: identical gradients (the deterministic formulations of `spol.models.layers`);
 - ``pipeline/<precision>``: a tiny `spol pipeline` on the device in fp32 and bf16, its metrics equal to
   a recount of the saved score maps;
+- ``pipeline/deterministic``: the fp32 pipeline twice with ``trainer.deterministic=true``: the same
+  metrics.json and score maps, byte for byte (GPU only);
 - ``localize``: `spol.Localizer` on the device against the CPU: same classes and boxes;
 - ``speed/train/...``: MFF-Net training images/s at 224 px (fp32, bf16, channels_last), from memory
   and from JPEG files of ImageNet size through spol's loader;
@@ -51,6 +53,19 @@ def check(name: str, function: Callable[[], dict[str, Any]]) -> None:
     RESULTS.append({"check": name, "status": status, **figures})
     shown = ", ".join(f"{k}={v}" for k, v in figures.items() if k != "trace")
     print(f"{status:4} {name}: {shown}", flush=True)
+    if "trace" in figures:
+        print(figures["trace"], flush=True)
+    write_summary()
+
+
+SUMMARY: dict[str, Any] = {}
+
+
+def write_summary() -> None:
+    """(Re)write OUT/gpu_check.json, after every check: a check stopped by a time limit keeps the others."""
+    if "path" in SUMMARY:
+        document = {key: value for key, value in SUMMARY.items() if key != "path"} | {"checks": RESULTS}
+        SUMMARY["path"].write_text(json.dumps(document, indent=2, default=str))
 
 
 class Sizes:
@@ -120,7 +135,7 @@ def unit_check(sizes: Sizes, kind: str, channels_last: bool, precision: str) -> 
     difference = float((maps - reference).abs().amax() / scale)
     tolerance = {"fp32": 1e-4, "bf16": 0.3, "fp16": 0.1}[precision]  # a FAIL flags a broken path, not rounding
     status = "PASS" if finite and difference <= tolerance else "FAIL"
-    return {"status": status, "loss": round(float(loss), 4), "finite": finite, "map_rel_diff_vs_fp32": difference}
+    return {"status": status, "loss": round(float(loss.detach()), 4), "finite": finite, "map_rel_diff_vs_fp32": difference}
 
 
 def deterministic_check(sizes: Sizes, kind: str) -> dict[str, Any]:
@@ -195,7 +210,9 @@ def _recount(run: Path, data: Path, recipe: Any) -> dict[str, bool]:
     return agree
 
 
-def pipeline_check(sizes: Sizes, work: Path, precision: str, devices: int = 1) -> dict[str, Any]:
+def pipeline_check(
+    sizes: Sizes, work: Path, precision: str, devices: int = 1, extra: tuple[str, ...] = (), name: str = ""
+) -> dict[str, Any]:
     """A tiny pipeline on the device (saving its maps); its metrics equal a recount of the maps."""
     from spol.config import load_recipe
 
@@ -206,12 +223,14 @@ def pipeline_check(sizes: Sizes, work: Path, precision: str, devices: int = 1) -
         f"trainer.accelerator={accelerator}",
         f"trainer.devices={devices}",
         f"trainer.precision={lightning_precision}",
+        *extra,
     ]
     if devices > 1:
         overrides.append("trainer.strategy=ddp")
     data = _tiny_data(work / "data", sizes)
-    run = work / f"run-{precision}-{devices}"
-    command = [str(Path(sys.executable).with_name("spol")), "pipeline", "--data", str(data), "--format", "cub"]
+    run = work / (name or f"run-{precision}-{devices}")
+    # `python -m spol`: the check also runs from a source tree on PYTHONPATH, with no console script installed.
+    command = [sys.executable, "-m", "spol", "pipeline", "--data", str(data), "--format", "cub"]
     command += ["--out", str(run), "--save-scoremaps", *[a for o in overrides for a in ("--set", o)]]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
@@ -225,6 +244,25 @@ def pipeline_check(sizes: Sizes, work: Path, precision: str, devices: int = 1) -
         "pipeline_seconds": round(time.perf_counter() - start, 1),
         "max_box_acc_v2": {m: round(v["max_box_acc_v2"], 2) for m, v in metrics.items()},
         "run": str(run),
+    }
+
+
+def deterministic_pipeline_check(sizes: Sizes, work: Path) -> dict[str, Any]:
+    """The tiny pipeline twice with ``trainer.deterministic=true``: the same metrics.json and score maps, byte
+    for byte. GPU only: on the CPU the test suite checks reruns (`tests/pipeline/test_run.py`)."""
+    if sizes.device.type == "cpu":
+        return {"status": "SKIP", "reason": "CPU reruns are checked by the test suite"}
+    runs = []
+    for name in ("deterministic-a", "deterministic-b"):
+        pipeline_check(sizes, work, "fp32", extra=("trainer.deterministic=true",), name=name)
+        run = work / name
+        files = [run / "metrics.json", *sorted((run / "scoremaps").rglob("*.npy"))]
+        runs.append({f.relative_to(run): f.read_bytes() for f in files})
+    differing = sorted(str(f) for f in runs[0] if runs[0][f] != runs[1].get(f))
+    return {
+        "status": "PASS" if not differing and runs[0].keys() == runs[1].keys() else "FAIL",
+        "files_compared": len(runs[0]),
+        "differing": differing[:10],
     }
 
 
@@ -329,6 +367,13 @@ def speed_from_jpeg(sizes: Sizes, work: Path) -> dict[str, Any]:
     return {"bf16_nhwc_img_per_s": round(rate, 1), "loader_workers": workers}
 
 
+def _repeated(records: list[Any], times: int) -> list[Any]:
+    """The records ``times`` over, each copy under its own image id (the stages refuse duplicate ids)."""
+    from dataclasses import replace
+
+    return [replace(r, image_id=f"copy{k}/{r.image_id}") for k in range(times) for r in records]
+
+
 def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
     """Images/s of the pseudo-mask stage and of scoring a split, on the fp32 pipeline's networks."""
     from spol.config import load_recipe
@@ -341,7 +386,7 @@ def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
     accelerator = "cpu" if sizes.device.type == "cpu" else "gpu"
     recipe = load_recipe("cpu", [*TINY_RECIPE, f"trainer.accelerator={accelerator}", "trainer.devices=1"])
     dataset = read_dataset(work / "data", "cub", progress=False)
-    records = dataset.split("train") * (1 if sizes.device.type == "cpu" else 20)
+    records = _repeated(dataset.split("train"), 2 if sizes.device.type == "cpu" else 20)
     start = time.perf_counter()
     generate_pseudo_masks(
         load_exported_model(run / "cam" / "model.pt"),
@@ -355,7 +400,7 @@ def inference_speed(sizes: Sizes, work: Path) -> dict[str, Any]:
         progress=False,
     )
     pseudo_rate = len(records) / (time.perf_counter() - start)
-    test = dataset.split("test") * (1 if sizes.device.type == "cpu" else 50)
+    test = _repeated(dataset.split("test"), 2 if sizes.device.type == "cpu" else 50)
     system = ScoreMapSystem(Predictor(load_exported_model(run / "seg" / "model.pt"), "seg", input_size=64))
     start = time.perf_counter()
     score_split(system, test, recipe=recipe, progress=False)
@@ -382,6 +427,13 @@ def main() -> int:
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     device_name = "cpu" if args.cpu else torch.cuda.get_device_name(0)
     print(f"spol GPU check on {device_name} ({'tiny CPU mode' if args.cpu else 'full'}); results in {out}", flush=True)
+    SUMMARY.update(
+        path=out / "gpu_check.json",
+        device=device_name,
+        cpu_mode=args.cpu,
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+    )
     for kind in ("cam", "seg"):
         for channels_last in (False, True):
             for precision in ("fp32", "bf16", "fp16"):
@@ -393,6 +445,7 @@ def main() -> int:
         check(f"deterministic/{kind}", lambda k=kind: deterministic_check(sizes, k))
     for precision in ("fp32", "bf16"):
         check(f"pipeline/{precision}", lambda p=precision: pipeline_check(sizes, out, p))
+    check("pipeline/deterministic", lambda: deterministic_pipeline_check(sizes, out))
     check("localize", lambda: localize_check(sizes, out))
     check("speed/train/memory", lambda: speed_from_memory(sizes))
     check("speed/train/jpeg", lambda: speed_from_jpeg(sizes, out))
@@ -401,14 +454,6 @@ def main() -> int:
         check("pipeline/ddp2", lambda: pipeline_check(sizes, out, "bf16", devices=2))
     else:
         check("pipeline/ddp2", lambda: {"status": "SKIP", "reason": "fewer than 2 CUDA devices"})
-    summary = {
-        "device": device_name,
-        "cpu_mode": args.cpu,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "checks": RESULTS,
-    }
-    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2, default=str))
     failed = [r["check"] for r in RESULTS if r["status"] == "FAIL"]
     print(f"{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed or skipped; JSON: {out / 'gpu_check.json'}")
     return 1 if failed else 0

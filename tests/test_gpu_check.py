@@ -1,4 +1,4 @@
-"""The prepared GPU check runs on the CPU in its tiny mode: every check passes (2 GPUs: skipped)."""
+"""The prepared GPU check runs on the CPU in its tiny mode: every check passes (GPU-only ones: skipped)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_gpu_check_in_tiny_cpu_mode_passes_and_writes_its_figures(tmp_path: Path
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     statuses = {entry["check"]: entry["status"] for entry in report["checks"]}
     assert statuses.pop("pipeline/ddp2") == "SKIP"
+    assert statuses.pop("pipeline/deterministic") == "SKIP"
     assert set(statuses.values()) == {"PASS"}
     assert len([name for name in statuses if name.startswith("unit/")]) == 12
     lines = [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in {"PASS", "FAIL", "SKIP"}]
