@@ -15,6 +15,7 @@ Examples::
 
     python benchmarks/train_speed.py --steps 3 --batch-size 4            # CPU, and CUDA when present
     python benchmarks/train_speed.py --devices cuda --batch-size 64 --steps 20
+    python benchmarks/train_speed.py --devices cuda --backbones resnet50 --deterministic off on   # its cost
 
 On CUDA every combination of ``--precisions`` (fp32, bf16 autocast) and ``--channels-last``
 (off, on) runs; on CPU only ``--cpu-precisions`` x ``--cpu-channels-last`` (default fp32, off).
@@ -26,6 +27,7 @@ import argparse
 import concurrent.futures
 import itertools
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -44,6 +46,7 @@ class Config:
     warmup: int  # untimed steps (allocator, cuDNN/oneDNN algorithm choice)
     steps: int  # timed steps
     threads: int  # torch.set_num_threads on CPU; 0 keeps torch's default
+    deterministic: bool = False  # torch.use_deterministic_algorithms, as trainer.deterministic=true sets it
 
 
 def _peak_rss_mib() -> float:
@@ -58,6 +61,9 @@ def run(config: Config) -> dict[str, object]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     base_mib = _peak_rss_mib()  # the interpreter and libraries, before the model exists
     device = torch.device(config.device)
     torch.manual_seed(0)
@@ -116,7 +122,8 @@ def _configs(args: argparse.Namespace) -> list[Config]:
             sys.exit("--devices cuda: no CUDA device is available")
         precisions = args.precisions if device == "cuda" else args.cpu_precisions
         layouts = args.channels_last if device == "cuda" else args.cpu_channels_last
-        for backbone, precision, layout in itertools.product(args.backbones, precisions, layouts):
+        combinations = itertools.product(args.backbones, precisions, layouts, args.deterministic)
+        for backbone, precision, layout, deterministic in combinations:
             configs.append(
                 Config(
                     device=device,
@@ -129,6 +136,7 @@ def _configs(args: argparse.Namespace) -> list[Config]:
                     warmup=args.warmup,
                     steps=args.steps,
                     threads=args.threads if device == "cpu" else 0,
+                    deterministic=deterministic == "on",
                 )
             )
     return configs
@@ -147,13 +155,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"], help="on CUDA")
     parser.add_argument("--channels-last", nargs="+", choices=["off", "on"], default=["off", "on"], help="on CUDA")
+    parser.add_argument(
+        "--deterministic", nargs="+", choices=["off", "on"], default=["off"], help="deterministic algorithms"
+    )
     parser.add_argument("--cpu-precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"], help="on CPU")
     parser.add_argument("--cpu-channels-last", nargs="+", choices=["off", "on"], default=["off"], help="on CPU")
     args = parser.parse_args(argv)
     configs = _configs(args)
 
     header = (
-        f"{'device':6} {'backbone':18} {'prec':4} {'NHWC':4} {'batch':>5} {'img/s':>8} {'s/step':>7} "
+        f"{'device':6} {'backbone':18} {'prec':4} {'NHWC':4} {'det':3} {'batch':>5} {'img/s':>8} {'s/step':>7} "
         f"{'peak MiB':>9} {'base MiB':>9}"
     )
     print(header)
@@ -165,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             result = pool.submit(run, config).result()
         print(
             f"{config.device:6} {config.backbone:18} {config.precision:4} {'on' if config.channels_last else 'off':4} "
+            f"{'on' if config.deterministic else 'off':3} "
             f"{config.batch_size:5d} {result['images_per_s']:8.2f} {result['seconds_per_step']:7.2f} "
             f"{result['peak_memory_mib']:9.0f} {result['base_memory_mib']:9.0f}",
             flush=True,
