@@ -23,7 +23,7 @@ def test_gpu_check_in_tiny_cpu_mode_passes_and_writes_its_figures(tmp_path: Path
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     statuses = {entry["check"]: entry["status"] for entry in report["checks"]}
     assert statuses.pop("pipeline/ddp2") == "SKIP"
-    assert statuses.pop("pipeline/deterministic") == "SKIP"
+    assert statuses.pop("pipeline/deterministic") == statuses.pop("pipeline/bf16") == "SKIP"
     assert set(statuses.values()) == {"PASS"}
     assert len([name for name in statuses if name.startswith("unit/")]) == 12
     lines = [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in {"PASS", "FAIL", "SKIP"}]

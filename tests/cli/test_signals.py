@@ -82,30 +82,22 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 
 @pytest.mark.slow
-def test_sigterm_during_cam_training_stops_with_143_and_the_rerun_ends_as_an_uninterrupted_run(
+def test_sigterm_during_cam_training_then_during_pseudo_masks_stops_with_143_and_the_rerun_ends_as_an_uninterrupted_run(
     uninterrupted: tuple[Path, Path], tmp_path: Path, processes_left: Callable[[int], list[int]]
 ) -> None:
     data, reference = uninterrupted
     run = tmp_path / "run"
+    # Stopped during CAM training, after its first checkpoint.
     process = _start(*_pipeline(data, run))
     stderr = _signal_when(process, (run / "cam" / "checkpoints" / "last.ckpt").exists, signal.SIGTERM)
     _assert_stopped(process, stderr, signal.SIGTERM, processes_left(process.pid))
     assert "rerunning resumes from" in stderr and not (run / "cam" / "model.pt").exists()
 
-    _run(*_pipeline(data, run))
-    assert "resuming from" in (run / "cam" / "train.log").read_text()
-    assert (run / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
-
-
-@pytest.mark.slow
-def test_sigterm_during_pseudo_masks_stops_with_143_and_the_rerun_ends_as_an_uninterrupted_run(
-    uninterrupted: tuple[Path, Path], tmp_path: Path, processes_left: Callable[[int], list[int]]
-) -> None:
-    data, reference = uninterrupted
-    run = tmp_path / "run"
+    # The rerun resumes the CAM network, and is stopped in its turn while it writes pseudo masks.
     process = _start(*_pipeline(data, run))
     stderr = _signal_when(process, lambda: any((run / "pseudo_masks").rglob("*.png")), signal.SIGTERM)
     _assert_stopped(process, stderr, signal.SIGTERM, processes_left(process.pid))
+    assert "resuming from" in (run / "cam" / "train.log").read_text()
     written = len(list((run / "pseudo_masks").rglob("*.png")))
     assert not (run / "pseudo_masks" / "report.json").exists() and 0 < written < 18, written
     assert not list((run / "pseudo_masks").rglob("*.tmp"))
@@ -120,18 +112,20 @@ def test_sigint_stops_spol_pseudo_masks_and_its_writer_processes_and_the_rerun_c
 ) -> None:
     data, reference = uninterrupted
 
-    def command(out: Path) -> list[str]:
+    def command(out: Path, workers: int) -> list[str]:
         return ["pseudo-masks", "--data", str(data), "--format", "cub", "--cam", str(reference / "cam"),
-                "--out", str(out), "--device", "cpu", "--batch-size", "1", "--workers", "1"]
+                "--out", str(out), "--device", "cpu", "--batch-size", "1", "--workers", str(workers)]
 
-    _run(*command(tmp_path / "straight"))
+    # The reference, written in the command's own process: writer processes write the same bytes
+    # (tests/stages/test_pseudo_masks.py).
+    _run(*command(tmp_path / "straight", 0))
     masks = tmp_path / "masks"
-    process = _start(*command(masks))
+    process = _start(*command(masks, 1))
     stderr = _signal_when(process, lambda: any(masks.rglob("*.png")), signal.SIGINT)
     _assert_stopped(process, stderr, signal.SIGINT, processes_left(process.pid))
     assert not (masks / "report.json").exists()
 
-    rerun = _run(*command(masks))
+    rerun = _run(*command(masks, 1))
     assert '"skipped_existing": 0' not in rerun.stdout  # it resumed: the masks written before the stop are kept
     expected = {p.relative_to(tmp_path / "straight"): p.read_bytes() for p in (tmp_path / "straight").rglob("*.png")}
     assert {p.relative_to(masks): p.read_bytes() for p in masks.rglob("*.png")} == expected

@@ -87,50 +87,58 @@ def _train(tmp_path: Path, *overrides: str) -> None:
     assert process.returncode == 0, stderr[-4000:]
 
 
+# 12 images in global batches of 4: 3 steps an epoch whatever the number of processes, so min_steps 7 needs 3
+# epochs (9 steps). Each process's loader yields 3 batches of 2 (it sees 12 images before Lightning shards them,
+# 6 after): counting the unsharded loader gave 6 steps an epoch, 2 epochs, 6 steps.
+STRAIGHT = ("cam.max_steps=null", "cam.min_steps=7", "data.num_workers=1")
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted 2-process run of `STRAIGHT`, read by the tests below (none may change it)."""
+    root = tmp_path_factory.mktemp("ddp-straight")
+    _train(root, *STRAIGHT)
+    return root
+
+
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(tmp_path: Path) -> None:
-    _train(tmp_path)
-    rank0 = torch.load(tmp_path / "rank0.pt")
-    rank1 = torch.load(tmp_path / "rank1.pt")
+def test_two_process_ddp_on_cpu_keeps_the_ranks_identical(straight: Path) -> None:
+    rank0 = torch.load(straight / "rank0.pt")
+    rank1 = torch.load(straight / "rank1.pt")
     assert rank0.keys() == rank1.keys() and len(rank0) > 0
     for name, value in rank0.items():
         torch.testing.assert_close(rank1[name], value, rtol=0, atol=0, msg=name)
-    assert "Starting with 2 processes" in (tmp_path / "run" / "train.log").read_text()
-    # Three optimiser steps ran, each rank on its own half of every global batch of 4.
-    assert "global batch 4 (2 per device on 2 device(s))" in (tmp_path / "run" / "train.log").read_text()
-    rows = [line for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines() if line.startswith("step")]
-    assert [row.split(",")[2] for row in rows] == ["1", "2", "3"]
-    exported = load_exported_model(tmp_path / "run" / "model.pt").state_dict()
+    log = (straight / "run" / "train.log").read_text()
+    assert "Starting with 2 processes" in log
+    # Each rank trained on its own half of every global batch of 4.
+    assert "global batch 4 (2 per device on 2 device(s))" in log
+    rows = [line for line in (straight / "run" / "metrics.csv").read_text().splitlines() if line.startswith("step")]
+    assert [row.split(",")[2] for row in rows] == [str(step) for step in range(1, 10)]
+    exported = load_exported_model(straight / "run" / "model.pt").state_dict()
     for name, value in rank0.items():
         torch.testing.assert_close(exported[name], value.detach(), rtol=0, atol=0, msg=name)
-    # Logging reduces over the ranks once an epoch (the loss and accuracy), not at every one of the 3 steps.
-    all_reduces = [int((tmp_path / f"rank{rank}_all_reduces.txt").read_text()) for rank in (0, 1)]
-    assert all_reduces[0] == all_reduces[1] <= 6  # 12 when each step reduced its loss and accuracy
+    # Logging reduces over the ranks once an epoch (the loss and accuracy), not at every one of the 9 steps.
+    all_reduces = [int((straight / f"rank{rank}_all_reduces.txt").read_text()) for rank in (0, 1)]
+    assert all_reduces[0] == all_reduces[1] <= 6  # 18 when each step reduced its loss and accuracy
     # The checkpoint holds each rank's random generators, so that a resumed run restores every rank's own.
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint = torch.load(straight / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert isinstance(checkpoint["spol_rng_states"], list) and len(checkpoint["spol_rng_states"]) == 2
 
 
 @pytest.mark.slow
-def test_min_steps_under_two_processes_trains_as_many_steps_as_one_process(tmp_path: Path) -> None:
-    # 12 images in global batches of 4: 3 steps an epoch whatever the number of processes, so min_steps 6
-    # needs 2 epochs. Each process's loader yields 3 batches of 2 (it sees 12 images before Lightning
-    # shards them, 6 after): counting the unsharded loader gave 6 steps an epoch, 1 epoch, 3 steps.
-    _train(tmp_path, "cam.max_steps=null", "cam.min_steps=6")
-    log = (tmp_path / "run" / "train.log").read_text()
-    assert "2 epochs (raised from 1 to reach min_steps 6)" in log
-    assert "finished at epoch 2, step 6" in log
+def test_min_steps_under_two_processes_trains_as_many_steps_as_one_process(straight: Path) -> None:
+    log = (straight / "run" / "train.log").read_text()
+    assert "3 epochs (raised from 1 to reach min_steps 7)" in log
+    assert "finished at epoch 3, step 9" in log
 
 
 @pytest.mark.slow
 def test_sigterm_to_rank_0_stops_both_ranks_at_one_step_and_the_rerun_ends_as_an_uninterrupted_run(
-    tmp_path: Path, processes_left: Callable[[int], list[int]]
+    straight: Path, tmp_path: Path, processes_left: Callable[[int], list[int]]
 ) -> None:
-    # 12 images in global batches of 4: 3 steps an epoch, 3 epochs. Lightning's launcher started rank 1; spol
-    # passes the signal on and the ranks agree after a step on stopping (a rank stopping alone hangs the other).
-    overrides = ("cam.max_steps=null", "cam.epochs=3", "data.num_workers=1")
-    _train(tmp_path / "straight", *overrides)
-    process = _start(tmp_path, *overrides)
+    # Lightning's launcher started rank 1; spol passes the signal on and the ranks agree after a step on stopping
+    # (a rank stopping alone hangs the other). The first checkpoint comes after epoch 1 of 3.
+    process = _start(tmp_path, *STRAIGHT)
     deadline = time.monotonic() + 240
     while not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-4000:]  # type: ignore[union-attr]
@@ -141,12 +149,12 @@ def test_sigterm_to_rank_0_stops_both_ranks_at_one_step_and_the_rerun_ends_as_an
     assert processes_left(process.pid) == [], "rank 1 still runs"
     assert not (tmp_path / "run" / "model.pt").exists()
 
-    _train(tmp_path, *overrides)
+    _train(tmp_path, *STRAIGHT)
     assert "resuming from" in (tmp_path / "run" / "train.log").read_text()
     for rank in (0, 1):
-        straight = torch.load(tmp_path / "straight" / f"rank{rank}.pt")
+        expected = torch.load(straight / f"rank{rank}.pt")
         resumed = torch.load(tmp_path / f"rank{rank}.pt")
-        for name, value in straight.items():
+        for name, value in expected.items():
             assert torch.equal(resumed[name], value), (rank, name)
 
 
