@@ -178,3 +178,17 @@ def test_a_claimed_folder_that_a_failed_command_left_empty_goes_again(tmp_path: 
     with pytest.raises(ValueError, match="again"), claimed_folder(out, CAM):
         raise ValueError("again")
     assert out.is_dir()  # not made by this call: never removed
+
+
+def test_the_parent_folders_a_failed_claim_made_go_with_it_and_no_others(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    out = tmp_path / "runs" / "2026" / "december" / "cam"
+    with pytest.raises(ValueError, match="one class"), claimed_folder(out, CAM):
+        assert made_by(out) == "train-cam"
+        raise ValueError("one class")
+    assert not (tmp_path / "runs" / "2026").exists() and (tmp_path / "runs").is_dir()
+    (tmp_path / "runs" / "2026").mkdir()
+    (tmp_path / "runs" / "2026" / "notes.txt").write_text("the user's")
+    with pytest.raises(ValueError, match="one class"), claimed_folder(out, CAM):
+        raise ValueError("one class")
+    assert sorted(p.name for p in (tmp_path / "runs" / "2026").iterdir()) == ["notes.txt"]

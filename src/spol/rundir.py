@@ -243,19 +243,22 @@ def claimed_folder(
     """`claim_folder` for the block of a command's work; a folder it created goes again when the block fails first.
 
     A command whose inputs are refused after the claim (a dataset of one class, a missing file) so
-    leaves nothing behind; a folder the block wrote into stays, to resume from.
+    leaves nothing behind, not even the parent folders the claim made; a folder the block wrote into
+    stays, to resume from.
     """
     folder = Path(folder)
-    created = not (folder.exists() or folder.is_symlink())
+    # The folder and the parents the claim makes, innermost first: a missing folder's parents may be missing too.
+    created = [path for path in (folder, *folder.parents) if not (path.exists() or path.is_symlink())]
     claim_folder(folder, outputs, overwrite_foreign=overwrite_foreign, option=option)
     try:
         yield folder
     except BaseException:
         if created:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a folder that is not empty stops the clean-up there
                 if {entry.name for entry in folder.iterdir()} <= {RUN_RECORD}:
                     (folder / RUN_RECORD).unlink(missing_ok=True)
-                    folder.rmdir()
+                    for path in created:
+                        path.rmdir()
         raise
 
 

@@ -26,7 +26,12 @@ _StageOutOption = Annotated[
     ),
 ]
 _ForceOption = Annotated[
-    bool, typer.Option("--force", help="Start over: delete this run's checkpoints, logs and model first.")
+    bool,
+    typer.Option(
+        "--force",
+        help="Start over: delete this run's model, checkpoints, metrics.csv and TensorBoard files first "
+        "(train.log is kept and appended to).",
+    ),
 ]
 
 

@@ -350,7 +350,7 @@ def fit_stage(
         section_name: its name in the recipe (``"cam"``, ``"seg"``, ...), named by the error of a diverged loss.
         run_dir: the stage's run folder.
         export: ``export(net, path)`` writes the model file (e.g. `spol.models.export_model`).
-        force: remove the stage's checkpoints, logs and model first and start over.
+        force: remove the stage's model, checkpoints, metrics.csv and TensorBoard files first and start over.
 
     Returns:
         ``run_dir/model.pt``.
