@@ -111,7 +111,7 @@ def demo_command(
         help="Run folder; the synthetic data goes to OUT/data. It must be new, empty or an earlier demo's, and "
         "not inside another run folder.",
     ),
-    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (a smoke test, ~3 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (a smoke test, ~30 s on 2 cores)."),
     force: bool = typer.Option(False, "--force", help="Regenerate the data and redo every stage."),
 ) -> None:
     """Make the synthetic benchmark, run the pipeline with the CPU recipe, print SPOL, MFF-CAM and CAM."""

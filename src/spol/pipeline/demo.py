@@ -13,8 +13,8 @@ from spol.rundir import PIPELINE_OUTPUTS, claim_folder
 DEMO_DATA = SYNTHETIC_PRESETS["demo"]
 """1500 training images (of which the pipeline holds out a validation share) and 500 test images, seed 0."""
 
-QUICK_DATA = SyntheticConfig(num_classes=4, train_per_class=40, test_per_class=10, seed=0)
-"""A smoke-test size: the whole pipeline in a few minutes, numbers not meaningful."""
+QUICK_DATA = SyntheticConfig(num_classes=4, train_per_class=20, test_per_class=10, seed=0)
+"""A smoke-test size: the whole pipeline in about 30 s on 2 CPU cores, numbers not meaningful."""
 
 QUICK_OVERRIDES = (
     "cam.epochs=1",
