@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
+# pytest-xdist workers (`auto`: one per core); each test file runs whole on one worker, so its shared runs are made once.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: help install test test-fast demo lint clean
 
@@ -25,11 +28,11 @@ $(STAMP): $(RUNTIME_STAMP)
 
 install: $(STAMP)  ## Create .venv and install spol with its dev extras (quick when done)
 
-test: lint  ## Install, lint, run every test
-	$(BIN)/python -m pytest -q
+test: lint  ## Install, lint, run every test (TEST_WORKERS=0: in this one process)
+	$(PYTEST)
 
 test-fast: install  ## The inner loop: every test but the slow ones (DDP, torchrun, demo, GPU check), no lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 demo: $(RUNTIME_STAMP)  ## Install spol (without the dev extras), then run the demo (synthetic benchmark, SPOL vs CAM)
 	$(BIN)/spol demo

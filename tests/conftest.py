@@ -1,8 +1,9 @@
 """Suite-wide fixtures: the tiny recipe, one finished tiny pipeline shared by every test that reads one,
-and tests marked ``cuda`` skipped where no GPU is present (CI has none)."""
+tests marked ``cuda`` skipped where no GPU is present (CI has none), and the slow tests first."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -11,13 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY, TINY_PIPELINE, tiny_synthetic
+from tiny import TINY, TINY_PIPELINE, TORCH_THREADS, tiny_synthetic
 
 from spol.config import Recipe, load_recipe
 from spol.pipeline import PipelineResult, run_pipeline
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # `make test` runs two pytest-xdist workers: each, and every command its tests start, gets its share of the
+    # cores, so that two workers do not run four torch threads on two cores.
+    os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
+    torch.set_num_threads(TORCH_THREADS)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The slow end-to-end files first: pytest-xdist hands out files in this order, and a long one handed out
+    # last would keep one worker busy after the other has finished.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if torch.cuda.is_available():
         return
     no_gpu = pytest.mark.skip(reason="needs a CUDA device (none visible)")

@@ -6,12 +6,16 @@ and torchrun tests start (they put ``tests/`` on ``sys.path``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from spol.data import Dataset, ImageRecord, SyntheticConfig, generate_synthetic
+
+TORCH_THREADS = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+"""Torch threads for a test that may use every core it has: its share of the cores under pytest-xdist."""
 
 TINY: tuple[str, ...] = (
     "weights=null",

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tiny import TORCH_THREADS
 from typer.testing import CliRunner
 
 from spol.cli._app import app
@@ -59,7 +60,7 @@ def test_missing_model_is_an_error_naming_the_path(tmp_path):
 
 
 def test_writes_train_masks_from_a_run_folder_and_resumes(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     data, run, out = tmp_path / "cub", tmp_path / "run", tmp_path / "masks"
     _write_cub(data)
     run.mkdir()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TORCH_THREADS
 
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic, read_dataset
@@ -74,7 +75,7 @@ def _ilsvrc_layout(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_imagenet_recipe_runs_every_stage_on_an_ilsvrc_layout(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     root = _ilsvrc_layout(tmp_path)
     recipe = load_recipe("imagenet", CPU_OVERRIDES)
     assert recipe.cam.freeze_stem and not recipe.cam.aux_branch and not recipe.classifier.enabled

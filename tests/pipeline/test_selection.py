@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY_PIPELINE
+from tiny import TINY_PIPELINE, TORCH_THREADS
 
 from spol.config import load_recipe
 from spol.data import SyntheticConfig, generate_synthetic
@@ -59,7 +59,7 @@ def test_bad_selections_are_refused(spec, message):
 
 @pytest.mark.slow
 def test_selection_scores_candidates_on_val_and_tests_only_the_best(tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     data = generate_synthetic(
         tmp_path / "data",
         SyntheticConfig(num_classes=3, train_per_class=8, test_per_class=4, image_size=(64, 64), seed=3),

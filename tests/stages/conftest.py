@@ -1,4 +1,4 @@
-"""The training-stage tests: a tiny generated dataset per test, two torch threads."""
+"""The training-stage tests: a tiny generated dataset per test, every core the test has (`tiny.TORCH_THREADS`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import make_dataset
+from tiny import TORCH_THREADS, make_dataset
 
 from spol.data import Dataset
 
@@ -18,4 +18,4 @@ def tiny_dataset(tmp_path: Path) -> Dataset:
 
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)

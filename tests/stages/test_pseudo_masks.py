@@ -8,6 +8,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 from PIL import Image
+from tiny import TORCH_THREADS
 from torch import Tensor, nn
 
 from spol.data.records import ImageRecord
@@ -177,7 +178,7 @@ def _make_records(root: Path) -> list[ImageRecord]:
 @pytest.fixture(scope="module")
 def cam_model() -> nn.Module:
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     return build_mffnet_cam(backbone="efficientnet_lite0", num_classes=3, weights=None)
 
 
