@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
-# pytest-xdist workers (`auto`: one per core); each test file runs whole on one worker, so its shared runs are made once.
+# pytest-xdist workers (`auto`: one per core). Each test file runs whole on one worker, so the runs its tests share
+# are made once; files are handed out in the suite's order, the slow ones first (tests/conftest.py).
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: help install test test-fast demo lint clean
 
