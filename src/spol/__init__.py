@@ -7,7 +7,9 @@ subpackages read as the pipeline (``data``, ``models``, ``stages``, ``localizati
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spol.lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["Localizer", "__version__"]
@@ -16,10 +18,5 @@ if TYPE_CHECKING:
     from spol.localization import Localizer
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy, so that `import spol` (and `spol --help`) does not pay for torch.
-    if name == "Localizer":
-        from spol.localization import Localizer
-
-        return Localizer
-    raise AttributeError(f"module 'spol' has no attribute {name!r}")
+# Lazy, so that `import spol` (and `spol --help`) does not pay for torch.
+__getattr__ = lazy_exports(__name__, {"Localizer": "spol.localization"})

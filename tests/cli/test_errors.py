@@ -30,6 +30,20 @@ def test_python_dash_m_spol_is_the_spol_command_with_its_one_line_errors(tmp_pat
     assert result.stderr.strip() == f"error: --run {missing} is not a folder; pass a run folder holding localizer.json"
 
 
+def test_localize_refuses_a_missing_input_or_run_folder_before_it_imports_torch(tmp_path):
+    # A typo costs a fraction of a second, not the seconds torch, torchvision and the networks take to import.
+    code = (
+        "import sys\nfrom spol.cli import main\nsys.argv[0] = 'spol'\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)"
+    )
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"not looked at")
+    for args in (["localize", str(tmp_path / "missing.jpg")], ["localize", str(image), "--run", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_wrong_format_or_missing_folder_is_one_line_and_creates_nothing(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(

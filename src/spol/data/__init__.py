@@ -6,8 +6,9 @@ pay for torchvision or scikit-image.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spol.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "read_csv_folder": "spol.data.csv_folder",
@@ -73,9 +74,4 @@ if TYPE_CHECKING:
     from spol.data.wsol import read_wsol, read_wsol_metadata
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spol.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from PIL import Image
@@ -46,10 +46,11 @@ from spol.fileio import (
     save_image_atomic,
     write_text_atomic,
 )
-from spol.localization.localizer import Localization, Localizer
-from spol.models import state_digest
 from spol.progress import track
 from spol.rundir import LOCK_FILE, Outputs, RunLock, check_folder, refuse_run_folder
+
+if TYPE_CHECKING:
+    from spol.localization.localizer import Localization, Localizer
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,9 @@ def check_output_folder(out_dir: str | os.PathLike[str], *, force: bool = False)
 
 def _job(localizer: Localizer, paths: Sequence[Path]) -> dict[str, Any]:
     """What the outputs depend on: the networks, the settings that make masks and boxes, and the inputs."""
+    # Here, not at the top: `spol localize` finds its inputs (this module) before it pays for torchvision and timm.
+    from spol.models import state_digest
+
     return {
         "localizer": localizer.description,
         "map_network_sha256": state_digest(localizer.map_network),
