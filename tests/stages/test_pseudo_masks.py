@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,6 +252,17 @@ def test_masks_from_another_cam_network_or_size_are_refused_not_mixed(tmp_path, 
     report = generate_pseudo_masks(retrained, records, out, resize=64, force=True, progress=False)
     assert (report.written, report.skipped_existing) == (4, 0)
     assert json.loads((out / SOURCE_NAME).read_text())["cam_model_sha256"] != recorded["cam_model_sha256"]
+
+
+def test_a_writer_process_imports_the_codec_without_lightning_or_torchvision():
+    # Each spawned writer imports what unpickling its task needs, before its first mask: seconds when that
+    # pulled in the whole training stack, on every one of the --workers processes.
+    code = (
+        "import sys\nfrom spol.stages.pseudo_masks.codec import write_pseudo_mask_from_cam\n"
+        "print(sorted(name for name in ('lightning', 'torchvision', 'timm') if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_loader_and_writer_processes_give_the_same_masks(tmp_path, cam_model):
