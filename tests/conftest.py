@@ -18,8 +18,8 @@ from spol.config import Recipe, load_recipe
 from spol.pipeline import PipelineResult, run_pipeline
 
 if "PYTEST_XDIST_WORKER" in os.environ:
-    # `make test` runs two pytest-xdist workers: each, and every command its tests start, gets its share of the
-    # cores, so that two workers do not run four torch threads on two cores.
+    # `make test` runs a pytest-xdist worker per core: each, and every command its tests start, gets its share of
+    # the cores (`tiny.TORCH_THREADS`), so that two workers do not run four torch threads on two cores.
     os.environ["OMP_NUM_THREADS"] = str(TORCH_THREADS)
     torch.set_num_threads(TORCH_THREADS)
 

@@ -14,7 +14,8 @@ from PIL import Image
 
 from spol.data import Dataset, ImageRecord, SyntheticConfig, generate_synthetic
 
-TORCH_THREADS = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+TORCH_THREADS = max(1, _CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 """Torch threads for a test that may use every core it has: its share of the cores under pytest-xdist."""
 
 TINY: tuple[str, ...] = (
