@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY, TINY_PIPELINE, TORCH_THREADS, tiny_synthetic
+from tiny import TINY, TINY_PIPELINE, TORCH_THREADS, tiny_synthetic, torch_threads
 
 from spol.config import Recipe, load_recipe
 from spol.pipeline import PipelineResult, run_pipeline
@@ -60,15 +60,11 @@ class FinishedPipeline:
 @pytest.fixture(scope="session")
 def finished_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedPipeline]:
     """The finished tiny pipeline, trained once for the whole session (one torch thread, 3 report samples)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         root = tmp_path_factory.mktemp("finished_pipeline")
         data = tiny_synthetic(root / "data")
         recipe = load_recipe("cpu", TINY_PIPELINE)
         result = run_pipeline(recipe, data, "cub", root / "run", report_samples=3, progress=False)
-    finally:
-        torch.set_num_threads(threads)
     yield FinishedPipeline(recipe, data, root / "run", result)
 
 

@@ -7,9 +7,12 @@ and torchrun tests start (they put ``tests/`` on ``sys.path``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from spol.data import Dataset, ImageRecord, SyntheticConfig, generate_synthetic
@@ -17,6 +20,21 @@ from spol.data import Dataset, ImageRecord, SyntheticConfig, generate_synthetic
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
 TORCH_THREADS = max(1, _CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 """Torch threads for a test that may use every core it has: its share of the cores under pytest-xdist."""
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """The block on `count` torch threads, then the count as it was.
+
+    Float sums over another thread count differ in their last digits: a run compared byte for byte with a
+    command started with ``OMP_NUM_THREADS=1`` must use one thread too.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 TINY: tuple[str, ...] = (
     "weights=null",

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny import torch_threads
+from typer.testing import CliRunner
 
+from spol.cli._app import app
 from spol.data import SyntheticConfig, generate_synthetic
 
 SPOL = [sys.executable, "-c", "import sys; from spol.cli import main; sys.argv[0] = 'spol'; main()"]
@@ -43,6 +46,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     return subprocess.CompletedProcess(args, 0, stdout, stderr)
+
+
+def _run_here(*args: str) -> str:
+    """A reference run in the test's own process, on the one torch thread the stopped commands have; its stdout."""
+    with torch_threads(1):
+        result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output[-3000:]
+    return result.stdout
 
 
 def _pipeline(data: Path, out: Path) -> list[str]:
@@ -77,7 +88,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     root = tmp_path_factory.mktemp("signals")
     config = SyntheticConfig(num_classes=3, train_per_class=8, test_per_class=4, image_size=(64, 64), seed=3)
     data = generate_synthetic(root / "data", config, progress=False, workers=1)
-    _run(*_pipeline(data, root / "run"))
+    _run_here(*_pipeline(data, root / "run"))
     return data, root / "run"
 
 
@@ -116,16 +127,16 @@ def test_sigint_stops_spol_pseudo_masks_and_its_writer_processes_and_the_rerun_c
         return ["pseudo-masks", "--data", str(data), "--format", "cub", "--cam", str(reference / "cam"),
                 "--out", str(out), "--device", "cpu", "--batch-size", "1", "--workers", str(workers)]
 
-    # The reference, written in the command's own process: writer processes write the same bytes
+    # The reference, written in this process with no writer processes: writers write the same bytes
     # (tests/stages/test_pseudo_masks.py).
-    _run(*command(tmp_path / "straight", 0))
+    _run_here(*command(tmp_path / "straight", 0))
     masks = tmp_path / "masks"
     process = _start(*command(masks, 1))
     stderr = _signal_when(process, lambda: any(masks.rglob("*.png")), signal.SIGINT)
     _assert_stopped(process, stderr, signal.SIGINT, processes_left(process.pid))
     assert not (masks / "report.json").exists()
 
-    rerun = _run(*command(masks, 0))
-    assert '"skipped_existing": 0' not in rerun.stdout  # it resumed: the masks written before the stop are kept
+    rerun = _run_here(*command(masks, 0))
+    assert '"skipped_existing": 0' not in rerun  # it resumed: the masks written before the stop are kept
     expected = {p.relative_to(tmp_path / "straight"): p.read_bytes() for p in (tmp_path / "straight").rglob("*.png")}
     assert {p.relative_to(masks): p.read_bytes() for p in masks.rglob("*.png")} == expected

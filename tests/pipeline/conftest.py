@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
+from tiny import torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
