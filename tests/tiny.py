@@ -36,6 +36,7 @@ def torch_threads(count: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
 
+
 TINY: tuple[str, ...] = (
     "weights=null",
     "data.resize=64",

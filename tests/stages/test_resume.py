@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 import torch
 sys.path.insert(0, {tests!r})
-from tiny import TINY, make_dataset, torch_threads
+from tiny import TINY, make_dataset
 from spol.config import load_recipe
 from spol.stages import train_cam
 
